@@ -1,0 +1,95 @@
+import csv, warnings
+from pathlib import Path
+import numpy as np, pytest
+from PIL import Image
+from finetune_lab.data import pets_dls, is_cat, synthetic_pets, stratified_subset
+
+def _manifest(folder):
+    with open(folder/'MANIFEST.tsv') as f: return {r['filename']: r['species'] for r in csv.DictReader(f, delimiter='\t')}
+
+@pytest.mark.parametrize('name', ['pets_sample', 'pets_more'])
+def test_labels_match_manifest(name, request):
+    folder = request.getfixturevalue(name)
+    species = _manifest(folder)
+    dls = pets_dls(folder, size=32, n_images=None if name == 'pets_sample' else 300, verbose=False)
+    items = list(dls.train_ds.items) + list(dls.valid_ds.items)
+    labels = [dls.vocab[int(y)] for _, y in list(dls.train_ds) + list(dls.valid_ds)] if len(items) < 250 else None
+    assert len(items) == (len(species) if name == 'pets_sample' else 300)
+    for f in items:
+        assert is_cat(f.name) == (species[f.name] == 'cat'), f.name
+    if labels is not None:  # the labels fastai actually built, not just our function
+        assert [bool(l) for l in labels] == [species[f.name] == 'cat' for f in items]
+
+def test_stratified_subset_sizes(pets_sample):
+    dls = pets_dls(pets_sample, size=32, n_images=50, verbose=False)
+    items = list(dls.train_ds.items) + list(dls.valid_ds.items)
+    assert len(items) == 50 and len(dls.valid_ds) == 10
+    species = _manifest(pets_sample)
+    share = sum(v == 'cat' for v in species.values())/len(species)
+    assert sum(is_cat(f.name) for f in items) == round(50*share)
+    again = pets_dls(pets_sample, size=32, n_images=50, verbose=False)
+    assert [f.name for f in again.valid_ds.items] == [f.name for f in dls.valid_ds.items]
+
+def test_synthetic_deterministic_with_both_classes(tmp_path, monkeypatch):
+    monkeypatch.setenv('FINETUNE_LAB_CACHE', str(tmp_path/'a'))
+    a = synthetic_pets(20, seed=3)
+    monkeypatch.setenv('FINETUNE_LAB_CACHE', str(tmp_path/'b'))
+    b = synthetic_pets(20, seed=3)
+    fa, fb = sorted(a.glob('*.jpg')), sorted(b.glob('*.jpg'))
+    assert [f.name for f in fa] == [f.name for f in fb] and len(fa) == 20
+    assert all(np.array_equal(np.asarray(Image.open(x)), np.asarray(Image.open(y))) for x, y in zip(fa, fb))
+    dls = pets_dls('synthetic', size=32, n_images=20, seed=3, verbose=False)
+    ys = [int(y) for _, y in list(dls.train_ds) + list(dls.valid_ds)]
+    assert set(ys) == {0, 1}
+
+def _write_bad_folder(d, src):
+    d.mkdir()
+    imgs = sorted(src.glob('*.jpg'))
+    cats = [f for f in imgs if is_cat(f.name)][:4]; dogs = [f for f in imgs if not is_cat(f.name)][:4]
+    for f in cats[:2] + dogs[:2]: (d/f.name).write_bytes(f.read_bytes())
+    Image.open(cats[2]).convert('L').save(d/'Gray_1.jpg')
+    Image.open(dogs[2]).convert('RGBA').save(d/'rgba_1.png')
+    Image.open(cats[3]).convert('CMYK').save(d/'Cmyk_1.jpg')
+    (d/'zero_1.jpg').write_bytes(b'')
+    (d/'Notimage_1.jpg').write_text('this is not a jpeg')
+    (d/'trunc_1.jpg').write_bytes(dogs[3].read_bytes()[:300])
+
+def test_bad_files_converted_or_skipped_with_one_warning(tmp_path, pets_sample):
+    d = tmp_path/'bad'; _write_bad_folder(d, pets_sample/'images')
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        dls = pets_dls(d, size=32, valid_pct=0.3, verbose=False)
+    msgs = [str(x.message) for x in w if 'could not be read' in str(x.message)]
+    assert len(msgs) == 1 and 'Skipped 3 file' in msgs[0]
+    assert dls.n_skipped == 3
+    names = {f.name for f in list(dls.train_ds.items) + list(dls.valid_ds.items)}
+    assert {'Gray_1.jpg', 'rgba_1.jpg', 'Cmyk_1.jpg'} <= names and len(names) == 7
+    x, _ = dls.valid.one_batch()
+    assert x.shape[1] == 3  # everything arrives as RGB
+
+def test_missing_path_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nowhere'): pets_dls(tmp_path/'nowhere', verbose=False)
+
+def test_empty_and_one_class_folders(tmp_path, pets_sample):
+    (tmp_path/'empty').mkdir()
+    with pytest.raises(ValueError, match='No images'): pets_dls(tmp_path/'empty', verbose=False)
+    cats = tmp_path/'cats'; cats.mkdir()
+    for f in [f for f in sorted((pets_sample/'images').glob('*.jpg')) if is_cat(f.name)][:6]: (cats/f.name).write_bytes(f.read_bytes())
+    with pytest.raises(ValueError, match='All 6 images .* are cats'): pets_dls(cats, verbose=False)
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match='valid_pct'): pets_dls('synthetic', valid_pct=1.5, verbose=False)
+    with pytest.raises(ValueError, match='not one of'): pets_dls('synthtic', verbose=False)
+    with pytest.raises(ValueError, match='n_images'): pets_dls('synthetic', n_images=2, verbose=False)
+
+def test_auto_falls_back_to_synthetic_and_says_so(capsys, monkeypatch, tmp_path):
+    import finetune_lab.data as d
+    monkeypatch.delenv('FINETUNE_LAB_PETS', raising=False)
+    monkeypatch.setattr(d, 'fastai_path', lambda *a: tmp_path)  # no fastai download cache
+    dls = pets_dls('auto', size=32, n_images=10)
+    assert dls.source == 'synthetic' and 'synthetic' in capsys.readouterr().out
+
+def test_auto_uses_env_folder(capsys, monkeypatch, pets_sample):
+    monkeypatch.setenv('FINETUNE_LAB_PETS', str(pets_sample))
+    dls = pets_dls('auto', size=32, n_images=10)
+    assert dls.source == 'pets' and 'real Oxford-IIIT Pet' in capsys.readouterr().out
