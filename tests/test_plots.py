@@ -1,0 +1,307 @@
+"Figures and words from RunHistory: every strategy's shape renders, phases and frozen cells are drawn where they happened."
+import gc, re, threading, weakref
+import numpy as np, pandas as pd, pytest, torch
+from torch import nn
+from matplotlib.figure import Figure
+from finetune_lab.tracker import RunHistory
+from finetune_lab.plots import (synthetic_history, fig_to_png, plot_heatmap, plot_phase_bars, plot_lrs, plot_losses,
+    plot_update_ratio, plot_compare, plot_report, plot_importance, layer_importance, KeepReference, explain, explain_diff,
+    run_titles, group_change, layer_blocks, color_limits, _step_edges)
+
+def every_kth(h, k):
+    "`h` as a tracker with `every=k` would record it: every k-th step only."
+    rows = np.arange(0, len(h.steps), k)
+    return RunHistory(layers=h.layers, steps=h.steps.iloc[rows], change=h.change[rows], update=h.update[rows],
+                      trainable=h.trainable[rows], bn_stats=h.bn_stats[rows], epochs=h.epochs, config=h.config)
+
+SHAPES = {
+    'fine_tune': lambda: synthetic_history(),
+    'head_only': lambda: synthetic_history('head_only'),
+    'full': lambda: synthetic_history('full'),
+    'gradual': lambda: synthetic_history('gradual'),
+    'no_discriminative': lambda: synthetic_history('no_discriminative'),
+    'freeze_epochs=0': lambda: synthetic_history(freeze_epochs=0),
+    'interrupted': lambda: synthetic_history(epochs=2, interrupt_at=.6),
+    'one_group': lambda: synthetic_history(n_groups=1),
+    'two_groups': lambda: synthetic_history(n_groups=2, head_depth=0),
+    'every_3rd_step': lambda: every_kth(synthetic_history(epochs=2), 3),
+    'resnet50_sized': lambda: synthetic_history(blocks=(3,8,16,6)),
+}
+STEP_PLOTS = [plot_heatmap, plot_lrs, plot_losses, plot_update_ratio]
+
+@pytest.fixture(params=list(SHAPES), scope='module')
+def hist(request): return SHAPES[request.param]()
+
+def is_png(b): return isinstance(b, bytes) and b[:8] == b'\x89PNG\r\n\x1a\n' and len(b) > 2_000
+
+def data_axes(fig):
+    "The figure's plotting axes (not colour bars, not twin axes without their own x label)."
+    return [a for a in fig.axes if a.get_label() != '<colorbar>' and a.get_xlabel()]
+
+def boundary_xs(ax): return sorted(l.get_xdata()[0] for l in ax.lines if l.get_gid() == 'phase_boundary')
+
+def expected_boundaries(h): return [float(h.steps.step.iloc[a]) for _,_,a,_ in h.phase_spans()[1:]]
+
+def hatched_cells(ax, h, shape):
+    "Which [row, step] cells the heatmap's 'frozen' rectangles cover."
+    (coll,) = [c for c in ax.collections if c.get_gid() == 'frozen']
+    x, out = _step_edges(h), np.zeros(shape, bool)
+    for p in coll.get_paths():
+        (x0, y0), (x1, y1) = p.vertices.min(0), p.vertices.max(0)
+        out[int(round(y0+.5)):int(round(y1+.5)), np.searchsorted(x, x0):np.searchsorted(x, x1)] = True
+    return out
+
+# ---------------------------------------------------------------- every figure, every shape
+def check_figure(fig):
+    assert isinstance(fig, Figure)
+    axs = data_axes(fig)
+    assert axs, "no labelled axes"
+    for a in axs: assert a.get_xlabel() and a.get_ylabel() and (a.get_title() or fig.get_suptitle())
+    assert is_png(fig_to_png(fig, dpi=40))
+
+@pytest.mark.parametrize('plot', STEP_PLOTS + [plot_phase_bars], ids=lambda f: f.__name__)
+def test_every_figure_renders_with_labelled_axes(hist, plot): check_figure(plot(hist))
+
+@pytest.mark.parametrize('shape', ['fine_tune', 'gradual', 'interrupted', 'one_group'])
+def test_report_renders(shape):
+    fig = plot_report(SHAPES[shape]())
+    check_figure(fig)
+    assert len(data_axes(fig)) == 4
+
+@pytest.mark.parametrize('plot', STEP_PLOTS, ids=lambda f: f.__name__)
+def test_phase_lines_sit_at_the_recorded_phase_starts(hist, plot):
+    ax = data_axes(plot(hist))[0]
+    assert boundary_xs(ax) == expected_boundaries(hist)
+    names = [t.get_text().split('\n')[0] for t in ax.texts if '\n' in t.get_text() and 'epoch' in t.get_text()]
+    assert names == [p for p,*_ in hist.phase_spans()]
+
+def test_frozen_cells_are_hatched_exactly(hist):
+    ax = plot_heatmap(hist).axes[0]
+    assert (hatched_cells(ax, hist, hist.trainable.T.shape) == ~hist.trainable.T).all()
+    # and the image underneath keeps the frozen layers' true value: exactly no change
+    assert (hist.change[~hist.trainable] == 0).all()
+
+def test_block_rows_hatched_when_most_of_the_block_is_frozen():
+    h = synthetic_history()
+    ax = plot_heatmap(h, group_by='block').axes[0]
+    blocks, w = layer_blocks(h.layers), h.layers.n_params.to_numpy()
+    want = np.array([(~h.trainable[:, a:b] * w[a:b]).sum(1) > w[a:b].sum()/2 for _,a,b in blocks])
+    assert (hatched_cells(ax, h, want.shape) == want).all()
+    assert want[:-1, 0].all() and not want[-1].any()   # body blocks frozen at first (only BN trains), head never
+
+def test_image_covers_recorded_steps_and_all_layers(hist):
+    (im,) = plot_heatmap(hist).axes[0].images
+    x = _step_edges(hist)
+    assert im.get_array().shape == (len(hist.layers), len(hist.steps))
+    assert im.get_extent()[:2] == [x[0], x[-1]]
+
+def test_group_boundaries_and_labels():
+    h = synthetic_history()
+    ax = plot_heatmap(h).axes[0]
+    (lines,) = [c for c in ax.collections if c.get_gid() == 'group_boundary']
+    ys = sorted(seg[0][1] for seg in lines.get_segments())
+    starts = [int(np.flatnonzero(h.layers.group == g)[0]) for g in (1, 2)]
+    assert ys == [s - .5 for s in starts]
+    assert [t.get_text() for t in ax.texts if t.get_gid() == 'group_label'] == ['group 0\n(body)', 'group 1\n(body)', 'group 2\n(head)']
+    # 76 rows: one label per block, not one per layer
+    assert len(ax.get_yticklabels()) == len(layer_blocks(h.layers)) < len(h.layers)
+    few = synthetic_history(blocks=(1,1,1,1))
+    assert [t.get_text() for t in plot_heatmap(few).axes[0].get_yticklabels()] == list(few.layers.name)
+
+def test_no_steps_draws_a_message_not_a_crash():
+    h = synthetic_history(interrupt_at=0)
+    assert len(h.steps) == 0
+    for plot in STEP_PLOTS + [plot_phase_bars, plot_report]:
+        fig = plot(h)
+        assert any('no training steps' in t.get_text() for a in fig.axes for t in a.texts)
+        assert is_png(fig_to_png(fig, dpi=40))
+    assert 'no training steps' in explain(h)
+
+# ---------------------------------------------------------------- individual figures
+def test_phase_bars_count_and_mark_layers_like_summary(hist):
+    ax = plot_phase_bars(hist).axes[0]
+    s, n = hist.summary(), len(hist.layers)
+    counts = [t.get_text().split('\n')[1] for t in ax.texts]
+    assert counts == [f"{s[(s.fit == f) & (s.phase == p)].changed.sum()}/{n} changed" for p,f,*_ in hist.phase_spans()]
+    for i,(p,f,a,b) in enumerate(hist.phase_spans()):
+        still = [r for r in ax.patches if r.get_gid() == f'still_{i}']
+        assert len(still) == int((~(hist.update[a:b] > 0).any(0)).sum())
+
+def test_lr_lines_are_the_recorded_lrs():
+    h = synthetic_history('no_discriminative')
+    ax = plot_lrs(h).axes[0]
+    assert ax.get_yscale() == 'log'
+    for g in range(3):
+        (l,) = [l for l in ax.lines if l.get_gid() == f'lr_{g}']
+        np.testing.assert_allclose(l.get_ydata(), h.steps[f'lr_{g}'])
+
+def test_losses_put_epoch_metrics_at_epoch_ends():
+    h = synthetic_history(epochs=2)
+    fig = plot_losses(h)
+    (v,) = [l for a in fig.axes for l in a.lines if l.get_gid() == 'valid_loss']
+    (e,) = [l for a in fig.axes for l in a.lines if l.get_gid() == 'error_rate']
+    np.testing.assert_allclose(v.get_xdata(), [20, 40, 60])
+    np.testing.assert_allclose(e.get_ydata(), h.epochs.error_rate)
+
+def test_update_ratio_has_the_guide_line():
+    ax = plot_update_ratio(synthetic_history()).axes[0]
+    (g,) = [l for l in ax.lines if l.get_gid() == 'guide']
+    assert list(g.get_ydata()) == [-3, -3]
+
+def test_compare_shares_one_colour_scale_and_names_the_knobs():
+    hs = [synthetic_history(), synthetic_history(head_depth=2, freeze_epochs=2, seed=1), synthetic_history('full', seed=2)]
+    fig = plot_compare(hs)
+    norms = {(a.images[0].norm.vmin, a.images[0].norm.vmax) for a in fig.axes if a.images}
+    assert norms == {color_limits(hs)}
+    titles = [a.get_title() for a in fig.axes if a.images]
+    assert titles == ['head_depth=1, strategy=fine_tune, freeze_epochs=1', 'head_depth=2, strategy=fine_tune, freeze_epochs=2',
+                      'head_depth=1, strategy=full, freeze_epochs=1']
+    assert run_titles([hs[0], synthetic_history()]) == ['run 1', 'run 2']
+    bare = [RunHistory(**{**vars(h), 'config': {}}) for h in hs[:2]]
+    assert run_titles(bare) == ['run 1', 'run 2']
+    assert [a.get_title() for a in plot_compare(hs[:2], titles=['a', 'b']).axes if a.images] == ['a', 'b']
+
+def test_view_options_change_only_the_view():
+    h = synthetic_history()
+    im = plot_heatmap(h, vmin=1e-3, vmax=1e-1, cmap='magma').axes[0].images[0]
+    assert (im.norm.vmin, im.norm.vmax, im.get_cmap().name) == (1e-3, 1e-1, 'magma')
+    fig = Figure(); ax = fig.add_subplot()
+    assert plot_heatmap(h, ax=ax) is fig and ax.images
+
+def test_loaded_history_plots_the_same(tmp_path):
+    h = synthetic_history('gradual')
+    h2 = RunHistory.load(h.save(tmp_path/'run.npz'))
+    assert fig_to_png(plot_report(h2), dpi=40) == fig_to_png(plot_report(h), dpi=40)
+    assert explain(h2) == explain(h)
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize('call,msg', [
+    (lambda h: plot_heatmap(h, group_by='stage'), "use 'layer'"),
+    (lambda h: plot_heatmap(h, vmin=0, vmax=1), '0 < vmin < vmax'),
+    (lambda h: plot_heatmap(h, cmap='rainbowz'), 'not a matplotlib colormap'),
+    (lambda h: plot_heatmap({'layers': []}), 'needs a RunHistory'),
+    (lambda h: explain('run.npz'), 'needs a RunHistory'),
+    (lambda h: plot_compare([]), 'at least one'),
+    (lambda h: plot_compare([h, h], titles=['x']), 'one title per history'),
+    (lambda h: plot_importance(pd.DataFrame(dict(group=[0]))), 'layer_importance'),
+])
+def test_bad_input_says_what_to_do(call, msg):
+    with pytest.raises((ValueError, TypeError), match=re.escape(msg)): call(synthetic_history())
+
+# ---------------------------------------------------------------- threads and memory
+def test_figures_render_from_threads_without_pyplot():
+    import matplotlib.pyplot as plt
+    before = plt.get_fignums()
+    hs = [synthetic_history(s, steps_per_epoch=5) for s in ('fine_tune', 'gradual', 'head_only', 'full')]
+    serial = [fig_to_png(plot_report(h), dpi=40) for h in hs]
+    out, errs = [None]*len(hs), []
+    def work(i):
+        try: out[i] = fig_to_png(plot_report(hs[i]), dpi=40)
+        except Exception as e: errs.append(e)
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(len(hs))]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    assert not errs and out == serial
+    assert plt.get_fignums() == before   # nothing registered with pyplot
+
+def test_figures_are_freed():
+    refs = []
+    for i in range(12):
+        fig = plot_report(synthetic_history(seed=i, steps_per_epoch=5))
+        fig_to_png(fig, dpi=40)
+        refs.append(weakref.ref(fig))
+        del fig
+    gc.collect()
+    assert sum(r() is not None for r in refs) == 0
+
+# ---------------------------------------------------------------- words
+def numbers(s): return re.findall(r'\d[\d,]*\.?\d*(?:e[+-]\d+)?', s)
+
+def test_explain_states_the_facts_of_fine_tune():
+    h = synthetic_history(freeze_epochs=2, epochs=3)
+    t = explain(h)
+    for s in ['tracked 76 layers in 3 param groups', 'It trained frozen for 2 epochs, then unfrozen for 3 epochs.',
+              'For 2 epochs (40 steps, fit 0) the run was frozen', 'in groups 0 and 1 (of 3) 36 of 72 layers had requires_grad=False',
+              '36 of the 36 norm layers in the frozen groups kept training', 'train_bn=True',
+              'group 2 2.0e-03', 'For 3 epochs (60 steps, fit 1) all 3 groups trained (unfrozen) and 76 of all 76 layers changed']:
+        assert s in t, s
+    gc_ = group_change(h)
+    assert f'mean relative change {gc_[2]:.3g} vs {gc_[0]:.3g}' in t
+
+@pytest.mark.parametrize('kw,facts,absent', [
+    (dict(strategy='head_only'), ['It trained frozen for 2 epochs.', 'never fully unfroze: groups 0 and 1 were still frozen'], ['unfrozen for']),
+    (dict(freeze_epochs=0), ['It trained unfrozen for 1 epoch.', 'No layer was ever frozen.'], ['requires_grad=False']),
+    (dict(strategy='full', epochs=2), ['It trained unfrozen for 3 epochs.'], ['trained frozen', 'requires_grad=False']),
+    (dict(strategy='gradual'), ['frozen for 1 epoch, then frozen_to 1 for 1 epoch, then unfrozen for 1 epoch',
+                                'frozen_to 1: in group 0 (of 3) 16 of 32 layers'], []),
+    (dict(epochs=2, interrupt_at=.6), ['before it was stopped', '(16 steps, fit 1, cut short)', 'interrupted after 36 recorded steps'], []),
+    (dict(train_bn=False), ['None of the 36 norm layers in the frozen groups trained', '72 of 72 layers'], ['kept training']),
+    (dict(n_groups=1), ['in 1 param group.', 'with a single param group freeze() has nothing to freeze'], ['head group']),
+])
+def test_explain_handles_every_shape(kw, facts, absent):
+    t = explain(synthetic_history(**kw))
+    for s in facts: assert s in t, s
+    for s in absent: assert s not in t, s
+
+def test_explain_numbers_come_from_the_history():
+    "Scale the history's changes and LRs: every change figure and LR in the text scales with them."
+    h = synthetic_history()
+    steps = h.steps.copy()
+    for g in range(3): steps[f'lr_{g}'] *= 10
+    h2 = RunHistory(**{**vars(h), 'steps': steps, 'change': h.change*4})
+    t, t2 = explain(h), explain(h2)
+    lr = lambda s: [float(x) for x in re.findall(r'group \d (\d\.\de[+-]\d\d)', s)]
+    np.testing.assert_allclose(lr(t2), np.array(lr(t))*10, rtol=.06)
+    (c,) = re.findall(r'mean relative change ([\d.e+-]+) vs ([\d.e+-]+)\)', t)
+    (c2,) = re.findall(r'mean relative change ([\d.e+-]+) vs ([\d.e+-]+)\)', t2)
+    np.testing.assert_allclose(np.array(c2, float), np.array(c, float)*4, rtol=.01)
+
+def test_explain_diff_names_knobs_and_compares_numbers():
+    a, b = synthetic_history(), synthetic_history(head_depth=2, freeze_epochs=2)
+    t = explain_diff(a, b)
+    ca, cb = group_change(a), group_change(b)
+    for s in ['A (head_depth=1, freeze_epochs=1) with B (head_depth=2, freeze_epochs=2)', "B's head has 6 layers with weights, A's 4",
+              'A trained 1 epoch with part of the model frozen, B 2 epochs', f'With head_depth=2, freeze_epochs=2 (B) the head',
+              f'moved {cb[-1]:.3g}', f'against {ca[-1]:.3g}', f'moved {cb[0]:.3g} in B and {ca[0]:.3g} in A']:
+        assert s in t, s
+    assert 'Run B was interrupted' in explain_diff(a, synthetic_history(interrupt_at=.5))
+    assert 'nothing to compare' in explain_diff(a, synthetic_history(interrupt_at=0))
+
+# ---------------------------------------------------------------- importance
+def tiny_learner(seed=0):
+    from fastai.data.core import DataLoaders
+    from fastai.learner import Learner
+    from fastai.losses import CrossEntropyLossFlat
+    from fastai.metrics import error_rate
+    import fastai.callback.progress
+    torch.manual_seed(seed)
+    x = torch.randn(64, 3, 8, 8); y = (x[:, 0].mean((1, 2)) > 0).long()
+    ds = list(zip(x, y))
+    body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+    model = nn.Sequential(body, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)))
+    split = lambda m: [list(m[0][:3].parameters()), list(m[0][3:].parameters()), list(m[1].parameters())]
+    return Learner(DataLoaders.from_dsets(ds[:48], ds[48:], bs=16, device='cpu'), model, loss_func=CrossEntropyLossFlat(),
+                   metrics=error_rate, splitter=split)
+
+def test_layer_importance_resets_each_group_then_restores():
+    learn, ref = tiny_learner(), KeepReference()
+    with learn.no_bar(), learn.no_logging(): learn.fit(2, 1e-2, cbs=ref)
+    trained = {k: v.clone() for k,v in learn.model.state_dict().items()}
+    learn.add_cb(ref)   # found on the learner without passing reference_state
+    with learn.no_bar(): df = layer_importance(learn, synthetic_history(steps_per_epoch=2))
+    assert all(torch.equal(trained[k], v) for k,v in learn.model.state_dict().items())
+    assert df.group.tolist() == [0, 1, 2] and list(df.columns[:4]) == ['group', 'n_params', 'valid_loss', 'error_rate']
+    np.testing.assert_allclose(df.valid_loss - df.delta_loss, df.attrs['valid_loss'], rtol=1e-6)
+    # putting group 2 (the head) back by hand gives the same loss
+    learn.model[1][2].load_state_dict({'weight': ref.reference_state['1.2.weight'], 'bias': ref.reference_state['1.2.bias']})
+    with learn.no_bar(): assert learn.validate()[0] == pytest.approx(df.valid_loss[2], rel=1e-5)
+    fig = plot_importance(df)
+    assert [a.get_xlabel() for a in fig.axes] == ['param group (input → head)']*2 and is_png(fig_to_png(fig, dpi=40))
+
+def test_layer_importance_refuses_a_foreign_reference():
+    learn = tiny_learner()
+    with pytest.raises(ValueError, match='reference_state='): layer_importance(learn)
+    other = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1)), nn.Linear(4, 2)).state_dict()
+    with pytest.raises(ValueError, match='lacks'): layer_importance(learn, reference_state=other)
+    with pytest.raises(ValueError, match='2 param groups'):
+        layer_importance(learn, synthetic_history(n_groups=2), reference_state=learn.model.state_dict())
