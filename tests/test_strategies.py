@@ -1,0 +1,100 @@
+"The science of issue 3, through `run(Config)`: what fastai's methods did to each layer, per phase."
+import dataclasses, threading
+import numpy as np, pytest
+from fastcore.basics import even_mults
+from fastai.callback.schedule import combined_cos
+from finetune_lab.strategies import Config, run, STRATEGIES, body_change
+
+TINY = Config(source='synthetic', n_images=32, size=64, arch='efficientnet_lite0', bs=16)
+
+@pytest.fixture(scope='module')
+def ft(): return run(TINY, progress=False)
+
+def _cols(h, part=None, kinds=None):
+    m = np.ones(len(h.layers), bool)
+    if part: m &= (h.layers['part'] == part).values
+    if kinds: m &= h.layers['kind'].isin(kinds).values
+    return m
+
+def _rows(h, phase): return (h.steps['phase'] == phase).values
+
+def test_frozen_phase_body_exactly_zero_bn_and_head_move(ft):
+    fr = _rows(ft, 'frozen')
+    assert fr.sum() > 0
+    assert ft.change[fr][:, _cols(ft, 'body', ['conv', 'linear'])].max() == 0.0
+    assert ft.change[fr][:, _cols(ft, 'body', ['batchnorm'])].max() > 0      # train_bn=True: norm layers train
+    assert (ft.change[fr][-1, _cols(ft, 'head', ['linear'])] > 0).all()
+    assert not ft.trainable[fr][:, _cols(ft, 'body', ['conv'])].any()
+
+def test_train_bn_false_freezes_norm_layers_too():
+    h = run(TINY.replace(train_bn=False, epochs=1), progress=False)
+    fr = _rows(h, 'frozen')
+    assert h.change[fr][:, _cols(h, 'body')].max() == 0.0
+    # ...but their running statistics still drift: they are buffers, updated in train mode (FASTAI_NOTES)
+    assert np.nanmax(h.bn_stats[fr][:, _cols(h, 'body', ['batchnorm'])]) > 0
+
+def test_freeze_epochs_zero_has_no_frozen_phase():
+    h = run(TINY.replace(freeze_epochs=0), progress=False)
+    assert 'frozen' not in set(h.steps['phase']) and len(h.steps) > 0
+    assert set(h.epochs['phase']) == {'unfrozen'}
+
+def test_head_only_body_never_moves():
+    h = run(TINY.replace(strategy='head_only'), progress=False)
+    assert body_change(h) == 0.0 and set(h.steps['phase']) == {'frozen'}
+    assert len(h.epochs) == TINY.freeze_epochs + TINY.epochs
+
+def test_discriminative_lrs_first_group_moves_less_than_head(ft):
+    un = _rows(ft, 'unfrozen'); first = ft.steps.index[un][0] - 1
+    moved = np.abs(ft.change[un][-1] - ft.change[first])  # change accumulated while unfrozen
+    g0 = moved[((ft.layers['group'] == 0) & ft.layers['kind'].isin(['conv'])).values]
+    head = moved[_cols(ft, 'head', ['linear'])]
+    assert np.median(g0) < np.median(head)
+
+def _expected_lrs(peaks, n, pct_start, div):
+    "fastai's one-cycle LR at each of a fit's `n` steps, for each group's peak LR."
+    sched = combined_cos(pct_start, np.array(peaks)/div, np.array(peaks), np.array(peaks)/1e5)
+    return np.stack([sched(i/n) for i in range(n)])
+
+@pytest.mark.parametrize('strategy', ['fine_tune', 'gradual'])
+def test_recorded_lrs_are_fastais_even_mults_spread(strategy):
+    cfg = TINY.replace(strategy=strategy, bs=8)     # 3 steps per epoch
+    h = run(cfg, progress=False)
+    G, lr = h.n_groups, cfg.base_lr
+    for ph, peaks, pct, div in [('frozen', [lr/10]*(G-1) + [lr], 0.99, 25.),                          # slice(lr)
+                                ('unfrozen', even_mults(lr/2/cfg.lr_mult, lr/2, G), 0.3, 5.)]:     # slice(lr/2/lr_mult, lr/2)
+        rec = h.steps[h.steps.phase == ph][[f'lr_{i}' for i in range(G)]].values
+        np.testing.assert_allclose(rec, _expected_lrs(peaks, len(rec), pct, div), rtol=1e-5)
+    if strategy == 'gradual':  # freeze_to(-2): the middle stage gets the same spread
+        rec = h.steps[h.steps.phase == 'frozen_to 1'][[f'lr_{i}' for i in range(G)]].values
+        np.testing.assert_allclose(rec, _expected_lrs(even_mults(lr/2/cfg.lr_mult, lr/2, G), len(rec), 0.3, 5.), rtol=1e-5)
+
+def test_no_discriminative_uses_one_lr():
+    h = run(TINY.replace(strategy='no_discriminative', bs=8), progress=False)
+    un = h.steps[h.steps.phase == 'unfrozen'][[f'lr_{i}' for i in range(h.n_groups)]].values
+    np.testing.assert_allclose(un, _expected_lrs([TINY.base_lr/2]*h.n_groups, len(un), 0.3, 5.), rtol=1e-5)
+
+def test_same_config_same_history(ft):
+    h = run(TINY, progress=False)
+    for k in ('change', 'update', 'trainable'): np.testing.assert_array_equal(getattr(h, k), getattr(ft, k))
+    np.testing.assert_array_equal(h.steps['loss'].values, ft.steps['loss'].values)
+    assert h.config == ft.config
+
+def test_history_records_resolved_config(ft):
+    assert ft.config['arch'] == 'efficientnet_lite0' and ft.config['source'] == 'synthetic'
+    assert Config.from_dict(ft.config) == TINY
+
+# Every Config field rejects a wrong type and an out-of-range value with a message naming it.
+BAD = dict(source=[3, 'nowhere_folder'], n_images=['many', 2], size=[64.5, 8], arch=[None, 'vgg'], pretrained=['yes', 1],
+           head_depth=[1.0, 6], head_width=['wide', 0], ps=['half', 1.0], strategy=[None, 'fast'], freeze_epochs=[True, 21],
+           epochs=[1.5, 0], base_lr=['1e-3', 0.0], lr_mult=[None, 0.5], train_bn=[0, 'no'], bs=[None, 0],
+           seed=[-1, 'x'], track_every=[0.5, 0], valid_pct=['0.2', 0.99])
+
+def test_every_field_has_bad_values_listed():
+    assert set(BAD) == {f.name for f in dataclasses.fields(Config)}
+
+@pytest.mark.parametrize('name,value', [(k, v) for k, vs in BAD.items() for v in vs])
+def test_config_rejects_bad_values(name, value):
+    with pytest.raises(ValueError, match=f"Config.{name}="): Config(**{name: value})
+
+def test_run_rejects_non_config():
+    with pytest.raises(TypeError, match='Config'): run(dict(head_depth=2))
