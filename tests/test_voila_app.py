@@ -1,0 +1,149 @@
+"End to end: `voila nbs/app.ipynb` in headless Chromium (Debian's), driven by Playwright."
+import os, re, shutil, signal, socket, subprocess, sys, time, urllib.request, urllib.error
+from contextlib import contextmanager
+from pathlib import Path
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO/'nbs'/'app.ipynb'
+CHROMIUM = os.environ.get('FINETUNE_LAB_CHROMIUM', '/usr/bin/chromium')
+
+def free_port():
+    "A TCP port on loopback that nothing listens on right now."
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+def wait_ready(url, proc, timeout=60):
+    "Poll voila's static route until it answers (never `/`: each GET of `/` starts a kernel)."
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None: raise RuntimeError(f"voila exited with {proc.returncode} before it was ready")
+        try: urllib.request.urlopen(url + 'voila/static/', timeout=2)
+        except urllib.error.HTTPError: return   # any HTTP answer, a 404 too, means the server is up
+        except OSError: time.sleep(0.2); continue
+        return
+    raise TimeoutError(f"voila did not answer on {url} within {timeout}s")
+
+@contextmanager
+def voila(notebook, env=None, log=None):
+    "Serve `notebook` with voila on a free loopback port; yield its URL; SIGTERM it (and its kernels) after."
+    port = free_port()
+    cmd = [sys.executable, '-m', 'voila', str(notebook), '--no-browser', f'--port={port}', '--Voila.ip=127.0.0.1',
+           '--MappingKernelManager.cull_idle_timeout=10', '--MappingKernelManager.cull_interval=5']
+    out = open(log, 'w') if log else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
+    url = f'http://127.0.0.1:{port}/'
+    try:
+        wait_ready(url, proc)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try: proc.wait(timeout=20)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        if log: out.close()
+
+@pytest.fixture(scope='module')
+def browser():
+    "Debian's Chromium, headless, through Playwright (no downloaded browsers needed)."
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's Chromium with `apt-get install chromium` to run the Voila app test")
+    sync_api = pytest.importorskip('playwright.sync_api', reason="Playwright is missing: `pip install playwright`")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield b
+        b.close()
+
+def loopback_only(route):
+    "Let loopback requests through; abort the rest (the page asks a CDN for fonts, and tests must not go online)."
+    host = route.request.url.split('/')[2].split(':')[0] if '://' in route.request.url else ''
+    if host in ('127.0.0.1', 'localhost'): route.continue_()
+    else: route.abort()
+
+def open_page(browser, url):
+    page = browser.new_page(viewport={'width': 1400, 'height': 2200})
+    page.route('**/*', loopback_only)
+    page.goto(url, timeout=60_000)
+    return page
+
+# Tiny settings for the app, read by nbs/app.ipynb from FINETUNE_LAB_APP_<FIELD>: a run takes seconds on a CPU.
+TINY = dict(SOURCE='synthetic', ARCH='efficientnet_lite0', N_IMAGES='32', SIZE='64', EPOCHS='1', FREEZE_EPOCHS='1')
+
+@pytest.fixture(scope='module')
+def page(browser, tmp_path_factory):
+    "The app, served by voila with tiny settings and a fresh image/run cache, open in one browser page."
+    tmp = tmp_path_factory.mktemp('voila_app')
+    env = {'FINETUNE_LAB_CACHE': str(tmp/'cache'), **{f'FINETUNE_LAB_APP_{k}': v for k, v in TINY.items()},
+           # one torch thread: the kernel shares the cores with voila and Chromium, and oversubscribed torch
+           # threads made a 1-batch epoch take 10-20 s instead of 1-2 s here
+           'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '1')}
+    with voila(APP, env=env, log=tmp/'voila.log') as url:
+        pg = open_page(browser, url)
+        pg.tmp = tmp
+        try:
+            pg.locator('.fl-lab').wait_for(timeout=90_000)
+        except Exception as e:
+            pg.screenshot(path=tmp/'load_failed.png')
+            raise AssertionError(f"the lab never showed; voila log and screenshot in {tmp}") from e
+        yield pg
+        pg.close()
+
+def text(page, sel): return page.locator(sel).inner_text()
+
+def keep_screenshot(png):
+    "Copy a screenshot where a person can look at it: $FINETUNE_LAB_SCREENSHOT, else ../scratch/ beside the repo if it exists."
+    dest = Path(os.environ.get('FINETUNE_LAB_SCREENSHOT', REPO.parent/'scratch'/'voila_screenshot.png'))
+    if dest.parent.is_dir(): shutil.copy(png, dest)
+
+def wait_text(page, sel, s, timeout):
+    page.wait_for_function("([sel, s]) => document.querySelector(sel).innerText.includes(s)", arg=[sel, s], timeout=timeout)
+
+def test_app_shows_the_lab_and_the_head_slider_redraws_the_head(page):
+    assert page.locator('.fl-run').is_enabled() and page.locator('.fl-stop').is_disabled()
+    assert 'head_depth=1' in text(page, '.fl-head-table')
+    before = text(page, '.fl-head-table')
+    page.locator('.fl-head-depth .noUi-handle').focus()
+    page.keyboard.press('ArrowRight')
+    page.wait_for_function("document.querySelector('.fl-head-table').innerText.includes('head_depth=2')", timeout=10_000)
+    after = text(page, '.fl-head-table')
+    assert after.count('Linear') == before.count('Linear') + 1, "one more hidden layer means one more Linear in the head"
+    page.keyboard.press('ArrowLeft')
+    page.wait_for_function("document.querySelector('.fl-head-table').innerText.includes('head_depth=1')", timeout=10_000)
+
+def report_size(page):
+    return page.evaluate("""() => { const i = document.querySelector('img.fl-report, .fl-report img');
+                                   return i ? [i.naturalWidth, i.naturalHeight] : null }""")
+
+def test_run_draws_the_report(page):
+    assert report_size(page) == [0, 0], "no figure before anything ran"
+    page.click('.fl-run')
+    page.wait_for_function("document.querySelector('.fl-status').innerText.includes('Finished')", timeout=90_000)
+    page.wait_for_function("""() => { const i = document.querySelector('img.fl-report, .fl-report img');
+                                      return i && i.naturalWidth > 0 }""", timeout=10_000)
+    w, h = report_size(page)
+    assert w > 400 and h > 300, f"the report figure is only {w}x{h} px"
+    assert 'fl-ok' in page.locator('.fl-status').inner_html()
+    assert page.locator('.fl-run').is_enabled() and page.locator('.fl-stop').is_disabled()
+    page.screenshot(path=page.tmp/'report.png')
+    keep_screenshot(page.tmp/'report.png')
+
+def test_stop_ends_a_long_run_early(page):
+    epochs = page.locator('.widget-slider').filter(has=page.get_by_text('epochs (unfrozen)', exact=True))
+    epochs.locator('.noUi-handle').focus()
+    page.keyboard.press('End')                       # the slider's maximum: 10 epochs after the frozen one
+    wait_text(page, '.fl-status', 'trains 11 epochs', 10_000)
+    page.click('.fl-run')
+    wait_text(page, '.fl-progress-label', 'epoch 2/11', 90_000)
+    at_stop = text(page, '.fl-progress-label')
+    t = time.perf_counter()
+    page.click('.fl-stop')
+    wait_text(page, '.fl-status', 'Stopped after', 60_000)
+    secs = time.perf_counter() - t
+    n_batches = int(re.search(r'batch \d+/(\d+)', at_stop).group(1))
+    steps = int(re.search(r'Stopped after (\d+) steps', text(page, '.fl-status')).group(1))
+    # the click lands in epoch 2 or, on a fast machine, a little later: allow two more epochs, far short of 11
+    assert steps <= 4*n_batches, f"asked to stop at {at_stop!r}, yet it trained {steps} steps"
+    assert steps < 11*n_batches, "the whole run was trained"
+    assert page.locator('.fl-run').is_enabled() and page.locator('.fl-stop').is_disabled(), "the panel is usable again"
+    page.screenshot(path=page.tmp/'stopped.png')
+    print(f"stopped {secs:.1f} s after the click, at {at_stop!r}, after {steps} of {11*n_batches} steps")
