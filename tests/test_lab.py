@@ -1,0 +1,104 @@
+"The Lab panel driven from plain Python: stop mid-run, run again, disk cache in a fresh panel, compare, errors."
+import time, urllib.error
+import pytest
+from finetune_lab.lab import Lab, run_file, planned_epochs
+from finetune_lab.models import weights_available
+
+TINY = dict(source='synthetic', n_images=32, size=64, arch='efficientnet_lite0', epochs=1, freeze_epochs=1)
+PNG = b'\x89PNG\r\n\x1a\n'
+
+def wait_for(cond, timeout=300, what='condition'):
+    t = time.perf_counter()
+    while not cond():
+        if time.perf_counter() - t > timeout: raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+@pytest.fixture(scope='module')
+def run_dir(tmp_path_factory): return tmp_path_factory.mktemp('runs')
+
+@pytest.fixture(scope='module')
+def lab(run_dir):
+    "A panel that has been stopped mid-run, then run to the end with a tiny setup."
+    lab = Lab(run_dir=run_dir, **{**TINY, 'epochs': 5})
+    lab.stopped_cfg = lab.config()
+    lab.run_button.click()
+    wait_for(lambda: lab.progress.value >= 1, what='the first training batch')
+    lab.stop_button.click()
+    assert lab.wait(300), "the run did not end after Stop"
+    lab.after_stop = dict(status=lab.status.value, run_disabled=lab.run_button.disabled, stop_disabled=lab.stop_button.disabled,
+                          progress=(lab.progress.value, lab.progress.max))
+    lab.controls['epochs'].value = 1  # TINY: a different setup from the stopped one
+    lab.run_button.click()
+    assert lab.wait(300)
+    return lab
+
+def test_stop_keeps_partial_run_uncached(lab, run_dir):
+    h = lab.runs[0]
+    assert h.interrupted and 'interrupted' in lab.runs_list.options[0][0]
+    n_planned = planned_epochs(lab.stopped_cfg)  # 1 batch per epoch with 32 images
+    assert 1 <= len(h.steps) < n_planned, f"{len(h.steps)} steps recorded, {n_planned} planned: Stop did not end it early"
+    done, total = lab.after_stop['progress']
+    assert done < total
+    assert 'Stopped' in lab.after_stop['status'] and 'Traceback' not in lab.after_stop['status']
+    assert (lab.after_stop['run_disabled'], lab.after_stop['stop_disabled']) == (False, True)
+    assert lab.cached(lab.stopped_cfg) is None and not run_file(run_dir, lab.stopped_cfg).exists()
+
+def test_run_after_stop_finishes_and_is_cached(lab, run_dir):
+    assert len(lab.runs) == 2 and lab.n_trained == 2
+    h = lab.runs[1]
+    assert not h.interrupted and h.config['epochs'] == 1 and len(h.epochs) == 2
+    assert bytes(lab.report.value).startswith(PNG) and 'This run (fine_tune)' in lab.explanation.value
+    assert run_file(run_dir, lab.config()).exists()
+
+def test_stopped_setup_trains_again(lab):
+    "An interrupted run is not a cached result: asking for that setup again would train."
+    assert 'Run trains' in lab._check(lab.stopped_cfg)[0]
+
+def test_disk_cache_in_fresh_lab(lab, run_dir):
+    fresh = Lab(run_dir=run_dir, **TINY)
+    assert 'run before' in fresh.status.value  # known before Run is pressed
+    t = time.perf_counter()
+    fresh.run_button.click()
+    assert not fresh.running and fresh.n_trained == 0, "a saved run was trained again"
+    assert time.perf_counter() - t < 30  # loading and drawing, no training
+    assert len(fresh.runs) == 1 and fresh.runs[0].equals(lab.runs[1])
+    assert bytes(fresh.report.value).startswith(PNG) and 'cache' in fresh.status.value
+
+def test_no_disk_cache_without_run_dir(lab):
+    assert Lab(run_dir=None, **TINY).cached(lab.config()) is None
+
+def test_compare_two_runs(lab):
+    lab.runs_list.value = (0,)
+    lab.compare_button.click()
+    assert 'Pick exactly two' in lab.status.value and lab.compare_image.value == b''
+    lab.runs_list.value = (0, 1)
+    lab.compare_button.click()
+    shared = lab.compare_image.value
+    assert bytes(shared).startswith(PNG) and 'Comparing A' in lab.diff.value and 'interrupted' in lab.diff.value
+    lab.view['scale'].value = 'per run'  # view only: redraws, never trains
+    assert bytes(lab.compare_image.value).startswith(PNG) and lab.compare_image.value != shared and lab.n_trained == 2
+
+def test_show_picked_run(lab):
+    lab.runs_list.value = (0,)
+    lab.show_button.click()
+    assert 'interrupted' in lab.explanation.value and 'Showing run 1' in lab.status.value
+
+def test_css_classes(lab):
+    for w, cls in ((lab.controls['head_depth'], 'fl-head-depth'), (lab.run_button, 'fl-run'), (lab.stop_button, 'fl-stop'),
+                   (lab.report, 'fl-report'), (lab.head_table, 'fl-head-table'), (lab.status, 'fl-status')):
+        assert cls in w._dom_classes
+
+def test_bad_default_fails_at_construction():
+    with pytest.raises(ValueError, match='head_depth'): Lab(run_dir=None, head_depth=9)
+
+@pytest.mark.skipif(weights_available('resnet18'), reason="resnet18's weights are cached here, so nothing is missing")
+def test_missing_weights_message(monkeypatch):
+    "Offline (simulated: every download fails), a backbone without cached weights ends in the WeightsUnavailableError message."
+    import torchvision.models._api as api
+    def offline(*a, **k): raise urllib.error.URLError('no network (simulated)')
+    monkeypatch.setattr(api, 'load_state_dict_from_url', offline)
+    lab = Lab(run_dir=None, **{**TINY, 'arch': 'resnet18'})
+    assert 'fl-warn' in lab.status.value and 'not on this machine' in lab.status.value
+    lab.run_button.click(); assert lab.wait(300)
+    assert 'WeightsUnavailableError' in lab.status.value and 'efficientnet_lite0' in lab.status.value
+    assert not lab.run_button.disabled
