@@ -74,7 +74,7 @@ def _check_field(f, v):
     m, t = f.metadata, _kind(f)
     if v is None and m.get('none'): return
     if f.name == 'strategy' and v not in STRATEGIES: raise _bad(f, v)
-    if f.name == 'arch' and v != 'auto' and v not in ARCHS: raise _bad(f, v)
+    if f.name == 'arch' and (not isinstance(v, str) or v != 'auto' and v not in ARCHS): raise _bad(f, v)
     if f.name == 'source':
         if not isinstance(v, (str, Path)) or (str(v) not in SOURCES and not Path(str(v)).expanduser().is_dir()): raise _bad(f, v)
         return

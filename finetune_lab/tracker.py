@@ -6,7 +6,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/tracker.html.md"""
 
 # %% ../nbs/02_tracker.ipynb #4058eaa2
 from __future__ import annotations
-import json, time, zipfile
+import json, re, time, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -42,12 +42,16 @@ def _norm_table(df, cols:dict, what:str):
     if not isinstance(df, pd.DataFrame): raise ValueError(f"RunHistory.{what} must be a pandas DataFrame, got {type(df).__name__}.")
     missing = [c for c in cols if c not in df.columns]
     if missing: raise ValueError(f"RunHistory.{what} lacks column(s) {missing}; it needs {list(cols)}.")
+    dup = sorted(set(df.columns[df.columns.duplicated()]))
+    if dup: raise ValueError(f"RunHistory.{what} has column(s) {dup} more than once.")
     df = df.reset_index(drop=True).copy()
     for c in df.columns:
         k = _col_kind(c, cols)
         if k is None: continue
         if len(df) and df[c].to_numpy().dtype.kind not in _KINDS[k]+('O' if k=='str' else ''):
             raise ValueError(f"RunHistory.{what}['{c}'] should hold {k} values, got dtype {df[c].dtype}.")
+        if k=='int' and df[c].to_numpy().dtype.kind=='u' and len(df) and df[c].max() > np.iinfo(np.int64).max:
+            raise ValueError(f"RunHistory.{what}['{c}'] holds values too large for a 64-bit integer.")
         df[c] = df[c].astype(_DTYPES[k])
     return df
 
@@ -82,6 +86,24 @@ def _jsonable(o):
     "`o` as it comes back from JSON (tuples become lists, paths strings), so configs compare after a round trip."
     return json.loads(json.dumps(o, default=str))
 
+# %% ../nbs/02_tracker.ipynb #c8e1d2f0
+_PHASE = re.compile(r'(unfrozen|frozen|frozen_to [1-9][0-9]*)')
+
+def _check_values(h)->None:
+    "Refuse values no tracked run can produce: negative counts or norms, steps out of order, unknown phases."
+    def bad(what, why): raise ValueError(f"RunHistory.{what} {why}.")
+    if h.layers.name.duplicated().any(): bad('layers.name', "repeats a layer name; layers are modules, each named once")
+    if (h.layers.n_params < 0).any(): bad('layers.n_params', "has a negative parameter count")
+    s = h.steps
+    if (s.step < 0).any() or (np.diff(s.step.to_numpy()) <= 0).any(): bad('steps.step', "must start at 0 or later and increase at every row")
+    if (s.fit < 0).any() or (np.diff(s.fit.to_numpy()) < 0).any(): bad('steps.fit', "must be 0 or more and never decrease")
+    for t in ('steps', 'epochs'):
+        odd = sorted({p for p in getattr(h, t).phase if not _PHASE.fullmatch(p)})
+        if odd: bad(f'{t}.phase', f"has {odd[:3]}; phases are 'frozen', 'unfrozen' or 'frozen_to k'")
+    for k in ('change', 'update', 'bn_stats'):  # ratios of norms; NaN/inf stay allowed (a diverged run makes them)
+        if (getattr(h, k) < 0).any(): bad(k, "has negative values; it holds ratios of norms")
+
+
 # %% ../nbs/02_tracker.ipynb #907efc2a
 @dataclass(eq=False, repr=False)
 class RunHistory:
@@ -105,6 +127,7 @@ class RunHistory:
         for k in ARRAYS: setattr(self, k, _norm_array(getattr(self, k), k, shape))
         if not isinstance(self.config, dict): raise ValueError(f"RunHistory.config must be a dict, got {type(self.config).__name__}.")
         self.interrupted = bool(self.interrupted)
+        _check_values(self)
 
     @property
     def n_groups(self)->int:
@@ -182,7 +205,14 @@ def save(self:RunHistory, path)->Path:
 def _read_npz(path:Path)->dict:
     "All arrays in the npz at `path`, refusing pickled objects."
     if not path.exists(): raise FileNotFoundError(f"No RunHistory file at {path}.")
-    with np.load(path, allow_pickle=False) as z: return {k: z[k] for k in z.files}
+    if not path.is_file(): raise ValueError("it is not a regular file")  # a folder, a pipe or a device would block or fail oddly
+    z = np.load(path, allow_pickle=False)
+    if not isinstance(z, np.lib.npyio.NpzFile): raise ValueError("it is a single array, not an .npz archive")
+    with z:
+        d = {k: z[k] for k in z.files}
+    odd = [k for k, v in d.items() if not isinstance(v, np.ndarray)]
+    if odd: raise ValueError(f"its entr{'y' if len(odd)==1 else 'ies'} {odd} {'is' if len(odd)==1 else 'are'} not numpy arrays")
+    return d
 
 def _read_meta(d:dict)->dict:
     "The JSON `meta` record of a saved history, checked for format and version."
@@ -190,7 +220,7 @@ def _read_meta(d:dict)->dict:
     try: meta = json.loads(str(d['meta'][()]) if d['meta'].shape==() and d['meta'].dtype.kind=='U' else 'null')
     except json.JSONDecodeError as e: raise ValueError(f"its 'meta' entry is not valid JSON ({e})") from e
     if not isinstance(meta, dict) or meta.get('format')!=FORMAT: raise ValueError(f"its 'meta' does not name the format {FORMAT!r}")
-    if meta.get('version')!=VERSION: raise ValueError(f"it is version {meta.get('version')!r}; this finetune_lab reads version {VERSION}")
+    if type(meta.get('version')) is not int or meta['version']!=VERSION: raise ValueError(f"it is version {meta.get('version')!r}; this finetune_lab reads version {VERSION}")
     for k,t in (('tables',dict),('config',dict),('interrupted',bool)):
         if not isinstance(meta.get(k), t): raise ValueError(f"its meta['{k}'] should be a {t.__name__}")
     return meta
@@ -199,6 +229,7 @@ def _read_table(d:dict, meta:dict, t:str)->pd.DataFrame:
     "Table `t` rebuilt from its 1-d column arrays."
     cols = meta['tables'].get(t)
     if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols): raise ValueError(f"its meta lists no columns for table '{t}'")
+    if len(set(cols)) != len(cols): raise ValueError(f"its meta lists a column of table '{t}' more than once")
     arrs = {}
     for c in cols:
         a = d.get(f'{t}/{c}')
