@@ -12,14 +12,14 @@ from torch import nn
 import pandas as pd
 from fastcore.all import L, store_attr
 from fastai.vision.all import (vision_learner, create_head, error_rate, params, model_meta, imagenet_stats,
-                               num_features_model, Learner)
+                               num_features_model, Learner, Callback, TrainEvalCallback)
 from fastai.vision.learner import _resnet_split
 
 # %% auto #0
 __all__ = ['EFFNET_STATS', 'BODY_NAMES', 'ARCHS', 'N_FEATURES', 'NORM_TYPES', 'WeightsUnavailableError', 'weights_path',
            'weights_available', 'pretrained_state', 'efficientnet_lite0', 'resnet18', 'resnet34', 'resnet50',
-           'effnet_split', 'head_kwargs', 'make_head', 'build_learner', 'describe_head', 'describe_groups',
-           'zero_shot_cat_accuracy']
+           'effnet_split', 'head_kwargs', 'make_head', 'KeepBNStats', 'build_learner', 'describe_head',
+           'describe_groups', 'zero_shot_cat_accuracy']
 
 # %% ../nbs/01_models.ipynb #b8e5fc58
 class WeightsUnavailableError(RuntimeError):
@@ -110,6 +110,15 @@ def make_head(arch:str='resnet34', head_depth:int=1, head_width:int=512, ps:floa
     _check_arch(arch)
     return create_head(N_FEATURES[arch], n_out, **head_kwargs(head_depth, head_width, ps, concat_pool))
 
+# %% ../nbs/01_models.ipynb #9a1b2c3e
+class KeepBNStats(Callback):
+    "Keep the body's BatchNorm layers in eval mode while training: they use (and keep) their pretrained running statistics."
+    run_after = TrainEvalCallback
+    def before_train(self):
+        for m in self.learn.model[0].modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
+
+
 # %% ../nbs/01_models.ipynb #e3663482
 def _check_arch(arch):
     if arch not in ARCHS: raise ValueError(f"arch={arch!r} is not available: choose one of {list(ARCHS)}.")
@@ -129,9 +138,11 @@ def build_learner(dls,                      # fastai DataLoaders, e.g. from `pet
                   concat_pool:bool=True,     # average *and* max pooling (doubles the features)
                   pretrained:bool=True,      # ImageNet weights (the learner starts frozen)
                   train_bn:bool=True,        # norm layers keep training while frozen (fastai's default)
+                  keep_bn_stats:bool=False,  # body BatchNorm normalises with its pretrained statistics (see `KeepBNStats`)
                   **kwargs) -> Learner:      # passed to `vision_learner`
     "fastai's `vision_learner` for `arch`, with metric `error_rate` and three param groups."
     _check_arch(arch); _check_head(head_depth, head_width, ps)
+    if keep_bn_stats: kwargs['cbs'] = L(kwargs.get('cbs')) + [KeepBNStats()]
     learn = vision_learner(dls, ARCHS[arch], pretrained=pretrained, metrics=error_rate, train_bn=train_bn,
                            **head_kwargs(head_depth, head_width, ps, concat_pool), **kwargs)
     learn.arch_name = arch

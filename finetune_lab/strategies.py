@@ -186,6 +186,7 @@ def run_learner(cfg:Config, cbs=None, stop:threading.Event|None=None, progress:b
     dls = get_dls(cfg)
     _reseed(dls, cfg.seed)
     learn = build_learner(dls, cfg.arch, cfg.head_depth, cfg.head_width, cfg.ps, pretrained=cfg.pretrained, train_bn=cfg.train_bn)
+    if dls.device.type == 'cpu': learn.to_channelslast(use_amp=False)  # fastai's ChannelsLast: 1.4x faster effnet steps on CPU (bench/channels_last.py)
     tracker = WeightChangeTracker(every=cfg.track_every, config=cfg.asdict())
     learn.add_cbs([tracker] + ([StopOnRequest(stop)] if stop is not None else []) + L(cbs))
     try:
