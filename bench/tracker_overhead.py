@@ -28,6 +28,9 @@ class TimedTracker(WeightChangeTracker):
 def one_fit(learn, frozen, tracked):
     "(median wall, median CPU, median tracker CPU) of one epoch's training steps, in seconds."
     learn.freeze() if frozen else learn.unfreeze()
+    if frozen:  # as in fine_tune's frozen phase on a new learner: frozen weights have no gradient (not even a zeroed one)
+        for p in learn.model.parameters():
+            if not p.requires_grad: p.grad = None
     tm, tr = step_timer(), TimedTracker()
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-4, cbs=tm + [NoValidate()] + ([tr] if tracked else []))
     return median(tm[0].times[1:]), median(tm[0].cpu[1:]), (median(tr.cost[1:]) if tracked else 0.)

@@ -298,6 +298,8 @@ d = { 'settings': { 'branch': 'main',
                                       'finetune_lab.tracker.layer_table': ('tracker.html#layer_table', 'finetune_lab/tracker.py'),
                                       'finetune_lab.tracker.owning_modules': ('tracker.html#owning_modules', 'finetune_lab/tracker.py'),
                                       'finetune_lab.tracker.param_groups': ('tracker.html#param_groups', 'finetune_lab/tracker.py'),
+                                      'finetune_lab.tracker.per_layer': ('tracker.html#per_layer', 'finetune_lab/tracker.py'),
                                       'finetune_lab.tracker.phase_name': ('tracker.html#phase_name', 'finetune_lab/tracker.py'),
                                       'finetune_lab.tracker.recorder_values': ('tracker.html#recorder_values', 'finetune_lab/tracker.py'),
-                                      'finetune_lab.tracker.relative': ('tracker.html#relative', 'finetune_lab/tracker.py')}}}
+                                      'finetune_lab.tracker.relative': ('tracker.html#relative', 'finetune_lab/tracker.py'),
+                                      'finetune_lab.tracker.sq_norms': ('tracker.html#sq_norms', 'finetune_lab/tracker.py')}}}

@@ -18,8 +18,9 @@ from fastai.learner import Learner, Recorder
 
 # %% auto #0
 __all__ = ['FORMAT', 'VERSION', 'KINDS', 'PARTS', 'LAYER_COLS', 'STEP_COLS', 'EPOCH_COLS', 'ARRAYS', 'RunHistory', 'layer_kind',
-           'owning_modules', 'param_groups', 'layer_part', 'layer_table', 'phase_name', 'group_hypers', 'layer_norms',
-           'diff_norms', 'relative', 'recorder_values', 'epoch_results', 'WeightChangeTracker']
+           'owning_modules', 'param_groups', 'layer_part', 'layer_table', 'phase_name', 'group_hypers', 'sq_norms',
+           'per_layer', 'layer_norms', 'diff_norms', 'relative', 'recorder_values', 'epoch_results',
+           'WeightChangeTracker']
 
 # %% ../nbs/02_tracker.ipynb #f778252f
 FORMAT, VERSION = 'finetune_lab.RunHistory', 1
@@ -298,10 +299,17 @@ def group_hypers(opt)->tuple:
     return lrs, moms
 
 # %% ../nbs/02_tracker.ipynb #14259fdd
+def sq_norms(ts:list)->torch.Tensor:
+    "Squared L2 norm of each tensor in `ts`, as one float tensor on their device."
+    return torch.stack([t.float() for t in torch._foreach_norm(ts)])**2
+
+def per_layer(sq:torch.Tensor, idx:torch.Tensor, n:int)->torch.Tensor:
+    "Per-layer L2 norms from per-tensor squared norms `sq`, tensor `i` belonging to layer `idx[i]` of `n`."
+    return torch.zeros(n, device=sq.device).index_add_(0, idx, sq).sqrt()
+
 def layer_norms(ts:list, idx:torch.Tensor, n:int)->torch.Tensor:
     "Per-layer L2 norm of tensors `ts`, where tensor `i` belongs to layer `idx[i]` of `n`."
-    sq = torch.stack([t.float() for t in torch._foreach_norm(ts)])**2
-    return torch.zeros(n, device=sq.device).index_add_(0, idx, sq).sqrt()
+    return per_layer(sq_norms(ts), idx, n)
 
 def diff_norms(ts:list, refs:list, idx:torch.Tensor, n:int)->torch.Tensor:
     "Per-layer `||ts - refs||`."
@@ -367,7 +375,9 @@ def _take_reference(self:WeightChangeTracker):
     n,dev = len(self._mods),self._params[0].device
     self._ref = [p.detach().clone() for p in self._params]
     self._prev = [p.clone() for p in self._ref]
-    self._ref_norm = self._prev_norm = layer_norms(self._ref, self._pidx, n)
+    self._sq_cur = sq_norms(self._ref)                        # per parameter: ||W_t||^2 ...
+    self._sq_chg = torch.zeros_like(self._sq_cur)             # ... and ||W_t - W_0||^2, kept for the ones that cannot move
+    self._ref_norm = self._prev_norm = per_layer(self._sq_cur, self._pidx, n)
     self._bn_ref = [b.detach().clone() for b in self._bufs]
     self._has_bn = torch.zeros(n, dtype=torch.bool, device=dev).index_fill_(0, self._bidx, True)
     self._bn_ref_norm = layer_norms(self._bn_ref, self._bidx, n) if self._bufs else torch.zeros(n, device=dev)
@@ -386,15 +396,22 @@ def _check_model(self:WeightChangeTracker):
 @torch.no_grad()
 def _device_row(self:WeightChangeTracker)->torch.Tensor:
     "`[change | update | bn_stats | loss]` for this step, computed on the device; moves `prev` to now."
-    n,ps,prev,idx = len(self._mods),self._params,self._prev,self._pidx
-    cur = layer_norms(ps, idx, n)
-    # `prev` doubles as scratch space, so no model-sized tensor is allocated per step
-    torch._foreach_sub_(prev, ps)
-    update = relative(layer_norms(prev, idx, n), self._prev_norm)
-    torch._foreach_copy_(prev, ps); torch._foreach_sub_(prev, self._ref)
-    change = relative(layer_norms(prev, idx, n), self._ref_norm)
-    torch._foreach_copy_(prev, ps)
-    self._prev_norm = cur
+    n,idx = len(self._mods),self._pidx
+    # Only parameters that can have moved are read: a frozen one that has no gradient is skipped by fastai's
+    # optimizer (weight decay included), so its cached norms still hold and its update is 0 (bench/tracker_skip_frozen.py).
+    live = [i for i,p in enumerate(self._params) if p.requires_grad or p.grad is not None]
+    sq_upd = torch.zeros_like(self._sq_cur)
+    if live:
+        at = torch.tensor(live, device=idx.device)
+        ps,prev,ref = ([ts[i] for i in live] for ts in (self._params,self._prev,self._ref))
+        self._sq_cur[at] = sq_norms(ps)
+        # `prev` doubles as scratch space, so no model-sized tensor is allocated per step
+        torch._foreach_sub_(prev, ps);  sq_upd[at] = sq_norms(prev)
+        torch._foreach_copy_(prev, ps); torch._foreach_sub_(prev, ref); self._sq_chg[at] = sq_norms(prev)
+        torch._foreach_copy_(prev, ps)
+    update = relative(per_layer(sq_upd, idx, n), self._prev_norm)
+    change = relative(per_layer(self._sq_chg, idx, n), self._ref_norm)
+    self._prev_norm = per_layer(self._sq_cur, idx, n)
     bn = torch.full_like(change, float('nan'))
     if self._bufs:
         drift = relative(diff_norms(self._bufs, self._bn_ref, self._bidx, n), self._bn_ref_norm)
