@@ -1,6 +1,5 @@
 "Helpers shared by the bench scripts: machine description, medians, RSS, timing callbacks."
-import os, platform, resource, statistics, subprocess, sys, time, warnings
-from pathlib import Path
+import os, platform, resource, statistics, sys, time, warnings
 warnings.filterwarnings('ignore')
 import torch
 from fastai.callback.core import Callback, CancelValidException
@@ -18,6 +17,21 @@ def machine() -> str:
             f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
 
 def median(xs): return statistics.median(xs)
+
+def timed(f):
+    "(wall, CPU) seconds of `f()`: CPU time does not grow when other work shares the cores."
+    t, c = time.perf_counter(), time.process_time(); f(); return time.perf_counter() - t, time.process_time() - c
+
+def print_rep(r, res):
+    "One line: the latest (wall, CPU) time of every case in `res` (name -> list of pairs), in ms."
+    print(f"rep {r}: " + '  '.join(f"{k} {v[-1][0]*1e3:.0f} ms" for k, v in res.items()), flush=True)
+
+def print_medians(res):
+    "Per case in `res`: median wall and CPU time over the repetitions, in ms."
+    w = max(map(len, res))
+    for k, v in res.items():
+        print(f"{k:{w}s} wall median {median([a for a, _ in v])*1e3:7.1f} ms, CPU time median {median([c for _, c in v])*1e3:7.1f} ms "
+              f"over {len(v)} reps")
 
 def rss_mb() -> float:
     "Current resident set size of this process, in MB."

@@ -13,9 +13,8 @@ Usage: python bench/gpu_tracker_overhead.py [--reps 5] [--n 7390] [--bs 64] [--s
 import argparse, time
 import torch
 from common import header, median, NoValidate
-from fastai.vision.all import DataLoaders, TfmdDL, vision_learner, error_rate
+from fastai.vision.all import DataLoaders, vision_learner, error_rate
 from fastai.data.core import DataLoader
-from fastai.callback.fp16 import MixedPrecision
 from finetune_lab.models import resnet34
 from finetune_lab.tracker import WeightChangeTracker
 

@@ -11,15 +11,11 @@ Controls are set back to B between reshows. Target: <= 0.2 s.
 
 Usage: python bench/lab_reshow.py [--reps 5]
 """
-import argparse, tempfile, time
-from common import header, median
+import argparse, tempfile
+from common import header, timed, print_rep, print_medians
 from finetune_lab.lab import Lab
 
 TINY = dict(source='synthetic', arch='efficientnet_lite0', n_images=24, size=64, bs=8, freeze_epochs=1, epochs=1)
-
-def timed(f):
-    "(wall, CPU) seconds of `f()`: CPU time does not grow when other work shares the cores."
-    t, c = time.perf_counter(), time.process_time(); f(); return time.perf_counter() - t, time.process_time() - c
 
 def train(lab, **ctl):
     for k, v in ctl.items(): lab.controls[k].value = v
@@ -50,10 +46,8 @@ def main(a):
         lab2 = Lab(run_dir=d, **TINY)
         res['new session'].append(timed(lab2.run_button.click))
         assert lab2.n_trained == 0 and lab2.error is None, lab2.status.value
-        print(f"rep {r}: " + '  '.join(f"{k} {v[-1][0]*1e3:.0f} ms" for k, v in res.items()), flush=True)
-    for k, v in res.items():
-        print(f"{k:12s} wall median {median([w for w, _ in v])*1e3:7.1f} ms, CPU time median {median([c for _, c in v])*1e3:7.1f} ms "
-              f"over {len(v)} reps")
+        print_rep(r, res)
+    print_medians(res)
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(); p.add_argument('--reps', type=int, default=5)

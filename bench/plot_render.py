@@ -7,8 +7,8 @@ Wall time and this process's CPU time are both reported (the CPU time does not g
 
 Usage: python bench/plot_render.py [--reps 5] [--steps 1000] [--layers 150]
 """
-import argparse, time
-from common import header, median
+import argparse
+from common import header, timed, print_rep, print_medians
 from finetune_lab.plots import synthetic_history, plot_heatmap, plot_report, fig_to_png, _resnet_layers
 
 def blocks_for(n_layers):
@@ -27,12 +27,9 @@ def main(a):
     res = {k: [] for k in cases}
     for r in range(a.reps):
         for k in (list(cases) if r % 2 == 0 else list(cases)[::-1]):
-            t, c = time.perf_counter(), time.process_time(); png = fig_to_png(cases[k]())
-            res[k].append((time.perf_counter() - t, time.process_time() - c))
-        print(f"rep {r}: " + '  '.join(f"{k} {v[-1][0]*1e3:.0f} ms" for k, v in res.items()), flush=True)
-    for k, v in res.items():
-        print(f"{k:14s} wall median {median([w for w, _ in v])*1e3:7.1f} ms, CPU time median {median([c for _, c in v])*1e3:7.1f} ms "
-              f"over {len(v)} reps")
+            res[k].append(timed(lambda: fig_to_png(cases[k]())))
+        print_rep(r, res)
+    print_medians(res)
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(); p.add_argument('--reps', type=int, default=5)

@@ -10,7 +10,6 @@ tracker reference copies, callbacks). Target: second run <= 1 s.
 Usage: python bench/setup_time.py [--reps 5] [--second 3] [--source auto] [--arch efficientnet_lite0]
 """
 import argparse, json, subprocess, sys, time
-from pathlib import Path
 from common import header, median
 
 def child(a):

@@ -398,7 +398,7 @@ def _device_row(self:WeightChangeTracker)->torch.Tensor:
     "`[change | update | bn_stats | loss]` for this step, computed on the device; moves `prev` to now."
     n,idx = len(self._mods),self._pidx
     # Only parameters that can have moved are read: a frozen one that has no gradient is skipped by fastai's
-    # optimizer (weight decay included), so its cached norms still hold and its update is 0 (bench/tracker_skip_frozen.py).
+    # optimizer (weight decay included), so its cached norms still hold and its update is 0 (bench/RESULTS.md, P1).
     live = [i for i,p in enumerate(self._params) if p.requires_grad or p.grad is not None]
     sq_upd = torch.zeros_like(self._sq_cur)
     if live:
