@@ -12,13 +12,12 @@ from pathlib import Path
 import ipywidgets as W
 from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback
-from matplotlib.figure import Figure
 from .data import cache_dir, SOURCES
 from .models import ARCHS, weights_available, make_head, describe_head
 from .tracker import RunHistory, phase_name
 from .strategies import Config, run, STRATEGIES
 from .plots import plot_report, plot_heatmap, plot_compare, explain, explain_diff, fig_to_png
-from .plots import run_titles, config_title
+from .plots import config_title
 
 # %% auto #0
 __all__ = ['N_IMAGES', 'CMAPS', 'planned_epochs', 'WidgetProgress', 'head_html', 'run_file', 'Lab']
@@ -317,12 +316,8 @@ def _show(self:Lab, h:RunHistory):
 
 @patch
 def _compare_png(self:Lab, hs:list) -> bytes:
-    cmap, group_by = self.view['cmap'].value, self.view['group_by'].value
-    if self.view['scale'].value == 'shared': return fig_to_png(plot_compare(hs, cmap=cmap, group_by=group_by))
-    fig = Figure(figsize=(1.5 + 5.5*len(hs), 6.5), layout='constrained')
-    for h, t, ax in zip(hs, run_titles(hs), fig.subplots(1, len(hs), squeeze=False)[0]):
-        plot_heatmap(h, cmap=cmap, group_by=group_by, ax=ax, title=t)  # each run on its own colour scale
-    return fig_to_png(fig)
+    v = self.view
+    return fig_to_png(plot_compare(hs, cmap=v['cmap'].value, group_by=v['group_by'].value, shared_scale=v['scale'].value == 'shared'))
 
 @patch
 def compare(self:Lab, i:int, j:int):

@@ -6,28 +6,33 @@ Docs: https://finetune-lab.github.io/finetune_lab/plots.html.md"""
 
 # %% ../nbs/04_plots.ipynb #7c8ce504
 from __future__ import annotations
-import io
+import io, functools
 import numpy as np, pandas as pd
 import matplotlib as mpl
 from matplotlib.figure import Figure
 from matplotlib.colors import LogNorm
-from matplotlib.patches import Rectangle, Patch
-from matplotlib.collections import PatchCollection
+from matplotlib.patches import Patch, PathPatch
+from matplotlib.path import Path
+from matplotlib.collections import PolyCollection
+from matplotlib.font_manager import FontProperties, findfont, get_font
+from matplotlib.ticker import FuncFormatter, NullLocator, LogLocator, MaxNLocator
+from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 from fastcore.basics import even_mults
 from fastai.callback.core import Callback
 from .tracker import RunHistory
 
 # %% auto #0
-__all__ = ['NORM_KINDS', 'FROZEN_STYLE', 'TITLE_KEYS', 'fig_to_png', 'synthetic_history', 'group_colors', 'layer_blocks',
-           'color_limits', 'plot_heatmap', 'plot_phase_bars', 'plot_lrs', 'plot_losses', 'update_ratios',
+__all__ = ['NORM_KINDS', 'PAD', 'PT', 'TICK', 'PHASE_LABEL_H', 'FROZEN_STYLE', 'CBAR_GAP', 'CBAR_W', 'PHASE_BAR_LABEL_H',
+           'TITLE_KEYS', 'HEAT_AX_W', 'fig_to_png', 'synthetic_history', 'group_colors', 'text_width', 'layer_blocks',
+           'color_limits', 'row_labels', 'plot_heatmap', 'plot_phase_bars', 'plot_lrs', 'plot_losses', 'update_ratios',
            'plot_update_ratio', 'run_titles', 'config_title', 'plot_compare', 'plot_report', 'group_change', 'explain',
            'explain_diff', 'KeepReference', 'layer_importance', 'plot_importance']
 
 # %% ../nbs/04_plots.ipynb #bced436f
-def fig_to_png(fig:Figure, dpi:int=100)->bytes:
-    "The PNG bytes of `fig` (no pyplot involved, so safe from any thread)."
+def fig_to_png(fig:Figure, dpi:int=100, compress_level:int=1)->bytes:
+    "The PNG bytes of `fig` (no pyplot involved, so safe from any thread). zlib level 1: ~10 % faster than PIL's 6, files ~15 % larger."
     buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=dpi)
+    fig.savefig(buf, format='png', dpi=dpi, pil_kwargs=dict(compress_level=compress_level))
     return buf.getvalue()
 
 # %% ../nbs/04_plots.ipynb #98823f34
@@ -145,7 +150,7 @@ def group_colors(n:int)->list:
     return [cm(i % 10) for i in range(n)]
 
 def _group_label(h, g):
-    parts = [p for p in ('body', 'head') if p in set(h.layers.part[h.layers.group == g])]
+    parts = [p for p in ('body', 'head') if p in set(h.layers.part.to_numpy()[h.layers.group.to_numpy() == g])]
     return f'group {g} ({"/".join(parts) or "empty"})'
 
 def _step_edges(h)->np.ndarray:
@@ -155,11 +160,91 @@ def _step_edges(h)->np.ndarray:
     d = np.median(np.diff(s)) if len(s) > 1 else 1.   # the tracker may record every k-th step
     return np.append(s, s[-1] + d)
 
-def _fig_ax(ax, figsize):
-    "A new constrained-layout `Figure` with one axes, or `ax`'s own figure when `ax` is given."
-    if ax is not None: return ax.figure, ax
-    fig = Figure(figsize=figsize, layout='constrained')
-    return fig, fig.add_subplot()
+PAD, PT = .08, 1/72   # blank border around a figure, and one typographic point, in inches
+TICK = 7*PT           # tick length + gap to its label (matplotlib's defaults, 3.5 pt each)
+
+def _line(size:float=10., n:int=1)->float:
+    "Height in inches of `n` lines of text at font `size`."
+    return n*size*1.2*PT
+
+@functools.lru_cache(4096)
+def _line_width(line:str, size:float)->float:
+    "Width of one line of text in points (FreeType's layout of a line costs ~40 µs per character, so it is cached)."
+    font = get_font(findfont(FontProperties()))   # matplotlib's default font; its cache is per thread
+    font.set_size(size, 72)
+    font.set_text(line, 0.)
+    return font.get_width_height()[0]/64
+
+def text_width(texts, size:float=10.)->float:
+    "Width in inches of the widest line of `texts` at font `size`: measured by FreeType, no figure or renderer needed."
+    lines = {l for t in texts for l in str(t).split('\n')}
+    return max((_line_width(l, size) for l in sorted(lines, key=len)[-8:]), default=0.)*PT   # the longest few: widths per character differ by < 2x
+
+def _fig_ax(ax, figsize, margins):
+    """`ax`'s figure and `ax` when it is an Axes; else new axes inside `margins` (left, right, top, bottom; inches) of
+    a new figure of `figsize`, or of a `(figure, (x, y, w, h))` cell in inches (how `plot_report` and `plot_compare` place panels).
+    No layout engine: every position is fixed when the figure is built, so saving it draws it once."""
+    if ax is not None and not isinstance(ax, tuple): return ax.figure, ax
+    fig, cell = ax if ax is not None else (Figure(figsize=figsize), (0, 0, *figsize))
+    (W, H), (x, y, w, h), (l, r, t, b) = fig.get_size_inches(), cell, margins
+    return fig, fig.add_axes(((x+l)/W, (y+b)/H, max(w-l-r, .5)/W, max(h-t-b, .5)/H))
+
+def _offset(ax, base, dx=0., dy=0.):
+    "`base` transform moved by (dx, dy) inches."
+    return base + ScaledTranslation(dx, dy, ax.figure.dpi_scale_trans)
+
+def _xlabel_drop(xticks=True)->float:
+    "Inches from the bottom of an axes to the top of its x label: under a row of tick labels, or right under the axes."
+    return TICK + _line() if xticks else 3*PT
+
+def _labels(ax, xlabel, ylabel, ytick_w, xloc='center', ylabel_right=False, xticks=True):
+    """Axis labels at fixed offsets: `ytick_w` inches of tick labels beside the y axis, one line of ticks under the x axis
+    (unless `xticks=False`). matplotlib otherwise measures every tick label at every draw to place them."""
+    ax.set_xlabel(xlabel, loc=xloc)
+    ax.xaxis.set_label_coords({'left': 0, 'center': .5, 'right': 1}[xloc], 0, _offset(ax, ax.transAxes, dy=-_xlabel_drop(xticks)))
+    ax.set_ylabel(ylabel)
+    if ylabel_right: ax.yaxis.set_label_position('right')
+    ax.yaxis.set_label_coords(1 if ylabel_right else 0, .5, _offset(ax, ax.transAxes, dx=(1 if ylabel_right else -1)*(TICK+ytick_w+3*PT)))
+
+def _title(ax, title, above:float=0., size=11):
+    "The axes' title `above` inches over its top (room for phase names), without matplotlib's per-draw search for a free spot."
+    ax.set_title(title, fontsize=size, y=1, pad=(above+7*PT)/PT)
+
+_SUP = str.maketrans('-0123456789', '⁻⁰¹²³⁴⁵⁶⁷⁸⁹')
+def _pow10(v, pos=None)->str:
+    "10ⁿ tick labels in plain text (matplotlib's default typesets each one with mathtext)."
+    e = np.log10(v) if v > 0 else np.nan
+    return '10' + str(int(round(e))).translate(_SUP) if np.isfinite(e) and abs(e - round(e)) < 1e-6 else ''
+
+def _log_axis(axis):
+    "Log scale with at most ~6 decade ticks labelled 10ⁿ and no minor ticks (matplotlib builds an object per tick: 0.3 s for a report's log axes)."
+    getattr(axis.axes, f'set_{axis.axis_name}scale')('log')
+    axis.set_major_locator(LogLocator(numticks=6))
+    axis.set_major_formatter(FuncFormatter(_pow10)); axis.set_minor_locator(NullLocator())
+
+def _few_ticks(*axes, n=5):
+    "At most about `n` ticks on these linear axes (each tick is an object that costs ~2 ms to build and draw)."
+    for a in axes: a.set_major_locator(MaxNLocator(n, steps=[1, 2, 2.5, 5, 10]))
+
+@functools.cache
+def _tick_w(kind:str, size:float=10.)->float:
+    "Room for the widest tick label: a log axis's 10ⁿ, or a linear axis's number (at most 6 characters in these figures)."
+    return text_width(['10⁻¹⁰' if kind == 'log' else '−0.000'], size)
+
+def _legend_below(ax, handles=None, ncol=3, fontsize=8, below:float=0., **kw):
+    "A legend under the x label (never over the data): `below` inches under the axes, centred."
+    kw = dict(loc='upper center', bbox_to_anchor=(.5, 0), bbox_transform=_offset(ax, ax.transAxes, dy=-below),
+              ncol=ncol, fontsize=fontsize, frameon=False, borderaxespad=0, handlelength=1.5, columnspacing=1.2, **kw)
+    return ax.legend(handles=handles, **kw) if handles is not None else ax.legend(**kw)
+
+def _legend_h(n_entries, ncol=3, fontsize=8): return _line(fontsize, -(-n_entries//ncol)) + 2*PT*(-(-n_entries//ncol))
+
+def _rects_path(rects)->Path:
+    "One compound path of rectangles `(x0, y0, w, h)`: hatching it is one fill, not one per rectangle (5x cheaper)."
+    r = np.asarray(rects, float).reshape(-1, 4)
+    x0, y0, x1, y1 = r[:, 0], r[:, 1], r[:, 0] + r[:, 2], r[:, 1] + r[:, 3]
+    v = np.stack([x0, y0, x1, y0, x1, y1, x0, y1, x0, y0], 1).reshape(-1, 2)
+    return Path(v, np.tile([Path.MOVETO] + [Path.LINETO]*3 + [Path.CLOSEPOLY], len(r)))
 
 def _no_steps(ax, what):
     ax.text(.5, .5, f'no training steps recorded\n({what} needs at least one)', ha='center', va='center', transform=ax.transAxes, color='0.4')
@@ -179,13 +264,15 @@ def _span_label(h, phase, fit, a, b):
     cut = ', cut short' if h.interrupted and b == len(h.steps) else ''
     return f'{_span_name(h, phase, fit)}\n{n} epoch{"s"*(n != 1)}{cut}'
 
+PHASE_LABEL_H = 3*PT + 2*8*1.2*PT   # room the phase names take above an axes (two lines at 8 pt)
+
 def _mark_phases(ax, h, label=True, shade=False):
     "Dashed lines where a phase (or fit) starts, named above the axes; optionally shade the phases with frozen layers."
     x = _step_edges(h)
     for i,(phase,fit,a,b) in enumerate(h.phase_spans()):
         if i: ax.axvline(x[a], color='k', lw=1.2, ls='--', gid='phase_boundary')
         if shade and phase != 'unfrozen': ax.axvspan(x[a], x[b], color='#cfe2f3', alpha=.5, lw=0, gid='phase_shade')
-        if label: ax.text((x[a]+x[b])/2, 1.01, _span_label(h, phase, fit, a, b), transform=ax.get_xaxis_transform(),
+        if label: ax.text((x[a]+x[b])/2, 1, _span_label(h, phase, fit, a, b), transform=_offset(ax, ax.get_xaxis_transform(), dy=3*PT),
                           ha='center', va='bottom', fontsize=8, clip_on=False)
 
 # %% ../nbs/04_plots.ipynb #5bb65810
@@ -261,25 +348,62 @@ def _frozen_rects(frozen:np.ndarray, x:np.ndarray)->list:
 FROZEN_STYLE = dict(facecolor='#e6e6e6', edgecolor='#8c8c8c', hatch='////', linewidth=0)
 
 # %% ../nbs/04_plots.ipynb #c78140c8
-def _label_rows(ax, h, labels, groups, group_by, max_labels):
+def _row_ticks(h, labels, group_by, max_labels):
+    "Row label positions, texts and font size, and where thin lines separate blocks (when not every row is named)."
     n = len(labels)
-    if n <= max_labels: ax.set_yticks(range(n), labels, fontsize=7 if n > 20 else 8)
-    else:
-        blocks = layer_blocks(h.layers, max_labels) if group_by == 'layer' else [(l,i,i+1) for i,l in enumerate(labels)]
-        keep, last = [], -n
-        for k,a,b in blocks:
-            if (a+b-1)/2 - last >= n/max_labels: keep.append((k, a, b)); last = (a+b-1)/2
-        ax.set_yticks([(a+b-1)/2 for _,a,b in keep], [k for k,_,_ in keep], fontsize=7)
-        ax.hlines([a-.5 for _,a,_ in blocks[1:]], 0, 1, transform=ax.get_yaxis_transform(), colors='w', lw=.5, alpha=.7)
-    ax.tick_params(axis='y', length=0)
-    gr = _runs(list(groups))
-    ax.hlines([a-.5 for _,a,_ in gr[1:]], 0, 1, transform=ax.get_yaxis_transform(), colors='k', lw=1.5, gid='group_boundary')
-    cols, tr = group_colors(h.n_groups), ax.get_yaxis_transform()
-    for g,a,b in gr:   # plain text, not a second axis: cheaper to lay out
-        ax.text(1.005, (a+b-1)/2, _group_label(h, g).replace(' (', '\n('), transform=tr, color=cols[g], fontsize=8,
-                ha='left', va='center', gid='group_label')
+    if n <= max_labels: return list(range(n)), list(labels), 7 if n > 20 else 8, []
+    blocks = layer_blocks(h.layers, max_labels) if group_by == 'layer' else [(l,i,i+1) for i,l in enumerate(labels)]
+    keep, last = [], -n
+    for k,a,b in blocks:
+        if (a+b-1)/2 - last >= n/max_labels: keep.append((k, a, b)); last = (a+b-1)/2
+    return [(a+b-1)/2 for _,a,b in keep], [k for k,_,_ in keep], 7, [a-.5 for _,a,_ in blocks[1:]]
+
+def _group_texts(h, groups): return [(g, a, b, _group_label(h, g).replace(' (', '\n(')) for g,a,b in _runs(list(groups))]
+
+def row_labels(ax)->list:
+    "The row names a heatmap drew (texts with gid 'row_label', top to bottom)."
+    return [t.get_text() for t in sorted((t for t in ax.texts if t.get_gid() == 'row_label'), key=lambda t: t.get_position()[1])]
+
+def _label_rows(ax, h, ticks, groups):
+    "Row names left of the axes (plain texts: a matplotlib tick costs ~1.5 ms to build), block and group separators, group names right."
+    pos, texts, size, lines = ticks
+    ax.set_yticks([])
+    tr = _offset(ax, ax.get_yaxis_transform(), dx=-3*PT)
+    for y,t in zip(pos, texts): ax.text(0, y, t, transform=tr, fontsize=size, ha='right', va='center', gid='row_label')
+    if lines: ax.hlines(lines, 0, 1, transform=ax.get_yaxis_transform(), colors='w', lw=.5, alpha=.7)
+    gt = _group_texts(h, groups)
+    ax.hlines([a-.5 for _,a,_,_ in gt[1:]], 0, 1, transform=ax.get_yaxis_transform(), colors='k', lw=1.5, gid='group_boundary')
+    cols, tr = group_colors(h.n_groups), _offset(ax, ax.get_yaxis_transform(), dx=3*PT)
+    for g,a,b,t in gt:   # plain text, not a second axis: cheaper to lay out
+        ax.text(1, (a+b-1)/2, t, transform=tr, color=cols[g], fontsize=8, ha='left', va='center', gid='group_label')
 
 # %% ../nbs/04_plots.ipynb #6439e0c2
+CBAR_GAP, CBAR_W = .12, .15   # inches between the group names and the colour bar, and its width
+
+def _cbar_room(size=10.): return CBAR_GAP + CBAR_W + TICK + _tick_w('log', size) + 3*PT + _line(size)
+
+def _heat_rows(h, group_by, max_labels):
+    "Rows (labels, change, frozen, groups) and their tick labels."
+    labels, data, frozen, groups = _rows(h, group_by)
+    return labels, data, frozen, groups, _row_ticks(h, labels, group_by, max_labels)
+
+def _heat_margins(h, ticks, groups, colorbar=True)->tuple:
+    "(left, right, top, bottom) inches around a heatmap: row names and y label; group names and colour bar; title and phase names; steps and x label."
+    left = PAD + _line() + 6*PT + text_width(ticks[1], ticks[2])
+    right = PAD + 3*PT + text_width([t for *_,t in _group_texts(h, groups)], 8) + (_cbar_room() if colorbar else 0)
+    return left, right, PAD + _line(11) + 7*PT + PHASE_LABEL_H, PAD + _xlabel_drop() + _line()
+
+def _colorbar(ax, mappable, label, x_in):
+    "A log colour bar `x_in` inches right of `ax`, as tall as it (an inset axes, so it follows `ax` if a layout engine moves it)."
+    fig = ax.figure
+    tr = blended_transform_factory(fig.dpi_scale_trans + ScaledTranslation(1, 0, ax.transAxes), ax.transAxes)
+    cax = ax.inset_axes((x_in, 0, CBAR_W, 1), transform=tr)
+    cb = fig.colorbar(mappable, cax=cax, extend='min', format=FuncFormatter(_pow10))
+    cb.ax.minorticks_off()   # decades are enough, and minor ticks cost time
+    cb.set_label(label)
+    cb.ax.yaxis.set_label_coords(1, .5, _offset(cb.ax, cb.ax.transAxes, dx=TICK + _tick_w('log') + 3*PT))
+    return cb
+
 def plot_heatmap(h:RunHistory,
                  vmin:float|None=None,     # smallest change coloured (the log floor); default from the data
                  vmax:float|None=None,     # largest change coloured; default the run's maximum
@@ -287,84 +411,101 @@ def plot_heatmap(h:RunHistory,
                  group_by:str='layer',     # 'layer': one row per layer; 'block': one row per block of layers
                  ax=None,                  # draw into this axes instead of a new figure
                  title:str|None=None,
-                 colorbar:bool=True,
+                 colorbar:bool|str=True,   # draw a colour bar; a str is its label
                  max_labels:int=40)->Figure: # name every row up to this many rows, else name blocks
     "How far every layer moved from its starting weights at every step (log colour); frozen cells hatched grey."
     _check_history(h, 'plot_heatmap')
-    fig, ax = _fig_ax(ax, (11, 6.5))
     cm = _cmap(cmap)
-    labels, data, frozen, groups = _rows(h, group_by)
-    ax.set_title(title or 'How far each layer moved from its starting weights', fontsize=11, pad=30)
+    labels, data, frozen, groups, ticks = _heat_rows(h, group_by, max_labels)
+    fig, ax = _fig_ax(ax, (11, 6.5), _heat_margins(h, ticks, groups, bool(colorbar)))
+    _title(ax, title or 'How far each layer moved from its starting weights', PHASE_LABEL_H)
     if not len(h.steps): _no_steps(ax, 'the heatmap'); return fig
     vmin, vmax = color_limits([h], vmin, vmax)
     x, n = _step_edges(h), len(labels)
     im = ax.imshow(np.clip(data, vmin, None), aspect='auto', interpolation='nearest', cmap=cm, norm=LogNorm(vmin, vmax, clip=True),
                    extent=(x[0], x[-1], n-.5, -.5), rasterized=True)
-    rects = [Rectangle((x0, r0-.5), w, nr) for x0,r0,w,nr in _frozen_rects(frozen, x)]
-    ax.add_collection(PatchCollection(rects, gid='frozen', **FROZEN_STYLE))
+    ax.add_artist(PathPatch(_rects_path([(x0, r0-.5, w, nr) for x0,r0,w,nr in _frozen_rects(frozen, x)]), gid='frozen', **FROZEN_STYLE))
     _mark_phases(ax, h)
-    _label_rows(ax, h, labels, groups, group_by, max_labels)
+    _label_rows(ax, h, ticks, groups)
     ax.set_xlim(x[0], x[-1]); ax.set_ylim(n-.5, -.5)
-    ax.set_xlabel('training step', loc='left')
-    ax.set_ylabel('layer (input at top, head at bottom)' if group_by == 'layer' else 'block of layers (input at top)')
-    if colorbar:
-        cb = fig.colorbar(im, ax=ax, extend='min', pad=.01, fraction=.04)
-        cb.set_label('‖W − W₀‖ / ‖W₀‖ (log)'); cb.ax.minorticks_off()   # decades are enough, and minor ticks cost time
+    _few_ticks(ax.xaxis, n=8); _labels(ax, 'training step', 'layer (input at top, head at bottom)' if group_by == 'layer' else 'block of layers (input at top)',
+            text_width(ticks[1], ticks[2]) + 3*PT - TICK, xloc='left')
+    if colorbar: _colorbar(ax, im, colorbar if isinstance(colorbar, str) else '‖W − W₀‖ / ‖W₀‖ (log)', 3*PT + text_width([t for *_,t in _group_texts(h, groups)], 8) + CBAR_GAP)
     if frozen.any():
         what = 'frozen (requires_grad=False)' if group_by == 'layer' else 'frozen (most of the block)'
-        ax.legend(handles=[Patch(label=what, **{**FROZEN_STYLE, 'linewidth':.5})], loc='upper right',
-                  bbox_to_anchor=(1, -.04), fontsize=8, frameon=False, borderaxespad=0)
+        ax.legend(handles=[Patch(label=what, **{**FROZEN_STYLE, 'linewidth':.5})], loc='upper right', bbox_to_anchor=(1, 0),
+                  bbox_transform=_offset(ax, ax.transAxes, dy=-TICK-_line()), fontsize=8, frameon=False, borderaxespad=0)
     return fig
 
 # %% ../nbs/04_plots.ipynb #d0eefcab
+def _margins(ytick:str, n_legend:int=0, ncol:int=3, above:float=PHASE_LABEL_H, right_ytick:str|None=None, xticks=True)->tuple:
+    "(left, right, top, bottom) inches around a plot: y tick labels ('log' or 'num') and label, title over `above`, x ticks and label, a legend below."
+    right = PAD + (TICK + _tick_w(right_ytick) + 3*PT + _line() if right_ytick else 0)
+    bottom = PAD + _xlabel_drop(xticks) + _line() + (3*PT + _legend_h(n_legend, ncol) if n_legend else 0)
+    return PAD + _line() + 3*PT + TICK + _tick_w(ytick), right, PAD + _line(11) + 7*PT + above, bottom
+
+def _legend_under(ax, handles=None, ncol=3, xticks=True):
+    "A legend under the x label, centred (never over the data, and no search for a free corner)."
+    return _legend_below(ax, handles, ncol=ncol, below=_xlabel_drop(xticks) + _line() + 3*PT)
+
+def _bars(ax, x, top, bottom, gid, **kw):
+    "Unit-wide bars from `bottom` to `top` at `x` as one collection (one draw call, not one Rectangle each)."
+    x, top = np.asarray(x, float), np.asarray(top, float)
+    v = np.stack([np.stack([x-.5, x-.5, x+.5, x+.5], 1), np.stack([np.full_like(top, bottom), top, top, np.full_like(top, bottom)], 1)], 2)
+    return ax.add_collection(PolyCollection(v, gid=gid, **{'linewidth': 0, **kw}), autolim=False)
+
+PHASE_BAR_LABEL_H = 3*PT + _line(9, 2)
+
 def plot_phase_bars(h:RunHistory, ax=None)->Figure:
     "Change each layer accumulated in each phase (`RunHistory.phase_change`), one section per phase, coloured by param group."
     _check_history(h, 'plot_phase_bars')
-    fig, ax = _fig_ax(ax, (11, 4))
-    ax.set_title('Change in each phase, per layer', fontsize=11, pad=30)
-    spans = h.phase_spans()
-    if not spans: _no_steps(ax, 'the phase bars'); return fig
-    n, cols = len(h.layers), group_colors(h.n_groups)
+    spans, cols = h.phase_spans(), group_colors(h.n_groups)
+    moved = [(h.update[a:b] > 0).any(0) for _,_,a,b in spans]   # 'changed' as in RunHistory.summary
     vals = [h.phase_change(a, b) for _,_,a,b in spans]
+    back, still = any((m & (v <= 0)).any() for m,v in zip(moved, vals)), any((~m).any() for m in moved)
+    n_leg = h.n_groups + back + still
+    fig, ax = _fig_ax(ax, (11, 4), _margins('log', n_leg, above=PHASE_BAR_LABEL_H, xticks=False))
+    _title(ax, 'Change in each phase, per layer', PHASE_BAR_LABEL_H)
+    if not spans: _no_steps(ax, 'the phase bars'); return fig
+    n = len(h.layers)
     pos = _positive(np.concatenate(vals))
     top = pos.max() if len(pos) else 1.
     floor = max(float(pos.min()) if len(pos) else top*1e-4, top*1e-4)/2
     c, gap, bottom = np.array([cols[g] for g in h.layers.group]), max(2, n//15), floor/4
-    for i,((phase,fit,a,b),v) in enumerate(zip(spans, vals)):
-        x, moved = i*(n+gap) + np.arange(n), (h.update[a:b] > 0).any(0)   # 'changed' as in RunHistory.summary
-        up, back = moved & (v > 0), moved & (v <= 0)
-        ax.bar(x[up], v[up] - bottom, bottom=bottom, width=1, color=c[up], linewidth=0, gid=f'moved_{i}')
+    for i,((phase,fit,a,b),v,m) in enumerate(zip(spans, vals, moved)):
+        x, up, bk = i*(n+gap) + np.arange(n), m & (v > 0), m & (v <= 0)
+        _bars(ax, x[up], v[up], bottom, f'moved_{i}', facecolor=c[up])
         # moved, but ended the phase no further from the start than it began (e.g. BN layers settling back)
-        ax.bar(x[back], np.maximum(-v[back], floor) - bottom, bottom=bottom, width=1, color=c[back], alpha=.35, linewidth=0, gid=f'back_{i}')
-        ax.bar(x[~moved], floor - bottom, bottom=bottom, width=1, gid=f'still_{i}', **FROZEN_STYLE)
-        ax.text(i*(n+gap) + n/2, 1.01, f'{_span_name(h, phase, fit)}\n{int(moved.sum())}/{n} changed',
-                transform=ax.get_xaxis_transform(), ha='center', va='bottom', fontsize=9)
+        _bars(ax, x[bk], np.maximum(-v[bk], floor), bottom, f'back_{i}', facecolor=c[bk], alpha=.35)
+        ax.add_artist(PathPatch(_rects_path([(xi-.5, bottom, 1, floor-bottom) for xi in x[~m]]), gid=f'still_{i}', **FROZEN_STYLE))
+        ax.text(i*(n+gap) + n/2, 1, f'{_span_name(h, phase, fit)}\n{int(m.sum())}/{n} changed',
+                transform=_offset(ax, ax.get_xaxis_transform(), dy=3*PT), ha='center', va='bottom', fontsize=9)
         if i: ax.axvline(i*(n+gap) - gap/2 - .5, color='k', lw=1)
-    ax.set_yscale('log'); ax.set_ylim(bottom, top*2); ax.set_xlim(-1, len(spans)*(n+gap) - gap)
+    _log_axis(ax.yaxis); ax.set_ylim(bottom, top*2); ax.set_xlim(-1, len(spans)*(n+gap) - gap)
     ax.set_xticks([])
-    ax.set_xlabel('layers, input → head, for each phase'); ax.set_ylabel('change in phase (log)')
+    _labels(ax, 'layers, input → head, for each phase', 'change in phase (log)', _tick_w('log'), xticks=False)
     handles = [Patch(color=cols[g], label=_group_label(h, g)) for g in range(h.n_groups)]
-    if any((p.get_gid() or '').startswith('back_') and p.get_height() > 0 for p in ax.patches):
-        handles.append(Patch(color='0.5', alpha=.35, label='moved back toward the start (|change|)'))
-    if any((p.get_gid() or '').startswith('still_') for p in ax.patches):
-        handles.append(Patch(label='did not move in phase', **{**FROZEN_STYLE, 'linewidth':.5}))
-    ax.legend(handles=handles, fontsize=8, loc='upper left', bbox_to_anchor=(1.005, 1), borderaxespad=0, frameon=False)
+    if back: handles.append(Patch(color='0.5', alpha=.35, label='moved back toward the start (|change|)'))
+    if still: handles.append(Patch(label='did not move in phase', **{**FROZEN_STYLE, 'linewidth':.5}))
+    _legend_under(ax, handles, xticks=False)
     return fig
 
 # %% ../nbs/04_plots.ipynb #49cb56b4
-def plot_lrs(h:RunHistory, ax=None)->Figure:
+def plot_lrs(h:RunHistory, ax=None, legend:bool=True)->Figure: # legend=False: the group colours are named elsewhere (the report)
     "Learning rate of every param group at every step (log scale), phases marked."
     _check_history(h, 'plot_lrs')
-    fig, ax = _fig_ax(ax, (8, 4))
-    ax.set_title('Learning rate per param group', fontsize=11, pad=30)
+    fig, ax = _fig_ax(ax, (8, 4), _margins('log', h.n_groups*legend))
+    _title(ax, 'Learning rate per param group', PHASE_LABEL_H)
     if not len(h.steps): _no_steps(ax, 'the LR plot'); return fig
     cols, s = group_colors(h.n_groups), h.steps.step.to_numpy()
     for g in range(h.n_groups):   # earlier groups drawn wider, so groups sharing an LR (frozen body) stay visible
         ax.plot(s, h.steps[f'lr_{g}'], color=cols[g], lw=1.4 + 2*(h.n_groups-1-g)/max(h.n_groups-1, 1), label=_group_label(h, g), gid=f'lr_{g}')
     _mark_phases(ax, h, shade=True)
-    ax.set_yscale('log'); ax.set_xlim(_step_edges(h)[[0, -1]])
-    ax.set_xlabel('training step'); ax.set_ylabel('learning rate (log)')
-    ax.legend(fontsize=8, loc='best')
+    _log_axis(ax.yaxis); ax.set_xlim(_step_edges(h)[[0, -1]])
+    lo, hi = ax.get_ylim()
+    if hi < lo*10**1.5: ax.set_yscale('log')   # under ~2 decades: matplotlib's labels, which also name minor ticks
+    _few_ticks(ax.xaxis); _labels(ax, 'training step', 'learning rate (log)', _tick_w('log'))
+    if legend: _legend_under(ax)
     return fig
 
 # %% ../nbs/04_plots.ipynb #b43cffed
@@ -376,8 +517,8 @@ def _epoch_ends(h):
 def plot_losses(h:RunHistory, ax=None, smooth:int=10)->Figure:
     "Train loss per step (and its running mean), valid loss and error rate per epoch; frozen phases shaded."
     _check_history(h, 'plot_losses')
-    fig, ax = _fig_ax(ax, (8, 4))
-    ax.set_title('Losses and error rate', fontsize=11, pad=30)
+    fig, ax = _fig_ax(ax, (8, 4), _margins('num', 3 + (len(h.steps) >= smooth), ncol=2, right_ytick='num'))
+    _title(ax, 'Losses and error rate', PHASE_LABEL_H)
     if not len(h.steps): _no_steps(ax, 'the loss plot'); return fig
     s, loss = h.steps.step.to_numpy(), h.steps.loss.to_numpy()
     ax.plot(s, loss, color='C0', lw=.8, alpha=.35, label='train loss (batch)', gid='train_loss')
@@ -386,12 +527,13 @@ def plot_losses(h:RunHistory, ax=None, smooth:int=10)->Figure:
     ax.plot(xe, h.epochs.valid_loss, 'o-', color='C1', label='valid loss (epoch)', gid='valid_loss')
     ax2 = ax.twinx()
     ax2.plot(xe, h.epochs.error_rate, 's--', color='C3', label='error rate (epoch)', gid='error_rate')
-    ax2.set_ylabel('error rate'); ax2.set_ylim(bottom=0)
+    ax2.set_ylim(bottom=0)
     _mark_phases(ax, h, shade=True)
     ax.set_xlim(_step_edges(h)[[0, -1]]); ax.set_ylim(bottom=0)
-    ax.set_xlabel('training step'); ax.set_ylabel('loss')
-    (h1, l1), (h2, l2) = ax.get_legend_handles_labels(), ax2.get_legend_handles_labels()
-    ax2.legend(h1+h2, l1+l2, fontsize=8, loc='best')
+    _few_ticks(ax.xaxis, ax.yaxis, ax2.yaxis); _labels(ax, 'training step', 'loss', _tick_w('num'))
+    ax2.set_ylabel('error rate')
+    ax2.yaxis.set_label_coords(1, .5, _offset(ax2, ax2.transAxes, dx=TICK + _tick_w('num') + 3*PT))
+    _legend_under(ax, ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0], ncol=2)
     return fig
 
 # %% ../nbs/04_plots.ipynb #ea38450b
@@ -409,16 +551,16 @@ def update_ratios(h:RunHistory)->np.ndarray:
 def plot_update_ratio(h:RunHistory, ax=None)->Figure:
     "log10(‖ΔW‖ / ‖W‖) per step for each param group, with the customary 1e-3 guide line."
     _check_history(h, 'plot_update_ratio')
-    fig, ax = _fig_ax(ax, (8, 4))
-    ax.set_title('Update size per step (median over trainable layers)', fontsize=11, pad=30)
+    fig, ax = _fig_ax(ax, (8, 4), _margins('num', h.n_groups + 1, ncol=4))
+    _title(ax, 'Update size per step (median over trainable layers)', PHASE_LABEL_H)
     if not len(h.steps): _no_steps(ax, 'the update plot'); return fig
     cols, s, r = group_colors(h.n_groups), h.steps.step.to_numpy(), update_ratios(h)
     for g in range(h.n_groups): ax.plot(s, r[:, g], color=cols[g], lw=1.2, label=_group_label(h, g), gid=f'update_{g}')
     ax.axhline(-3, color='0.3', ls=':', lw=1.2, label='1e-3 (rule of thumb)', gid='guide')
     _mark_phases(ax, h, shade=True)
     ax.set_xlim(_step_edges(h)[[0, -1]])
-    ax.set_xlabel('training step'); ax.set_ylabel('log10(‖ΔW‖ / ‖W‖)')
-    ax.legend(fontsize=8, loc='lower right')
+    _few_ticks(ax.xaxis, ax.yaxis); _labels(ax, 'training step', 'log10(‖ΔW‖ / ‖W‖)', _tick_w('num'))
+    _legend_under(ax, ncol=4)
     return fig
 
 # %% ../nbs/04_plots.ipynb #8a3397f5
@@ -439,33 +581,41 @@ def config_title(h:RunHistory)->str:
     return (', '.join(f'{k}={_knob(c[k])}' for k in TITLE_KEYS if k in c) or 'fine-tuning run') + (' (interrupted)' if h.interrupted else '')
 
 # %% ../nbs/04_plots.ipynb #ae7518a4
-def plot_compare(histories:list, titles:list|None=None, cmap:str='viridis', group_by:str='layer')->Figure:
-    "Heatmaps of several runs side by side on one shared colour scale, titled by the knobs that differ."
+HEAT_AX_W = 4.3   # inches of steps per run in plot_compare
+
+def plot_compare(histories:list, titles:list|None=None, cmap:str='viridis', group_by:str='layer',
+                 shared_scale:bool=True)->Figure: # one colour scale for all runs (else each run its own colour bar)
+    "Heatmaps of several runs side by side, titled by the knobs that differ; on one shared colour scale unless `shared_scale=False`."
     hs = list(histories)
     if not hs: raise ValueError("plot_compare needs at least one RunHistory.")
     for h in hs: _check_history(h, 'plot_compare')
     titles = list(titles) if titles is not None else run_titles(hs)
     if len(titles) != len(hs): raise ValueError(f"plot_compare got {len(hs)} histories but {len(titles)} titles: give one title per history.")
-    fig = Figure(figsize=(1.5 + 5*len(hs), 6.5), layout='constrained')
-    axs = fig.subplots(1, len(hs), squeeze=False)[0]
-    vmin, vmax = color_limits(hs)
-    for h,t,a in zip(hs, titles, axs): plot_heatmap(h, vmin, vmax, cmap=cmap, group_by=group_by, ax=a, title=t, colorbar=False)
-    sm = mpl.cm.ScalarMappable(LogNorm(vmin, vmax), _cmap(cmap))
-    cb = fig.colorbar(sm, ax=list(axs), extend='min', fraction=.03, pad=.01)
-    cb.set_label('‖W − W₀‖ / ‖W₀‖ (shared log scale)'); cb.ax.minorticks_off()
+    last = len(hs) - 1
+    cbars = [True if not shared_scale else '‖W − W₀‖ / ‖W₀‖ (shared log scale)' if i == last else False for i in range(len(hs))]
+    margins = [_heat_margins(h, r[4], r[3], bool(cb)) for h,cb in zip(hs, cbars) for r in [_heat_rows(h, group_by, 40)]]
+    widths = [l + r + HEAT_AX_W for l,r,_,_ in margins]
+    fig, H = Figure(figsize=(sum(widths), 6.5)), 6.5
+    vmin, vmax = color_limits(hs) if shared_scale else (None, None)
+    for i,(h,t,w) in enumerate(zip(hs, titles, widths)):
+        size = min(11., 11*(w - 2*PAD)/max(text_width([t], 11), 1e-3))   # a long title shrinks to its panel
+        plot_heatmap(h, vmin, vmax, cmap=cmap, group_by=group_by, ax=(fig, (sum(widths[:i]), 0, w, H)), title=t, colorbar=cbars[i])
+        fig.axes[-1].title.set_fontsize(size)   # (a colour bar is an inset of its axes, not in fig.axes)
     return fig
 
 # %% ../nbs/04_plots.ipynb #9282004c
 def plot_report(h:RunHistory, title:str|None=None)->Figure:
-    "One figure: the heatmap on top; change per phase, learning rates and losses below."
+    "One figure: the heatmap on top; change per phase, learning rates and losses below (group colours named once, under the phase bars)."
     _check_history(h, 'plot_report')
-    fig = Figure(figsize=(16, 11), layout='constrained')
-    gs = fig.add_gridspec(2, 3, height_ratios=[1.6, 1], width_ratios=[1.5, 1, 1])
-    plot_heatmap(h, ax=fig.add_subplot(gs[0, :]))
-    plot_phase_bars(h, ax=fig.add_subplot(gs[1, 0]))
-    plot_lrs(h, ax=fig.add_subplot(gs[1, 1]))
-    plot_losses(h, ax=fig.add_subplot(gs[1, 2]))
-    fig.suptitle(title or config_title(h), fontsize=13)
+    W, H = 16, 11
+    fig = Figure(figsize=(W, H))
+    fig.suptitle(title or config_title(h), fontsize=13, y=1 - PAD/H, va='top')
+    rest = H - PAD - _line(13)
+    low, w = rest/2.6, [W*1.5/3.5, W/3.5, W/3.5]
+    plot_heatmap(h, ax=(fig, (0, low, W, rest - low)), max_labels=30)
+    plot_phase_bars(h, ax=(fig, (0, 0, w[0], low)))
+    plot_lrs(h, ax=(fig, (w[0], 0, w[1], low)), legend=False)
+    plot_losses(h, ax=(fig, (w[0]+w[1], 0, w[2], low)))
     return fig
 
 # %% ../nbs/04_plots.ipynb #d0549718

@@ -6,7 +6,7 @@ from matplotlib.figure import Figure
 from finetune_lab.tracker import RunHistory
 from finetune_lab.plots import (synthetic_history, fig_to_png, plot_heatmap, plot_phase_bars, plot_lrs, plot_losses,
     plot_update_ratio, plot_compare, plot_report, plot_importance, layer_importance, KeepReference, explain, explain_diff,
-    run_titles, group_change, layer_blocks, color_limits, _step_edges)
+    run_titles, group_change, layer_blocks, color_limits, row_labels, text_width, _step_edges)
 
 def every_kth(h, k):
     "`h` as a tracker with `every=k` would record it: every k-th step only."
@@ -44,10 +44,10 @@ def expected_boundaries(h): return [float(h.steps.step.iloc[a]) for _,_,a,_ in h
 
 def hatched_cells(ax, h, shape):
     "Which [row, step] cells the heatmap's 'frozen' rectangles cover."
-    (coll,) = [c for c in ax.collections if c.get_gid() == 'frozen']
+    (patch,) = [p for p in ax.patches if p.get_gid() == 'frozen']
     x, out = _step_edges(h), np.zeros(shape, bool)
-    for p in coll.get_paths():
-        (x0, y0), (x1, y1) = p.vertices.min(0), p.vertices.max(0)
+    for poly in patch.get_path().to_polygons(closed_only=False):
+        (x0, y0), (x1, y1) = poly.min(0), poly.max(0)
         out[int(round(y0+.5)):int(round(y1+.5)), np.searchsorted(x, x0):np.searchsorted(x, x1)] = True
     return out
 
@@ -103,10 +103,13 @@ def test_group_boundaries_and_labels():
     starts = [int(np.flatnonzero(h.layers.group == g)[0]) for g in (1, 2)]
     assert ys == [s - .5 for s in starts]
     assert [t.get_text() for t in ax.texts if t.get_gid() == 'group_label'] == ['group 0\n(body)', 'group 1\n(body)', 'group 2\n(head)']
-    # 76 rows: one label per block, not one per layer
-    assert len(ax.get_yticklabels()) == len(layer_blocks(h.layers)) < len(h.layers)
+    # 76 rows: one label per block, not one per layer, each at the middle of its block's rows
+    labels = [t for t in ax.texts if t.get_gid() == 'row_label']
+    blocks = layer_blocks(h.layers)
+    assert row_labels(ax) == [k for k,_,_ in blocks] and len(blocks) < len(h.layers)
+    assert sorted(t.get_position()[1] for t in labels) == [(a+b-1)/2 for _,a,b in blocks]
     few = synthetic_history(blocks=(1,1,1,1))
-    assert [t.get_text() for t in plot_heatmap(few).axes[0].get_yticklabels()] == list(few.layers.name)
+    assert row_labels(plot_heatmap(few).axes[0]) == list(few.layers.name)
 
 def test_no_steps_draws_a_message_not_a_crash():
     h = synthetic_history(interrupt_at=0)
@@ -131,7 +134,8 @@ def test_phase_bars_count_and_mark_layers_like_summary(hist):
     assert counts == [f"{s[(s.fit == f) & (s.phase == p)].changed.sum()}/{n} changed" for p,f,*_ in hist.phase_spans()]
     for i,(p,f,a,b) in enumerate(hist.phase_spans()):
         still = [r for r in ax.patches if r.get_gid() == f'still_{i}']
-        assert len(still) == int((~(hist.update[a:b] > 0).any(0)).sum())
+        n_still = sum(len(p.get_path().to_polygons(closed_only=False)) for p in still)
+        assert n_still == int((~(hist.update[a:b] > 0).any(0)).sum())
 
 def test_lr_lines_are_the_recorded_lrs():
     h = synthetic_history('no_discriminative')
@@ -193,6 +197,83 @@ def test_loaded_history_plots_the_same(tmp_path):
 ])
 def test_bad_input_says_what_to_do(call, msg):
     with pytest.raises((ValueError, TypeError), match=re.escape(msg)): call(synthetic_history())
+
+# ---------------------------------------------------------------- fixed layout: every text inside the figure, none on another
+def drawn_texts(fig, monkeypatch):
+    "(text, bbox in pixels) of every visible text that is drawn when `fig` is saved."
+    from matplotlib.text import Text
+    seen, orig = [], Text.draw
+    def spy(self, renderer):
+        if self.get_visible() and self.get_text().strip(): seen.append((self.get_text(), self.get_window_extent(renderer)))
+        return orig(self, renderer)
+    monkeypatch.setattr(Text, 'draw', spy)
+    fig_to_png(fig)
+    monkeypatch.setattr(Text, 'draw', orig)
+    return seen
+
+def long_names(h):
+    "`h` with layer names as long as timm's inside a fastai learner (`0.model.blocks.5.3.conv_pwl`)."
+    kinds = {'conv': 'conv_pwl', 'batchnorm': 'bn2', 'linear': 'fc'}
+    names = [f'0.model.blocks.{i//6}.{i%6}.{kinds.get(k, k)}' if p == 'body' else n
+             for i,(n,k,p) in enumerate(zip(h.layers.name, h.layers.kind, h.layers.part))]
+    return RunHistory(**{**vars(h), 'layers': h.layers.assign(name=names)})
+
+LAYOUT_CASES = {
+    'heatmap, every row named': lambda: plot_heatmap(long_names(synthetic_history(blocks=(1,1,1,1)))),
+    'heatmap, 150 rows': lambda: plot_heatmap(synthetic_history(blocks=(3,8,20,3), head_depth=2)),
+    'heatmap by block, gradual': lambda: plot_heatmap(synthetic_history('gradual'), group_by='block'),
+    'phase bars': lambda: plot_phase_bars(synthetic_history(train_bn=False)),
+    'lrs': lambda: plot_lrs(synthetic_history('gradual')),
+    'lrs, under two decades': lambda: plot_lrs(synthetic_history('no_discriminative', lr_mult=1, freeze_epochs=0)),
+    'losses': lambda: plot_losses(synthetic_history(epochs=3)),
+    'update ratio': lambda: plot_update_ratio(synthetic_history()),
+    'report': lambda: plot_report(synthetic_history()),
+    'report, long names': lambda: plot_report(long_names(synthetic_history(blocks=(1,1,1,1)))),
+    'compare, shared scale': lambda: plot_compare([synthetic_history(), synthetic_history(head_depth=2, freeze_epochs=2)]),
+    'compare, own scales, long titles': lambda: plot_compare([synthetic_history(), synthetic_history('gradual', seed=1)],
+                                                             titles=['a title far too long to fit above one panel of the figure']*2,
+                                                             shared_scale=False),
+}
+
+@pytest.mark.parametrize('case', list(LAYOUT_CASES))
+def test_every_text_is_inside_the_figure_and_clear_of_the_others(case, monkeypatch):
+    fig = LAYOUT_CASES[case]()
+    texts = drawn_texts(fig, monkeypatch)
+    W, H = fig.get_size_inches()*100
+    assert len(texts) > 10
+    for s,b in texts: assert b.x0 >= -1 and b.y0 >= -1 and b.x1 <= W+1 and b.y1 <= H+1, f'{s!r} sticks out of the figure: {b}'
+    for i,(s,b) in enumerate(texts):
+        for s2,b2 in texts[i+1:]:
+            w, h = min(b.x1, b2.x1) - max(b.x0, b2.x0), min(b.y1, b2.y1) - max(b.y0, b2.y0)
+            assert w <= 1 or h <= 1, f'{s!r} and {s2!r} overlap by {w:.0f} x {h:.0f} px'
+
+def test_row_names_sit_left_of_the_cells_and_group_names_left_of_the_colour_bar(monkeypatch):
+    fig = plot_heatmap(long_names(synthetic_history(blocks=(1,1,1,1))))
+    texts = dict(drawn_texts(fig, monkeypatch))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    ax, r = fig.axes[0], FigureCanvasAgg(fig).get_renderer()
+    box, cbar = ax.get_window_extent(r), ax.child_axes[0].get_window_extent(r)
+    rows = [texts[n] for n in row_labels(ax)]
+    assert len(rows) == 28 and all(b.x1 <= box.x0 for b in rows) and min(b.x0 for b in rows) > 0
+    groups = [texts[t.get_text()] for t in ax.texts if t.get_gid() == 'group_label']
+    assert all(box.x1 <= b.x0 and b.x1 < cbar.x0 for b in groups)
+
+def test_own_scales_give_each_run_its_colour_bar():
+    hs = [synthetic_history(), synthetic_history(seed=1, base_lr=2e-2)]
+    fig = plot_compare(hs, shared_scale=False)
+    axs = [a for a in fig.axes if a.images]
+    assert [len(a.child_axes) for a in axs] == [1, 1]
+    assert [(a.images[0].norm.vmin, a.images[0].norm.vmax) for a in axs] == [color_limits([h]) for h in hs]
+    shared = plot_compare(hs)
+    assert [len(a.child_axes) for a in shared.axes if a.images] == [0, 1]
+
+def test_text_width_measures_like_matplotlib():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig = Figure(); r = FigureCanvasAgg(fig).get_renderer()
+    for s,size in [('0.model.blocks.5.3.conv_pwl', 7), ('group 2\n(head)', 8), ('x', 10)]:
+        t = fig.text(0, 0, s, fontsize=size)
+        assert text_width([s], size)*fig.dpi == pytest.approx(t.get_window_extent(r).width, rel=.05, abs=2)
+    assert text_width(['iii', 'WWWW'], 10) > text_width(['WWWW'], 10)*.99 > text_width(['iii'], 10) > 0 == text_width([], 10)
 
 # ---------------------------------------------------------------- threads and memory
 def test_figures_render_from_threads_without_pyplot():
