@@ -12,11 +12,12 @@ from pathlib import Path
 import ipywidgets as W
 from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback
+from . import __version__
 from .data import cache_dir, SOURCES
 from .models import ARCHS, weights_available, make_head, describe_head
 from .tracker import RunHistory, phase_name
 from .strategies import Config, run, STRATEGIES
-from .plots import plot_report, plot_heatmap, plot_compare, explain, explain_diff, fig_to_png
+from .plots import plot_report, plot_heatmap, plot_compare, explain, explain_diff, fig_to_png, HeatmapPNG
 from .plots import config_title
 
 # %% auto #0
@@ -110,7 +111,7 @@ class Lab:
         self.run_dir = None if run_dir is None else Path(cache_dir()/'runs' if run_dir == 'auto' else run_dir)
         self.cbs, self.runs, self.n_trained, self.error = list(cbs or []), [], 0, None
         self._cache, self._thread, self._stop, self._busy = {}, None, threading.Event(), False
-        self._shown, self._compared, self._pngs = None, None, {}
+        self._shown, self._compared, self._pngs, self._heatmaps = None, None, {}, {}
         self._build()
         self._on_change()
 
@@ -302,10 +303,39 @@ def _report_png(self:Lab, h:RunHistory) -> bytes:
     v = {k: w.value for k, w in self.view.items() if k != 'scale'}
     k = (id(h), v['figure']) + ((v['cmap'], v['group_by']) if v['figure'] == 'heatmap' else ())
     if k not in self._pngs:
-        fig = (plot_heatmap(h, cmap=v['cmap'], group_by=v['group_by'], title=config_title(h)) if v['figure'] == 'heatmap'
-               else plot_report(h))
-        self._pngs[k] = fig_to_png(fig)
+        if v['figure'] == 'heatmap': self._pngs[k] = self._heatmap(h, v['group_by']).png(v['cmap'])
+        else: self._pngs[k] = self._saved_report(h)
     return self._pngs[k]
+
+@patch
+def _report_file(self:Lab, h:RunHistory) -> Path|None:
+    "Where the report PNG of a finished, saved run is kept next to its history (per package version), or None."
+    if self.run_dir is None or h.interrupted: return None
+    try: p = run_file(self.run_dir, Config.from_dict(h.config))
+    except (ValueError, TypeError): return None   # a history without a usable Config (loaded from elsewhere)
+    return p.with_name(f'{p.stem}.report-{__version__}.png') if p.exists() else None
+
+@patch
+def _saved_report(self:Lab, h:RunHistory) -> bytes:
+    "`plot_report(h)` as PNG: read from `run_dir` when a session drew it before, else drawn and saved there for the next one."
+    p = self._report_file(h)
+    if p is not None and p.exists():
+        b = p.read_bytes()
+        if b.startswith(b'\x89PNG\r\n\x1a\n'): return b
+    b = fig_to_png(plot_report(h))
+    if p is not None:
+        try: tmp = p.with_suffix(f'.{os.getpid()}.{threading.get_ident()}.tmp'); tmp.write_bytes(b); os.replace(tmp, p)
+        except OSError: pass   # a read-only run_dir: the run is still shown, it is just drawn again next session
+    return b
+
+@patch
+def _heatmap(self:Lab, h:RunHistory, group_by:str) -> HeatmapPNG:
+    "`h`'s heatmap, drawn once per row grouping: a new colour map only re-colours it (the last few are kept)."
+    k = (id(h), group_by)
+    if k not in self._heatmaps:
+        self._heatmaps[k] = HeatmapPNG(plot_heatmap(h, cmap=self.view['cmap'].value, group_by=group_by, title=config_title(h)))
+        while len(self._heatmaps) > 6: self._heatmaps.pop(next(iter(self._heatmaps)))   # oldest first: ~3 MB of pixels each
+    return self._heatmaps[k]
 
 @patch
 def _show(self:Lab, h:RunHistory):

@@ -6,7 +6,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/plots.html.md"""
 
 # %% ../nbs/04_plots.ipynb #7c8ce504
 from __future__ import annotations
-import io, functools
+import io, functools, threading
 import numpy as np, pandas as pd
 import matplotlib as mpl
 from matplotlib.figure import Figure
@@ -24,9 +24,9 @@ from .tracker import RunHistory
 # %% auto #0
 __all__ = ['NORM_KINDS', 'PAD', 'PT', 'TICK', 'PHASE_LABEL_H', 'FROZEN_STYLE', 'CBAR_GAP', 'CBAR_W', 'PHASE_BAR_LABEL_H',
            'TITLE_KEYS', 'HEAT_AX_W', 'fig_to_png', 'synthetic_history', 'group_colors', 'text_width', 'layer_blocks',
-           'color_limits', 'row_labels', 'plot_heatmap', 'plot_phase_bars', 'plot_lrs', 'plot_losses', 'update_ratios',
-           'plot_update_ratio', 'run_titles', 'config_title', 'plot_compare', 'plot_report', 'group_change', 'explain',
-           'explain_diff', 'KeepReference', 'layer_importance', 'plot_importance']
+           'color_limits', 'row_labels', 'plot_heatmap', 'HeatmapPNG', 'plot_phase_bars', 'plot_lrs', 'plot_losses',
+           'update_ratios', 'plot_update_ratio', 'run_titles', 'config_title', 'plot_compare', 'plot_report',
+           'group_change', 'explain', 'explain_diff', 'KeepReference', 'layer_importance', 'plot_importance']
 
 # %% ../nbs/04_plots.ipynb #bced436f
 def fig_to_png(fig:Figure, dpi:int=100, compress_level:int=1)->bytes:
@@ -399,7 +399,7 @@ def _colorbar(ax, mappable, label, x_in):
     tr = blended_transform_factory(fig.dpi_scale_trans + ScaledTranslation(1, 0, ax.transAxes), ax.transAxes)
     cax = ax.inset_axes((x_in, 0, CBAR_W, 1), transform=tr)
     cb = fig.colorbar(mappable, cax=cax, extend='min', format=FuncFormatter(_pow10))
-    cb.ax.minorticks_off()   # decades are enough, and minor ticks cost time
+    cb.minorticks_off()   # decades are enough, and minor ticks cost time (the colour bar's own method: it survives a redraw)
     cb.set_label(label)
     cb.ax.yaxis.set_label_coords(1, .5, _offset(cb.ax, cb.ax.transAxes, dx=TICK + _tick_w('log') + 3*PT))
     return cb
@@ -436,6 +436,40 @@ def plot_heatmap(h:RunHistory,
         ax.legend(handles=[Patch(label=what, **{**FROZEN_STYLE, 'linewidth':.5})], loc='upper right', bbox_to_anchor=(1, 0),
                   bbox_transform=_offset(ax, ax.transAxes, dy=-TICK-_line()), fontsize=8, frameon=False, borderaxespad=0)
     return fig
+
+# %% ../nbs/04_plots.ipynb #c0104a12
+class HeatmapPNG:
+    "PNGs of one heatmap figure in any colour map: text and axes are rendered once, a new colour map redraws only the image layer."
+    def __init__(self, fig:Figure, dpi:int=100):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.spines import Spine
+        from matplotlib.lines import Line2D
+        from matplotlib.collections import Collection
+        axs = [a for a in fig.axes if a.images]
+        if len(axs) != 1: raise ValueError(f"HeatmapPNG needs a figure with one heatmap (from plot_heatmap); this one has {len(axs)}.")
+        self.fig, self.ax, self.im = fig, axs[0], axs[0].images[0]
+        fig.set_dpi(dpi)
+        self.canvas, self._lock = FigureCanvasAgg(fig), threading.Lock()
+        # the image layer: the image, everything drawn over it inside the axes, the frame, and the colour bar
+        over = (Patch, Line2D, Collection, Spine)
+        self.layer = [self.im] + [a for a in self.ax.get_children() if isinstance(a, over) and a is not self.ax.patch] + list(self.ax.child_axes)
+        for a in self.layer: a.set_animated(True)
+        self.canvas.draw()                                     # everything else, once
+        self.background = self.canvas.copy_from_bbox(fig.bbox)
+        self.cmap = None
+
+    def png(self, cmap:str|None=None, compress_level:int=1)->bytes:
+        "The figure as PNG bytes with colour map `cmap` (default: the one it was drawn with)."
+        from PIL import Image
+        with self._lock:
+            if cmap is not None: self.im.set_cmap(_cmap(cmap))   # the colour bar follows its mappable
+            self.canvas.restore_region(self.background)
+            r = self.canvas.get_renderer()
+            for a in sorted(self.layer, key=lambda a: a.get_zorder()): a.draw(r)   # stable sort: matplotlib's own order
+            buf = io.BytesIO()
+            w, h = self.canvas.get_width_height()
+            Image.frombuffer('RGBA', (w, h), self.canvas.buffer_rgba(), 'raw', 'RGBA', 0, 1).save(buf, 'png', compress_level=compress_level)
+            return buf.getvalue()
 
 # %% ../nbs/04_plots.ipynb #d0eefcab
 def _margins(ytick:str, n_legend:int=0, ncol:int=3, above:float=PHASE_LABEL_H, right_ytick:str|None=None, xticks=True)->tuple:

@@ -17,10 +17,10 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Learner, Recorder
 
 # %% auto #0
-__all__ = ['FORMAT', 'VERSION', 'KINDS', 'PARTS', 'LAYER_COLS', 'STEP_COLS', 'EPOCH_COLS', 'ARRAYS', 'RunHistory', 'layer_kind',
-           'owning_modules', 'param_groups', 'layer_part', 'layer_table', 'phase_name', 'group_hypers', 'sq_norms',
-           'per_layer', 'layer_norms', 'diff_norms', 'relative', 'recorder_values', 'epoch_results',
-           'WeightChangeTracker']
+__all__ = ['FORMAT', 'VERSION', 'KINDS', 'PARTS', 'LAYER_COLS', 'STEP_COLS', 'EPOCH_COLS', 'ARRAYS', 'fused_sq_norms',
+           'fused_sq_dist', 'RunHistory', 'layer_kind', 'owning_modules', 'param_groups', 'layer_part', 'layer_table',
+           'phase_name', 'group_hypers', 'sq_norms', 'per_layer', 'layer_norms', 'diff_norms', 'relative', 'flat_view',
+           'is_dense', 'recorder_values', 'epoch_results', 'WeightChangeTracker']
 
 # %% ../nbs/02_tracker.ipynb #f778252f
 FORMAT, VERSION = 'finetune_lab.RunHistory', 1
@@ -319,6 +319,36 @@ def relative(num:torch.Tensor, den:torch.Tensor)->torch.Tensor:
     "`num/den`, or plain `num` where `den` is 0 (a layer that started at exactly zero)."
     return torch.where(den>0, num/den.clamp_min(1e-30), num)
 
+try: import numba
+except ImportError: numba = None   # then the tracker computes every norm with torch: same numbers, ~4x the memory traffic on a CPU
+
+def _fused_sq_norms(w, w0, prev, out):
+    "`out[:] = (Σw², Σ(w-w0)², Σ(w-prev)²)` summed in float64, then `prev[:] = w`: one pass over three flat float32 arrays."
+    sw = sc = su = 0.
+    for i in range(w.shape[0]):
+        x = w[i]; c = x - w0[i]; u = x - prev[i]
+        prev[i] = x
+        sw += np.float64(x)*x; sc += np.float64(c)*c; su += np.float64(u)*u
+    out[0], out[1], out[2] = sw, sc, su
+
+# Compiled once per machine (numba caches them on disk). With them a tracker step on a CPU reads each moving weight once
+# instead of ~9 times (bench/RESULTS.md, P1); 'reassoc' lets the sums use SIMD, and NaN/inf still propagate.
+def _fused_sq_dist(a, b)->float:
+    "`Σ(a-b)²` summed in float64, over two flat float32 arrays (a BatchNorm running statistic against its reference)."
+    s = 0.
+    for i in range(a.shape[0]):
+        d = a[i] - b[i]; s += np.float64(d)*d
+    return s
+
+_jit = numba.njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'}) if numba else None
+fused_sq_norms, fused_sq_dist = (_jit(_fused_sq_norms), _jit(_fused_sq_dist)) if numba else (None, None)
+
+def flat_view(t:torch.Tensor)->np.ndarray:
+    "A 1-D numpy view of a dense CPU tensor's memory, in memory order (so a channels_last weight and its clone line up)."
+    return t.detach().as_strided((t.numel(),), (1,)).numpy()
+
+def is_dense(t:torch.Tensor)->bool: return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))
+
 # %% ../nbs/02_tracker.ipynb #dabcdd6e
 def recorder_values(rec)->dict:
     "Metric name -> value of the epoch `rec` (a fastai `Recorder`) has just logged."
@@ -350,7 +380,7 @@ class WeightChangeTracker(Callback):
 
     def reset(self):
         "Forget all records and the reference weights: the next fit starts a new history."
-        self._layers,self._mods,self._ref,self._prev,self._bn_ref = None,None,None,None,None
+        self._layers,self._mods,self._ref,self._prev,self._bn_ref,self._np = None,None,None,None,None,None
         self._rows_dev,self._rows_host,self._meta,self._trainable,self._epochs = [],[],[],[],[]
         self._n_step,self._n_epoch,self._fit,self._in_fit,self._cancelled = 0,0,-1,False,False
 
@@ -363,6 +393,8 @@ def _collect(self:WeightChangeTracker):
     self._params,self._bufs = [p for _,p in ps],[b for _,b in bs]
     dev = self._params[0].device
     self._pidx,self._bidx = [torch.tensor([i for i,_ in o], dtype=torch.long, device=dev) for o in (ps,bs)]
+    self._pidx_np = np.array([i for i,_ in ps], dtype=np.int64)
+    self._pview,self._bview = [None]*len(ps),[None]*len(bs)   # (data_ptr, numpy view or None) per tensor, see `_view`
 
 @patch
 @torch.no_grad()
@@ -375,10 +407,14 @@ def _take_reference(self:WeightChangeTracker):
     n,dev = len(self._mods),self._params[0].device
     self._ref = [p.detach().clone() for p in self._params]
     self._prev = [p.clone() for p in self._ref]
-    self._sq_cur = sq_norms(self._ref)                        # per parameter: ||W_t||^2 ...
+    # numpy views of the copies the fused kernels read and update (None: this tensor goes through torch)
+    fuse = lambda t: fused_sq_norms is not None and _fusable(t, t)
+    self._np = [(flat_view(r), flat_view(q)) if fuse(r) else None for r,q in zip(self._ref, self._prev)]
+    self._sq_cur = torch.stack([r.double().square().sum() for r in self._ref]).float()   # per parameter: ||W_t||^2 (float64 sums: once) ...
     self._sq_chg = torch.zeros_like(self._sq_cur)             # ... and ||W_t - W_0||^2, kept for the ones that cannot move
     self._ref_norm = self._prev_norm = per_layer(self._sq_cur, self._pidx, n)
     self._bn_ref = [b.detach().clone() for b in self._bufs]
+    self._bn_np = [flat_view(r) if fuse(r) else None for r in self._bn_ref]
     self._has_bn = torch.zeros(n, dtype=torch.bool, device=dev).index_fill_(0, self._bidx, True)
     self._bn_ref_norm = layer_norms(self._bn_ref, self._bidx, n) if self._bufs else torch.zeros(n, device=dev)
 
@@ -392,6 +428,29 @@ def _check_model(self:WeightChangeTracker):
     self._collect()
 
 # %% ../nbs/02_tracker.ipynb #3400f817
+def _fusable(p:torch.Tensor, ref:torch.Tensor)->bool:
+    "Can the fused kernels read `p` against its reference copy: a dense float32 CPU tensor laid out like `ref`?"
+    return p.dtype == torch.float32 and p.device.type == 'cpu' and p.stride() == ref.stride() and is_dense(p)
+
+@patch
+def _view(self:WeightChangeTracker, t:torch.Tensor, ref:torch.Tensor, cache:list, i:int):
+    "Flat numpy view of `t` for the fused kernels, or None when it cannot use them; cached while `t` stays in the same memory."
+    ptr = t.data_ptr()
+    if cache[i] is None or cache[i][0] != ptr: cache[i] = (ptr, flat_view(t) if _fusable(t, ref) else None)
+    return cache[i][1]
+
+@patch
+def _bn_drift(self:WeightChangeTracker, n:int)->torch.Tensor:
+    "Per-layer `||running stats - their reference||` (BatchNorm layers; 0 elsewhere)."
+    sq, slow = np.zeros(len(self._bufs), np.float32), []
+    for j,(b,r) in enumerate(zip(self._bufs, self._bn_ref)):
+        v = self._view(b, r, self._bview, j) if self._bn_np[j] is not None else None
+        if v is None: slow.append(j)
+        else: sq[j] = fused_sq_dist(v, self._bn_np[j])
+    sq = torch.from_numpy(sq).to(self._bidx.device)   # on a GPU every buffer is slow: a few bytes of zeros copied
+    if slow: sq[slow] = sq_norms(torch._foreach_sub([self._bufs[j] for j in slow], [self._bn_ref[j] for j in slow]))
+    return per_layer(sq, self._bidx, n)
+
 @patch
 @torch.no_grad()
 def _device_row(self:WeightChangeTracker)->torch.Tensor:
@@ -401,9 +460,19 @@ def _device_row(self:WeightChangeTracker)->torch.Tensor:
     # optimizer (weight decay included), so its cached norms still hold and its update is 0 (bench/RESULTS.md, P1).
     live = [i for i,p in enumerate(self._params) if p.requires_grad or p.grad is not None]
     sq_upd = torch.zeros_like(self._sq_cur)
-    if live:
-        at = torch.tensor(live, device=idx.device)
-        ps,prev,ref = ([ts[i] for i in live] for ts in (self._params,self._prev,self._ref))
+    fast, slow = [], []
+    for i in live:
+        v = self._view(self._params[i], self._ref[i], self._pview, i) if self._np[i] is not None else None
+        if v is None: slow.append(i)
+        else: fast.append((i, v))
+    if fast:   # CPU, float32: one fused pass per weight (`fused_sq_norms`)
+        out = np.empty((len(fast), 3))
+        for k,(i,v) in enumerate(fast): fused_sq_norms(v, *self._np[i], out[k])
+        at, v = torch.tensor([i for i,_ in fast], device=idx.device), torch.from_numpy(out).float()
+        self._sq_cur[at], self._sq_chg[at], sq_upd[at] = v[:, 0], v[:, 1], v[:, 2]
+    if slow:   # GPU (asynchronous kernels), other dtypes or layouts, or no numba
+        at = torch.tensor(slow, device=idx.device)
+        ps,prev,ref = ([ts[i] for i in slow] for ts in (self._params,self._prev,self._ref))
         self._sq_cur[at] = sq_norms(ps)
         # `prev` doubles as scratch space, so no model-sized tensor is allocated per step
         torch._foreach_sub_(prev, ps);  sq_upd[at] = sq_norms(prev)
@@ -413,9 +482,7 @@ def _device_row(self:WeightChangeTracker)->torch.Tensor:
     change = relative(per_layer(self._sq_chg, idx, n), self._ref_norm)
     self._prev_norm = per_layer(self._sq_cur, idx, n)
     bn = torch.full_like(change, float('nan'))
-    if self._bufs:
-        drift = relative(diff_norms(self._bufs, self._bn_ref, self._bidx, n), self._bn_ref_norm)
-        bn = torch.where(self._has_bn, drift, bn)
+    if self._bufs: bn = torch.where(self._has_bn, relative(self._bn_drift(n), self._bn_ref_norm), bn)
     loss = torch.as_tensor(self.learn.loss).detach().float().mean().reshape(1).to(change.device)
     return torch.cat([change, update, bn, loss])
 
@@ -426,7 +493,8 @@ def _record(self:WeightChangeTracker):
     opt = self.learn.opt
     lrs,moms = group_hypers(opt)
     self._meta.append([self._n_step, self._fit, self._n_epoch, phase_name(opt.frozen_idx, len(opt.param_lists)), *lrs, *moms])
-    self._trainable.append([any(p.requires_grad for p in m.parameters(recurse=False)) for m in self._mods])
+    # a layer is trainable when any of its parameters requires grad (counted per layer in one numpy call)
+    self._trainable.append(np.bincount(self._pidx_np, [p.requires_grad for p in self._params], len(self._mods)) > 0)
     if len(self._rows_dev) >= self.flush: self._flush()
 
 @patch

@@ -64,6 +64,22 @@ def test_disk_cache_in_fresh_lab(lab, run_dir):
     assert len(fresh.runs) == 1 and fresh.runs[0].equals(lab.runs[1])
     assert bytes(fresh.report.value).startswith(PNG) and 'cache' in fresh.status.value
 
+def test_fresh_lab_shows_the_saved_report_without_drawing(lab, run_dir, monkeypatch):
+    "The report drawn when the run finished is kept next to its history: a new session shows it without matplotlib."
+    import finetune_lab.lab as L
+    pngs = sorted(run_dir.glob('*.report-*.png'))
+    assert len(pngs) == 1 and pngs[0].read_bytes().startswith(PNG)   # the finished run's (not the stopped one's)
+    def no_drawing(h): raise AssertionError('plot_report was called')
+    monkeypatch.setattr(L, 'plot_report', no_drawing)
+    fresh = Lab(run_dir=run_dir, **TINY)
+    fresh.run_button.click()
+    assert fresh.error is None and bytes(fresh.report.value) == pngs[0].read_bytes()
+    pngs[0].write_bytes(b'not a png')            # damaged: drawn again, and saved again
+    monkeypatch.undo()
+    again = Lab(run_dir=run_dir, **TINY)
+    again.run_button.click()
+    assert bytes(again.report.value).startswith(PNG) and pngs[0].read_bytes() == bytes(again.report.value)
+
 def test_no_disk_cache_without_run_dir(lab):
     assert Lab(run_dir=None, **TINY).cached(lab.config()) is None
 
@@ -82,6 +98,24 @@ def test_show_picked_run(lab):
     lab.runs_list.value = (0,)
     lab.show_button.click()
     assert 'interrupted' in lab.explanation.value and 'Showing run 1' in lab.status.value
+
+def test_view_changes_redraw_the_shown_run_exactly(lab):
+    "Heatmap view: a new colour map re-colours the drawn heatmap (HeatmapPNG) and gives the pixels a fresh drawing gives."
+    import io, numpy as np
+    from PIL import Image
+    from finetune_lab.plots import plot_heatmap, fig_to_png, config_title
+    pixels = lambda png: np.asarray(Image.open(io.BytesIO(bytes(png))).convert('RGBA'))
+    lab.runs_list.value = (1,); lab.show_button.click()
+    h, n = lab.runs[1], lab.n_trained
+    lab.view['figure'].value = 'heatmap'
+    for cmap in ('magma', 'cividis', 'viridis'):
+        lab.view['cmap'].value = cmap
+        want = fig_to_png(plot_heatmap(h, cmap=cmap, group_by=lab.view['group_by'].value, title=config_title(h)))
+        assert (pixels(lab.report.value) == pixels(want)).all(), cmap
+    assert len([k for k in lab._heatmaps if k[0] == id(h)]) == 1 and lab.n_trained == n   # drawn once, re-coloured twice, nothing trained
+    lab.view['group_by'].value = 'block'                                                     # new rows: a new drawing
+    assert (pixels(lab.report.value) == pixels(fig_to_png(plot_heatmap(h, cmap='viridis', group_by='block', title=config_title(h))))).all()
+    lab.view['figure'].value, lab.view['group_by'].value = 'report', 'layer'
 
 def test_css_classes(lab):
     for w, cls in ((lab.controls['head_depth'], 'fl-head-depth'), (lab.run_button, 'fl-run'), (lab.stop_button, 'fl-stop'),

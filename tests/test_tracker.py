@@ -123,6 +123,37 @@ def test_flush_size_does_not_change_history(flush):
     for k in ('change', 'update', 'trainable', 'bn_stats'): assert np.array_equal(getattr(h, k), getattr(res[1], k), equal_nan=k != 'trainable')
 
 
+class TorchPathTracker(WeightChangeTracker):
+    "A tracker that computes every norm with torch, as on a GPU or without numba."
+    def _take_reference(self):
+        super()._take_reference(); self._np = [None]*len(self._np)
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_fused_cpu_norms_match_torch(channels_last):
+    "Two trackers on one run, the numba pass (the CPU default) and the torch path, record the same history."
+    import finetune_lab.tracker as T
+    if T.fused_sq_norms is None: pytest.skip('numba is not installed: only the torch path exists')
+    from finetune_lab.data import pets_dls
+    from finetune_lab.models import build_learner
+    learn = build_learner(pets_dls(source='synthetic', n_images=24, size=32, bs=8, verbose=False), arch='resnet18', pretrained=False)
+    if channels_last: learn.to_channelslast(use_amp=False)
+    learn.fine_tune(1, base_lr=1e-2, cbs=[fused := WeightChangeTracker(), plain := TorchPathTracker()])
+    assert sum(x is not None for x in fused._np) == len(fused._params) and set(plain._np) == {None}
+    a, b = fused.history, plain.history
+    assert len(a.steps) == len(b.steps) >= 4 and a.steps.equals(b.steps)
+    for k in ('change', 'update'):
+        moved = getattr(b, k) > 0
+        assert np.array_equal(getattr(a, k) > 0, moved)                 # the same exact zeros: frozen layers
+        np.testing.assert_allclose(getattr(a, k)[moved], getattr(b, k)[moved], rtol=5e-4)   # torch sums in float32
+    np.testing.assert_array_equal(a.bn_stats, b.bn_stats)
+    # against float64 arithmetic on the final weights, the fused pass (float64 sums) is the closer of the two
+    exact = np.array([np.sqrt(sum(((p.detach().double() - r.double())**2).sum().item() for p,r in zip(m.parameters(recurse=False), refs))) /
+                      np.sqrt(sum((r.double()**2).sum().item() for r in refs))
+                      for m,refs in zip(fused._mods, [[fused._ref[i] for i in np.flatnonzero(fused._pidx.numpy() == j)] for j in range(len(fused._mods))])])
+    err = lambda h: np.max(np.abs(h.change[-1] - exact)/exact)
+    assert err(a) < 1e-6 and err(a) <= err(b), (err(a), err(b))
+
+
 def test_history_mid_fit():
     "`history` can be built during a fit, and again later, without disturbing the recording."
     seen = []
