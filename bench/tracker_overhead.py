@@ -1,7 +1,8 @@
 """P1: WeightChangeTracker overhead = training-step time tracked / untracked (recording every step).
 
 Each architecture is fitted one epoch frozen and one epoch unfrozen (fine_tune's two phases) at the
-default Config sizes (96 px, bs 32, 200 images: 5 training steps an epoch), untracked and tracked, interleaved
+default Config sizes (96 px, bs 32, 200 images: 5 training steps an epoch), channels_last as `run` uses on a CPU,
+untracked and tracked, interleaved
 A B B A ... in one process; a step is timed from the first callback's before_batch to the last callback's
 after_batch (the tracker's included), the first step of each epoch dropped.
 Three measures per repetition, each the ratio tracked / untracked of median step times, or a share:
@@ -41,6 +42,7 @@ def main(archs, reps, size, bs, n_images):
     for arch in archs:
         cfg = Config(source='auto', arch=arch, size=size, bs=bs, n_images=n_images, pretrained=arch != 'resnet34').resolved()
         learn = build_learner(get_dls(cfg), arch, pretrained=cfg.pretrained)
+        learn.to_channelslast(use_amp=False)   # as finetune_lab.strategies.run does on a CPU (faster steps: a stricter ratio)
         one_fit(learn, True, True); one_fit(learn, False, False)  # warm-up
         for phase in ('frozen', 'unfrozen'):
             r_wall, r_cpu, r_dir, t = [], [], [], {False: [], True: []}
