@@ -6,7 +6,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/plots.html.md"""
 
 # %% ../nbs/04_plots.ipynb #7c8ce504
 from __future__ import annotations
-import io, functools, threading
+import io, functools, gc, threading
 import numpy as np, pandas as pd
 import matplotlib as mpl
 from matplotlib.figure import Figure
@@ -23,12 +23,34 @@ from .tracker import RunHistory
 
 # %% auto #0
 __all__ = ['NORM_KINDS', 'PAD', 'PT', 'TICK', 'PHASE_LABEL_H', 'FROZEN_STYLE', 'CBAR_GAP', 'CBAR_W', 'PHASE_BAR_LABEL_H',
-           'TITLE_KEYS', 'HEAT_AX_W', 'fig_to_png', 'synthetic_history', 'group_colors', 'text_width', 'layer_blocks',
-           'color_limits', 'row_labels', 'plot_heatmap', 'HeatmapPNG', 'plot_phase_bars', 'plot_lrs', 'plot_losses',
-           'update_ratios', 'plot_update_ratio', 'run_titles', 'config_title', 'plot_compare', 'plot_report',
-           'group_change', 'explain', 'explain_diff', 'KeepReference', 'layer_importance', 'plot_importance']
+           'TITLE_KEYS', 'HEAT_AX_W', 'gc_paused', 'fig_to_png', 'synthetic_history', 'group_colors', 'text_width',
+           'layer_blocks', 'color_limits', 'row_labels', 'plot_heatmap', 'HeatmapPNG', 'plot_phase_bars', 'plot_lrs',
+           'plot_losses', 'update_ratios', 'plot_update_ratio', 'run_titles', 'config_title', 'plot_compare',
+           'plot_report', 'group_change', 'explain', 'explain_diff', 'KeepReference', 'layer_importance',
+           'plot_importance']
 
 # %% ../nbs/04_plots.ipynb #bced436f
+_gc_state = dict(lock=threading.Lock(), depth=0, was_enabled=True)
+
+def gc_paused(f):
+    """Decorator: hold Python's cyclic garbage collector off while `f` builds or draws a figure. In a process that has
+    imported torch and fastai a full collection takes ~0.35 s, longer than drawing a figure, and figure building
+    allocates enough to trigger one now and then; the figure's cycles are collected after. Nested and threaded calls
+    restore the collector's state once the outermost call ends."""
+    @functools.wraps(f)
+    def _f(*args, **kwargs):
+        s = _gc_state
+        with s['lock']:
+            if s['depth'] == 0: s['was_enabled'] = gc.isenabled(); gc.disable()
+            s['depth'] += 1
+        try: return f(*args, **kwargs)
+        finally:
+            with s['lock']:
+                s['depth'] -= 1
+                if s['depth'] == 0 and s['was_enabled']: gc.enable()
+    return _f
+
+@gc_paused
 def fig_to_png(fig:Figure, dpi:int=100, compress_level:int=1)->bytes:
     "The PNG bytes of `fig` (no pyplot involved, so safe from any thread). zlib level 1: ~10 % faster than PIL's 6, files ~15 % larger."
     buf = io.BytesIO()
@@ -404,6 +426,7 @@ def _colorbar(ax, mappable, label, x_in):
     cb.ax.yaxis.set_label_coords(1, .5, _offset(cb.ax, cb.ax.transAxes, dx=TICK + _tick_w('log') + 3*PT))
     return cb
 
+@gc_paused
 def plot_heatmap(h:RunHistory,
                  vmin:float|None=None,     # smallest change coloured (the log floor); default from the data
                  vmax:float|None=None,     # largest change coloured; default the run's maximum
@@ -440,6 +463,7 @@ def plot_heatmap(h:RunHistory,
 # %% ../nbs/04_plots.ipynb #c0104a12
 class HeatmapPNG:
     "PNGs of one heatmap figure in any colour map: text and axes are rendered once, a new colour map redraws only the image layer."
+    @gc_paused
     def __init__(self, fig:Figure, dpi:int=100):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.spines import Spine
@@ -458,6 +482,7 @@ class HeatmapPNG:
         self.background = self.canvas.copy_from_bbox(fig.bbox)
         self.cmap = None
 
+    @gc_paused
     def png(self, cmap:str|None=None, compress_level:int=1)->bytes:
         "The figure as PNG bytes with colour map `cmap` (default: the one it was drawn with)."
         from PIL import Image
@@ -490,6 +515,7 @@ def _bars(ax, x, top, bottom, gid, **kw):
 
 PHASE_BAR_LABEL_H = 3*PT + _line(9, 2)
 
+@gc_paused
 def plot_phase_bars(h:RunHistory, ax=None)->Figure:
     "Change each layer accumulated in each phase (`RunHistory.phase_change`), one section per phase, coloured by param group."
     _check_history(h, 'plot_phase_bars')
@@ -525,6 +551,7 @@ def plot_phase_bars(h:RunHistory, ax=None)->Figure:
     return fig
 
 # %% ../nbs/04_plots.ipynb #49cb56b4
+@gc_paused
 def plot_lrs(h:RunHistory, ax=None, legend:bool=True)->Figure: # legend=False: the group colours are named elsewhere (the report)
     "Learning rate of every param group at every step (log scale), phases marked."
     _check_history(h, 'plot_lrs')
@@ -548,6 +575,7 @@ def _epoch_ends(h):
     x, ep = _step_edges(h), h.steps.epoch.to_numpy()
     return np.array([x[np.flatnonzero(ep == e)[-1] + 1] if (ep == e).any() else np.nan for e in h.epochs.epoch])
 
+@gc_paused
 def plot_losses(h:RunHistory, ax=None, smooth:int=10)->Figure:
     "Train loss per step (and its running mean), valid loss and error rate per epoch; frozen phases shaded."
     _check_history(h, 'plot_losses')
@@ -582,6 +610,7 @@ def update_ratios(h:RunHistory)->np.ndarray:
         if ok.any(): out[ok, g] = np.log10(np.nanmedian(ug[ok], 1))
     return out
 
+@gc_paused
 def plot_update_ratio(h:RunHistory, ax=None)->Figure:
     "log10(‖ΔW‖ / ‖W‖) per step for each param group, with the customary 1e-3 guide line."
     _check_history(h, 'plot_update_ratio')
@@ -617,6 +646,7 @@ def config_title(h:RunHistory)->str:
 # %% ../nbs/04_plots.ipynb #ae7518a4
 HEAT_AX_W = 4.3   # inches of steps per run in plot_compare
 
+@gc_paused
 def plot_compare(histories:list, titles:list|None=None, cmap:str='viridis', group_by:str='layer',
                  shared_scale:bool=True)->Figure: # one colour scale for all runs (else each run its own colour bar)
     "Heatmaps of several runs side by side, titled by the knobs that differ; on one shared colour scale unless `shared_scale=False`."
@@ -638,6 +668,7 @@ def plot_compare(histories:list, titles:list|None=None, cmap:str='viridis', grou
     return fig
 
 # %% ../nbs/04_plots.ipynb #9282004c
+@gc_paused
 def plot_report(h:RunHistory, title:str|None=None)->Figure:
     "One figure: the heatmap on top; change per phase, learning rates and losses below (group colours named once, under the phase bars)."
     _check_history(h, 'plot_report')
@@ -825,6 +856,7 @@ def layer_importance(learn,
     return df
 
 # %% ../nbs/04_plots.ipynb #025a2a11
+@gc_paused
 def plot_importance(df:pd.DataFrame, history:RunHistory|None=None)->Figure:
     "How far each group moved (left) next to how much the validation loss rises when it is put back (right)."
     need = {'group', 'delta_loss', 'delta_error'} - set(df.columns)

@@ -395,6 +395,7 @@ def _collect(self:WeightChangeTracker):
     self._pidx,self._bidx = [torch.tensor([i for i,_ in o], dtype=torch.long, device=dev) for o in (ps,bs)]
     self._pidx_np = np.array([i for i,_ in ps], dtype=np.int64)
     self._pview,self._bview = [None]*len(ps),[None]*len(bs)   # (data_ptr, numpy view or None) per tensor, see `_view`
+    self._index_cache = {}
 
 @patch
 @torch.no_grad()
@@ -442,23 +443,34 @@ def _view(self:WeightChangeTracker, t:torch.Tensor, ref:torch.Tensor, cache:list
 @patch
 def _bn_drift(self:WeightChangeTracker, n:int)->torch.Tensor:
     "Per-layer `||running stats - their reference||` (BatchNorm layers; 0 elsewhere)."
-    sq, slow = np.zeros(len(self._bufs), np.float32), []
-    for j,(b,r) in enumerate(zip(self._bufs, self._bn_ref)):
-        v = self._view(b, r, self._bview, j) if self._bn_np[j] is not None else None
-        if v is None: slow.append(j)
-        else: sq[j] = fused_sq_dist(v, self._bn_np[j])
-    sq = torch.from_numpy(sq).to(self._bidx.device)   # on a GPU every buffer is slow: a few bytes of zeros copied
-    if slow: sq[slow] = sq_norms(torch._foreach_sub([self._bufs[j] for j in slow], [self._bn_ref[j] for j in slow]))
+    views = [self._view(b, r, self._bview, j) if self._bn_np[j] is not None else None
+             for j,(b,r) in enumerate(zip(self._bufs, self._bn_ref))]
+    slow = [j for j,v in enumerate(views) if v is None]
+    if len(slow) == len(views): sq = sq_norms(torch._foreach_sub(self._bufs, self._bn_ref))   # GPU: no host copy, no sync
+    else:   # CPU
+        sq = torch.from_numpy(np.array([0. if v is None else fused_sq_dist(v, r) for v,r in zip(views, self._bn_np)], np.float32))
+        if slow: sq[slow] = sq_norms(torch._foreach_sub([self._bufs[j] for j in slow], [self._bn_ref[j] for j in slow]))
     return per_layer(sq, self._bidx, n)
+
+@patch
+def _live(self:WeightChangeTracker)->list:
+    """Indices of the parameters that can have moved. A frozen one that has no gradient is skipped by fastai's optimizer
+    (weight decay included), so its cached norms still hold and its update is 0 (bench/RESULTS.md, P1)."""
+    return [i for i,p in enumerate(self._params) if p.requires_grad or p.grad is not None]
+
+@patch
+def _index(self:WeightChangeTracker, ids:list)->torch.Tensor:
+    "`ids` as an index tensor on the weights' device, made once per distinct list (on a GPU, making one waits for the GPU)."
+    k = tuple(ids)
+    if k not in self._index_cache: self._index_cache[k] = torch.tensor(ids, dtype=torch.long, device=self._pidx.device)
+    return self._index_cache[k]
 
 @patch
 @torch.no_grad()
 def _device_row(self:WeightChangeTracker)->torch.Tensor:
     "`[change | update | bn_stats | loss]` for this step, computed on the device; moves `prev` to now."
     n,idx = len(self._mods),self._pidx
-    # Only parameters that can have moved are read: a frozen one that has no gradient is skipped by fastai's
-    # optimizer (weight decay included), so its cached norms still hold and its update is 0 (bench/RESULTS.md, P1).
-    live = [i for i,p in enumerate(self._params) if p.requires_grad or p.grad is not None]
+    live = self._live()   # only weights that can have moved are read
     sq_upd = torch.zeros_like(self._sq_cur)
     fast, slow = [], []
     for i in live:
@@ -468,10 +480,10 @@ def _device_row(self:WeightChangeTracker)->torch.Tensor:
     if fast:   # CPU, float32: one fused pass per weight (`fused_sq_norms`)
         out = np.empty((len(fast), 3))
         for k,(i,v) in enumerate(fast): fused_sq_norms(v, *self._np[i], out[k])
-        at, v = torch.tensor([i for i,_ in fast], device=idx.device), torch.from_numpy(out).float()
+        at, v = self._index([i for i,_ in fast]), torch.from_numpy(out).float()
         self._sq_cur[at], self._sq_chg[at], sq_upd[at] = v[:, 0], v[:, 1], v[:, 2]
     if slow:   # GPU (asynchronous kernels), other dtypes or layouts, or no numba
-        at = torch.tensor(slow, device=idx.device)
+        at = self._index(slow)
         ps,prev,ref = ([ts[i] for i in slow] for ts in (self._params,self._prev,self._ref))
         self._sq_cur[at] = sq_norms(ps)
         # `prev` doubles as scratch space, so no model-sized tensor is allocated per step
@@ -508,6 +520,7 @@ def _flush(self:WeightChangeTracker):
 def before_fit(self:WeightChangeTracker):
     if self._ref is None: self._take_reference()
     else: self._check_model()
+    self._index(self._live())   # made now, not at the first step: on a GPU a step never waits for the host
     if self._in_fit: self._cancelled = True  # the previous fit never reached after_fit (KeyboardInterrupt, error)
     self._fit += 1
     self._in_fit = True
