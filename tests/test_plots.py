@@ -90,7 +90,8 @@ def test_block_rows_hatched_when_most_of_the_block_is_frozen():
     assert want[:-1, 0].all() and not want[-1].any()   # body blocks frozen at first (only BN trains), head never
 
 def test_image_covers_recorded_steps_and_all_layers(hist):
-    (im,) = plot_heatmap(hist).axes[0].images
+    im, bar = plot_heatmap(hist).axes[0].images   # the heatmap, then its colour bar's gradient
+    assert bar.get_gid() == 'colorbar'
     x = _step_edges(hist)
     assert im.get_array().shape == (len(hist.layers), len(hist.steps))
     assert im.get_extent()[:2] == [x[0], x[-1]]
@@ -252,7 +253,8 @@ def test_row_names_sit_left_of_the_cells_and_group_names_left_of_the_colour_bar(
     texts = dict(drawn_texts(fig, monkeypatch))
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     ax, r = fig.axes[0], FigureCanvasAgg(fig).get_renderer()
-    box, cbar = ax.get_window_extent(r), ax.child_axes[0].get_window_extent(r)
+    (grad,) = [i for i in ax.images if i.get_gid() == 'colorbar']
+    box, cbar = ax.get_window_extent(r), grad.get_window_extent(r)
     rows = [texts[n] for n in row_labels(ax)]
     assert len(rows) == 28 and all(b.x1 <= box.x0 for b in rows) and min(b.x0 for b in rows) > 0
     groups = [texts[t.get_text()] for t in ax.texts if t.get_gid() == 'group_label']
@@ -262,10 +264,24 @@ def test_own_scales_give_each_run_its_colour_bar():
     hs = [synthetic_history(), synthetic_history(seed=1, base_lr=2e-2)]
     fig = plot_compare(hs, shared_scale=False)
     axs = [a for a in fig.axes if a.images]
-    assert [len(a.child_axes) for a in axs] == [1, 1]
+    bars = lambda axs: [[i for i in a.images if i.get_gid() == 'colorbar'] for a in axs]
+    assert [len(b) for b in bars(axs)] == [1, 1]
     assert [(a.images[0].norm.vmin, a.images[0].norm.vmax) for a in axs] == [color_limits([h]) for h in hs]
+    for a,(b,) in zip(axs, bars(axs)): assert b.norm is a.images[0].norm and b.get_cmap() is a.images[0].get_cmap()
     shared = plot_compare(hs)
-    assert [len(a.child_axes) for a in shared.axes if a.images] == [0, 1]
+    assert [len(b) for b in bars(a for a in shared.axes if a.images)] == [0, 1]
+
+def test_colour_bar_ticks_name_the_decades_of_the_scale():
+    ax = plot_heatmap(synthetic_history(), vmin=1e-4, vmax=3e-1).axes[0]
+    ticks = [t.get_text() for t in ax.texts if t.get_gid() == 'colorbar_tick']
+    assert ticks == ['10⁻⁴', '10⁻³', '10⁻²', '10⁻¹']
+    ys = [t.get_position()[1] for t in ax.texts if t.get_gid() == 'colorbar_tick']
+    np.testing.assert_allclose(ys, (np.arange(-4, 0) - np.log10(1e-4))/(np.log10(3e-1) - np.log10(1e-4)))
+    (grad,) = [i for i in ax.images if i.get_gid() == 'colorbar']
+    v = grad.get_array()
+    assert v[0, 0] == pytest.approx(3e-1) and v[-1, 0] == pytest.approx(1e-4)     # largest change at the top
+    narrow = plot_heatmap(synthetic_history(), vmin=.02, vmax=.1).axes[0]           # under one decade: three values
+    assert [t.get_text() for t in narrow.texts if t.get_gid() == 'colorbar_tick'] == ['0.02', '0.045', '0.1']
 
 def test_text_width_measures_like_matplotlib():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
