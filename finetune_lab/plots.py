@@ -245,8 +245,8 @@ def _log_axis(axis):
     axis.set_major_formatter(FuncFormatter(_pow10)); axis.set_minor_locator(NullLocator())
 
 def _few_ticks(*axes, n=5):
-    "At most about `n` ticks on these linear axes (each tick is an object that costs ~2 ms to build and draw)."
-    for a in axes: a.set_major_locator(MaxNLocator(n, steps=[1, 2, 2.5, 5, 10]))
+    "At most about `n` ticks on these linear axes (each tick is an object that costs ~2 ms to build and draw); whole training steps on x."
+    for a in axes: a.set_major_locator(MaxNLocator(n, steps=[1, 2, 2.5, 5, 10], integer=a.axis_name == 'x'))
 
 @functools.cache
 def _tick_w(kind:str, size:float=10.)->float:
