@@ -7,6 +7,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/plots.html.md"""
 # %% ../nbs/04_plots.ipynb #7c8ce504
 from __future__ import annotations
 import io, functools, gc, threading
+from types import SimpleNamespace
 import numpy as np, pandas as pd
 import matplotlib as mpl
 from matplotlib.figure import Figure
@@ -253,12 +254,6 @@ def _tick_w(kind:str, size:float=10.)->float:
     "Room for the widest tick label: a log axis's 10ⁿ, or a linear axis's number (at most 6 characters in these figures)."
     return text_width(['10⁻¹⁰' if kind == 'log' else '−0.000'], size)
 
-def _legend_below(ax, handles=None, ncol=3, fontsize=8, below:float=0., **kw):
-    "A legend under the x label (never over the data): `below` inches under the axes, centred."
-    kw = dict(loc='upper center', bbox_to_anchor=(.5, 0), bbox_transform=_offset(ax, ax.transAxes, dy=-below),
-              ncol=ncol, fontsize=fontsize, frameon=False, borderaxespad=0, handlelength=1.5, columnspacing=1.2, **kw)
-    return ax.legend(handles=handles, **kw) if handles is not None else ax.legend(**kw)
-
 def _legend_h(n_entries, ncol=3, fontsize=8): return _line(fontsize, -(-n_entries//ncol)) + 2*PT*(-(-n_entries//ncol))
 
 def _rects_path(rects)->Path:
@@ -386,14 +381,14 @@ def row_labels(ax)->list:
     "The row names a heatmap drew (texts with gid 'row_label', top to bottom)."
     return [t.get_text() for t in sorted((t for t in ax.texts if t.get_gid() == 'row_label'), key=lambda t: t.get_position()[1])]
 
-def _label_rows(ax, h, ticks, groups):
+def _label_rows(ax, h, r):
     "Row names left of the axes (plain texts: a matplotlib tick costs ~1.5 ms to build), block and group separators, group names right."
-    pos, texts, size, lines = ticks
+    pos, texts, size, lines = r.ticks
     ax.set_yticks([])
     tr = _offset(ax, ax.get_yaxis_transform(), dx=-3*PT)
     for y,t in zip(pos, texts): ax.text(0, y, t, transform=tr, fontsize=size, ha='right', va='center', gid='row_label')
     if lines: ax.hlines(lines, 0, 1, transform=ax.get_yaxis_transform(), colors='w', lw=.5, alpha=.7)
-    gt = _group_texts(h, groups)
+    gt = r.group_texts
     ax.hlines([a-.5 for _,a,_,_ in gt[1:]], 0, 1, transform=ax.get_yaxis_transform(), colors='k', lw=1.5, gid='group_boundary')
     cols, tr = group_colors(h.n_groups), _offset(ax, ax.get_yaxis_transform(), dx=3*PT)
     for g,a,b,t in gt:   # plain text, not a second axis: cheaper to lay out
@@ -405,14 +400,16 @@ CBAR_GAP, CBAR_W = .12, .15   # inches between the group names and the colour ba
 def _cbar_room(size=10.): return CBAR_GAP + CBAR_W + TICK + _tick_w('log', size) + 3*PT + _line(size)
 
 def _heat_rows(h, group_by, max_labels):
-    "Rows (labels, change, frozen, groups) and their tick labels."
+    "A heatmap's rows (labels, data, frozen, groups), their names (ticks, group_texts) and the widths those take (inches)."
     labels, data, frozen, groups = _rows(h, group_by)
-    return labels, data, frozen, groups, _row_ticks(h, labels, group_by, max_labels)
+    ticks, gt = _row_ticks(h, labels, group_by, max_labels), _group_texts(h, groups)
+    return SimpleNamespace(labels=labels, data=data, frozen=frozen, groups=groups, ticks=ticks, group_texts=gt,
+                           row_w=text_width(ticks[1], ticks[2]), group_w=text_width([t for *_,t in gt], 8))
 
-def _heat_margins(h, ticks, groups, colorbar=True)->tuple:
-    "(left, right, top, bottom) inches around a heatmap: row names and y label; group names and colour bar; title and phase names; steps and x label."
-    left = PAD + _line() + 6*PT + text_width(ticks[1], ticks[2])
-    right = PAD + 3*PT + text_width([t for *_,t in _group_texts(h, groups)], 8) + (_cbar_room() if colorbar else 0)
+def _heat_margins(r, colorbar=True)->tuple:
+    "(left, right, top, bottom) inches around the heatmap of rows `r`: row names and y label; group names and colour bar; title and phase names; steps and x label."
+    left = PAD + _line() + 6*PT + r.row_w
+    right = PAD + 3*PT + r.group_w + (_cbar_room() if colorbar else 0)
     return left, right, PAD + _line(11) + 7*PT + PHASE_LABEL_H, PAD + _xlabel_drop() + _line()
 
 def _bar_ticks(lo:float, hi:float)->list:
@@ -462,21 +459,22 @@ def plot_heatmap(h:RunHistory,
     "How far every layer moved from its starting weights at every step (log colour); frozen cells hatched grey."
     _check_history(h, 'plot_heatmap')
     cm = _cmap(cmap)
-    labels, data, frozen, groups, ticks = _heat_rows(h, group_by, max_labels)
-    fig, ax = _fig_ax(ax, (11, 6.5), _heat_margins(h, ticks, groups, bool(colorbar)))
+    r = _heat_rows(h, group_by, max_labels)
+    data, frozen = r.data, r.frozen
+    fig, ax = _fig_ax(ax, (11, 6.5), _heat_margins(r, bool(colorbar)))
     _title(ax, title or 'How far each layer moved from its starting weights', PHASE_LABEL_H)
     if not len(h.steps): _no_steps(ax, 'the heatmap'); return fig
     vmin, vmax = color_limits([h], vmin, vmax)
-    x, n = _step_edges(h), len(labels)
+    x, n = _step_edges(h), len(r.labels)
     im = ax.imshow(np.clip(data, vmin, None), aspect='auto', interpolation='nearest', cmap=cm, norm=LogNorm(vmin, vmax, clip=True),
                    extent=(x[0], x[-1], n-.5, -.5), rasterized=True)
     ax.add_artist(PathPatch(_rects_path([(x0, r0-.5, w, nr) for x0,r0,w,nr in _frozen_rects(frozen, x)]), gid='frozen', **FROZEN_STYLE))
     _mark_phases(ax, h)
-    _label_rows(ax, h, ticks, groups)
+    _label_rows(ax, h, r)
     ax.set_xlim(x[0], x[-1]); ax.set_ylim(n-.5, -.5)
     _few_ticks(ax.xaxis, n=8); _labels(ax, 'training step', 'layer (input at top, head at bottom)' if group_by == 'layer' else 'block of layers (input at top)',
-            text_width(ticks[1], ticks[2]) + 3*PT - TICK, xloc='left')
-    if colorbar: _colorbar(ax, im, colorbar if isinstance(colorbar, str) else '‖W − W₀‖ / ‖W₀‖ (log)', 3*PT + text_width([t for *_,t in _group_texts(h, groups)], 8) + CBAR_GAP)
+            r.row_w + 3*PT - TICK, xloc='left')
+    if colorbar: _colorbar(ax, im, colorbar if isinstance(colorbar, str) else '‖W − W₀‖ / ‖W₀‖ (log)', 3*PT + r.group_w + CBAR_GAP)
     if frozen.any():
         what = 'frozen (requires_grad=False)' if group_by == 'layer' else 'frozen (most of the block)'
         ax.legend(handles=[Patch(label=what, **{**FROZEN_STYLE, 'linewidth':.5})], loc='upper right', bbox_to_anchor=(1, 0),
@@ -498,13 +496,11 @@ class HeatmapPNG:
         self.fig, self.ax, self.im = fig, axs[0], axs[0].images[0]
         fig.set_dpi(dpi)
         self.canvas, self._lock = FigureCanvasAgg(fig), threading.Lock()
-        # the image layer: the image, everything drawn over it inside the axes, the frame, and the colour bar
-        over = (AxesImage, Patch, Line2D, Collection, Spine)   # the heatmap, its colour bar, and all drawn over them
+        over = (AxesImage, Patch, Line2D, Collection, Spine)   # the image layer: heatmap, colour bar, all drawn over them, the frame
         self.layer = [a for a in self.ax.get_children() if isinstance(a, over) and a is not self.ax.patch] + list(self.ax.child_axes)
         for a in self.layer: a.set_animated(True)
         self.canvas.draw()                                     # everything else, once
         self.background = self.canvas.copy_from_bbox(fig.bbox)
-        self.cmap = None
 
     @gc_paused
     def png(self, cmap:str|None=None, compress_level:int=1)->bytes:
@@ -529,7 +525,10 @@ def _margins(ytick:str, n_legend:int=0, ncol:int=3, above:float=PHASE_LABEL_H, r
 
 def _legend_under(ax, handles=None, ncol=3, xticks=True):
     "A legend under the x label, centred (never over the data, and no search for a free corner)."
-    return _legend_below(ax, handles, ncol=ncol, below=_xlabel_drop(xticks) + _line() + 3*PT)
+    below = _xlabel_drop(xticks) + _line() + 3*PT
+    kw = dict(loc='upper center', bbox_to_anchor=(.5, 0), bbox_transform=_offset(ax, ax.transAxes, dy=-below),
+              ncol=ncol, fontsize=8, frameon=False, borderaxespad=0, handlelength=1.5, columnspacing=1.2)
+    return ax.legend(handles=handles, **kw) if handles is not None else ax.legend(**kw)
 
 def _bars(ax, x, top, bottom, gid, **kw):
     "Unit-wide bars from `bottom` to `top` at `x` as one collection (one draw call, not one Rectangle each)."
@@ -681,7 +680,7 @@ def plot_compare(histories:list, titles:list|None=None, cmap:str='viridis', grou
     if len(titles) != len(hs): raise ValueError(f"plot_compare got {len(hs)} histories but {len(titles)} titles: give one title per history.")
     last = len(hs) - 1
     cbars = [True if not shared_scale else '‖W − W₀‖ / ‖W₀‖ (shared log scale)' if i == last else False for i in range(len(hs))]
-    margins = [_heat_margins(h, r[4], r[3], bool(cb)) for h,cb in zip(hs, cbars) for r in [_heat_rows(h, group_by, 40)]]
+    margins = [_heat_margins(_heat_rows(h, group_by, 40), bool(cb)) for h,cb in zip(hs, cbars)]
     widths = [l + r + HEAT_AX_W for l,r,_,_ in margins]
     fig, H = Figure(figsize=(sum(widths), 6.5)), 6.5
     vmin, vmax = color_limits(hs) if shared_scale else (None, None)

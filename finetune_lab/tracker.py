@@ -19,8 +19,8 @@ from fastai.learner import Learner, Recorder
 # %% auto #0
 __all__ = ['FORMAT', 'VERSION', 'KINDS', 'PARTS', 'LAYER_COLS', 'STEP_COLS', 'EPOCH_COLS', 'ARRAYS', 'fused_sq_norms',
            'fused_sq_dist', 'RunHistory', 'layer_kind', 'owning_modules', 'param_groups', 'layer_part', 'layer_table',
-           'phase_name', 'group_hypers', 'sq_norms', 'per_layer', 'layer_norms', 'diff_norms', 'relative', 'flat_view',
-           'is_dense', 'recorder_values', 'epoch_results', 'WeightChangeTracker']
+           'phase_name', 'group_hypers', 'sq_norms', 'per_layer', 'layer_norms', 'sq_diff_norms', 'diff_norms',
+           'relative', 'flat_view', 'is_dense', 'recorder_values', 'epoch_results', 'WeightChangeTracker']
 
 # %% ../nbs/02_tracker.ipynb #f778252f
 FORMAT, VERSION = 'finetune_lab.RunHistory', 1
@@ -311,9 +311,13 @@ def layer_norms(ts:list, idx:torch.Tensor, n:int)->torch.Tensor:
     "Per-layer L2 norm of tensors `ts`, where tensor `i` belongs to layer `idx[i]` of `n`."
     return per_layer(sq_norms(ts), idx, n)
 
+def sq_diff_norms(ts:list, refs:list)->torch.Tensor:
+    "Squared `||ts[i] - refs[i]||` of each pair, as one float tensor on their device."
+    return sq_norms(torch._foreach_sub(ts, refs))
+
 def diff_norms(ts:list, refs:list, idx:torch.Tensor, n:int)->torch.Tensor:
     "Per-layer `||ts - refs||`."
-    return layer_norms(torch._foreach_sub(ts, refs), idx, n)
+    return per_layer(sq_diff_norms(ts, refs), idx, n)
 
 def relative(num:torch.Tensor, den:torch.Tensor)->torch.Tensor:
     "`num/den`, or plain `num` where `den` is 0 (a layer that started at exactly zero)."
@@ -331,8 +335,6 @@ def _fused_sq_norms(w, w0, prev, out):
         sw += np.float64(x)*x; sc += np.float64(c)*c; su += np.float64(u)*u
     out[0], out[1], out[2] = sw, sc, su
 
-# Compiled once per machine (numba caches them on disk). With them a tracker step on a CPU reads each moving weight once
-# instead of ~9 times (bench/RESULTS.md, P1); 'reassoc' lets the sums use SIMD, and NaN/inf still propagate.
 def _fused_sq_dist(a, b)->float:
     "`Σ(a-b)²` summed in float64, over two flat float32 arrays (a BatchNorm running statistic against its reference)."
     s = 0.
@@ -340,6 +342,8 @@ def _fused_sq_dist(a, b)->float:
         d = a[i] - b[i]; s += np.float64(d)*d
     return s
 
+# Compiled once per machine (numba caches them on disk). With them a tracker step on a CPU reads each moving weight once
+# instead of ~9 times (bench/RESULTS.md, P1); 'reassoc' lets the sums use SIMD, and NaN/inf still propagate.
 _jit = numba.njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'}) if numba else None
 fused_sq_norms, fused_sq_dist = (_jit(_fused_sq_norms), _jit(_fused_sq_dist)) if numba else (None, None)
 
@@ -446,10 +450,10 @@ def _bn_drift(self:WeightChangeTracker, n:int)->torch.Tensor:
     views = [self._view(b, r, self._bview, j) if self._bn_np[j] is not None else None
              for j,(b,r) in enumerate(zip(self._bufs, self._bn_ref))]
     slow = [j for j,v in enumerate(views) if v is None]
-    if len(slow) == len(views): sq = sq_norms(torch._foreach_sub(self._bufs, self._bn_ref))   # GPU: no host copy, no sync
+    if len(slow) == len(views): sq = sq_diff_norms(self._bufs, self._bn_ref)   # GPU: no host copy, no sync
     else:   # CPU
         sq = torch.from_numpy(np.array([0. if v is None else fused_sq_dist(v, r) for v,r in zip(views, self._bn_np)], np.float32))
-        if slow: sq[slow] = sq_norms(torch._foreach_sub([self._bufs[j] for j in slow], [self._bn_ref[j] for j in slow]))
+        if slow: sq[slow] = sq_diff_norms([self._bufs[j] for j in slow], [self._bn_ref[j] for j in slow])
     return per_layer(sq, self._bidx, n)
 
 @patch
