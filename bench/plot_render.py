@@ -6,12 +6,16 @@ and per block, phase bars, LRs, losses, update ratio, the report, and plot_compa
 from the call to the PNG bytes (`fig_to_png`, Agg, dpi 100). Target: < 0.5 s per figure of one history.
 Wall time and this process's CPU time are both reported (the CPU time does not grow when other work shares the cores).
 
+Each repetition draws a different history (seed, base_lr, lr_mult and head_depth vary, so titles, tick labels and
+numbers differ): `fig_to_png`'s glyph cache (`GlyphCanvas`) only helps with what really repeats between figures.
+`report_cold` and `heatmap_cold` empty that cache first: the time of a process's first figure of its kind.
+
 Usage: python bench/plot_render.py [--reps 5] [--steps 1000] [--layers 150]
 """
 import argparse
 from common import header, timed, print_rep, print_medians
 from finetune_lab.plots import (synthetic_history, plot_heatmap, plot_phase_bars, plot_lrs, plot_losses, plot_update_ratio,
-                                plot_report, plot_compare, fig_to_png, _resnet_layers)
+                                plot_report, plot_compare, fig_to_png, _resnet_layers, _clear_text_cache)
 
 def blocks_for(n_layers):
     "Blocks per stage (and head depth) whose layer table is closest to `n_layers` rows."
@@ -21,18 +25,23 @@ def blocks_for(n_layers):
 def main(a):
     header("Plot rendering: plot_heatmap / plot_report of a big history, to PNG")
     blocks, hd = blocks_for(a.layers)
-    h = synthetic_history('fine_tune', steps_per_epoch=a.steps//2, blocks=blocks, head_depth=hd)
-    print(f"# history: {h.change.shape[0]} steps x {h.change.shape[1]} layers (blocks {blocks}, head_depth {hd})", flush=True)
-    h2, h3 = (synthetic_history('fine_tune', steps_per_epoch=a.steps//2, blocks=blocks, head_depth=hd, seed=s) for s in (1, 2))
-    cases = dict(heatmap_layer=lambda: plot_heatmap(h), heatmap_block=lambda: plot_heatmap(h, group_by='block'),
-                 phase_bars=lambda: plot_phase_bars(h), lrs=lambda: plot_lrs(h), losses=lambda: plot_losses(h),
-                 update_ratio=lambda: plot_update_ratio(h), report=lambda: plot_report(h),
-                 compare_2=lambda: plot_compare([h, h2]), compare_3=lambda: plot_compare([h, h2, h3]))
-    for f in cases.values(): fig_to_png(f())  # warm-up: fonts, colormaps
+    # one history per repetition (+1 for the warm-up), each with other numbers and knobs
+    hs = [synthetic_history('fine_tune', steps_per_epoch=a.steps//2, blocks=blocks, head_depth=hd + s % 2, seed=s,
+                            base_lr=(1e-3, 2e-3, 3e-3, 5e-3)[s % 4], lr_mult=(100, 10, 30)[s % 3]) for s in range(a.reps + 3)]
+    h = hs[0]
+    print(f"# histories: {h.change.shape[0]} steps x {h.change.shape[1]}-{hs[1].change.shape[1]} layers "
+          f"(blocks {blocks}, head_depth {hd}-{hd+1}), {len(hs)} of them", flush=True)
+    def cold(f): _clear_text_cache(); return f()
+    cases = dict(heatmap_layer=lambda i: plot_heatmap(hs[i]), heatmap_block=lambda i: plot_heatmap(hs[i], group_by='block'),
+                 phase_bars=lambda i: plot_phase_bars(hs[i]), lrs=lambda i: plot_lrs(hs[i]), losses=lambda i: plot_losses(hs[i]),
+                 update_ratio=lambda i: plot_update_ratio(hs[i]), report=lambda i: plot_report(hs[i]),
+                 compare_2=lambda i: plot_compare(hs[i:i+2]), compare_3=lambda i: plot_compare(hs[i:i+3]),
+                 report_cold=lambda i: cold(lambda: plot_report(hs[i])), heatmap_cold=lambda i: cold(lambda: plot_heatmap(hs[i])))
+    for f in cases.values(): fig_to_png(f(0))  # warm-up: fonts, colormaps
     res = {k: [] for k in cases}
     for r in range(a.reps):
         for k in (list(cases) if r % 2 == 0 else list(cases)[::-1]):
-            res[k].append(timed(lambda: fig_to_png(cases[k]())))
+            res[k].append(timed(lambda: fig_to_png(cases[k](r + 1))))
         print_rep(r, res)
     print_medians(res)
 

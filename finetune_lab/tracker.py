@@ -147,7 +147,7 @@ def phase_spans(self:RunHistory)->list:
     "`(phase, fit, start_row, end_row_exclusive)` for each contiguous run of steps with the same (fit, phase)."
     fits,phases = self.steps.fit.to_numpy(),self.steps.phase.to_numpy()
     if not len(fits): return []
-    cuts = [0] + [i for i in range(1, len(fits)) if fits[i]!=fits[i-1] or phases[i]!=phases[i-1]] + [len(fits)]
+    cuts = [0] + (np.flatnonzero((fits[1:]!=fits[:-1]) | (phases[1:]!=phases[:-1])) + 1).tolist() + [len(fits)]
     return [(str(phases[a]), int(fits[a]), a, b) for a,b in zip(cuts[:-1], cuts[1:])]
 
 # %% ../nbs/02_tracker.ipynb #9eccc0bd
