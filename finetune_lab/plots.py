@@ -55,18 +55,22 @@ def gc_paused(f):
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 try:
     from matplotlib.ft2font import FT2Font, RenderMode
-    _GLYPH_CACHE_OK = all(hasattr(c, a) for c,a in ((RendererAgg, '_prepare_font'), (FT2Font, '_layout'),
-                                                   (FT2Font, '_render_glyph'), (FT2Font, '_set_transform')))
+    _GLYPH_CACHE_OK = all(hasattr(c, a) for c,a in ((RendererAgg, '_prepare_font'), (FT2Font, '_layout'), (FT2Font, '_render_glyph'),
+                                                   (FT2Font, '_set_transform'), (FT2Font, 'face_index')))
 except ImportError: _GLYPH_CACHE_OK = False
-_text_cache, _MAX_CACHED = threading.local(), 200_000   # per thread: matplotlib's FT2Font objects are per thread too
+_text_cache, _MAX_CACHED = SimpleNamespace(c=None), 200_000
 
 def _text_caches()->SimpleNamespace:
-    "This thread's caches (layouts, sizes, glyphs), emptied whole once any holds `_MAX_CACHED` entries."
-    c = getattr(_text_cache, 'c', None)
+    """The process's text caches: layouts (glyphs and positions of a string), sizes (its width, height, descent) and
+    glyphs (bitmaps), all plain data keyed by font file, so every thread shares them (a dict's get and set are atomic;
+    two threads filling one entry write the same value). Emptied whole once any holds `_MAX_CACHED` entries."""
+    c = _text_cache.c
     if c is None or max(map(len, vars(c).values())) >= _MAX_CACHED: c = _text_cache.c = SimpleNamespace(layouts={}, sizes={}, glyphs={})
     return c
 
 def _clear_text_cache(): _text_cache.c = None
+
+def _font_key(font)->tuple: return font.fname, font.face_index
 
 class _GlyphCacheRenderer(RendererAgg):
     "`RendererAgg` that shapes a string, measures it and rasterises a glyph once per font, size, angle and sub-pixel offset."
@@ -82,27 +86,33 @@ class _GlyphCacheRenderer(RendererAgg):
     def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
         if ismath or not gc.get_antialiased(): return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
         feats, lang = (mtext.get_fontfeatures(), mtext.get_language()) if mtext is not None else (None, None)
-        c, flags, size = _text_caches(), get_hinting_flag(), prop.get_size_in_points()
-        k = self._key(s, prop) + (feats and tuple(feats), lang)
-        if (items := c.layouts.get(k)) is None:   # the fonts stay referenced here, so their ids below stay theirs
-            items = c.layouts[k] = [(it.ft_object, it.glyph_index, it.x, it.y)
-                                    for it in self._prepare_font(prop)._layout(s, flags=flags, features=feats, language=lang)]
-        cos, sin, rot = math.cos(math.radians(angle)), math.sin(math.radians(angle)), None
+        c, flags, size, hf = _text_caches(), get_hinting_flag(), prop.get_size_in_points(), mpl.rcParams['text.hinting_factor']
+        shape = lambda: self._prepare_font(prop)._layout(s, flags=flags, features=feats, language=lang)
+        k = (s, hash(prop), self.dpi, flags, hf, feats and tuple(feats), lang)
+        fonts = {}   # this thread's FT2Font objects (matplotlib's are per thread) by font key, for glyphs not cached yet
+        if (items := c.layouts.get(k)) is None:
+            shaped = shape()
+            fonts = {_font_key(it.ft_object): it.ft_object for it in shaped}
+            items = c.layouts[k] = [(_font_key(it.ft_object), it.glyph_index, it.x, it.y) for it in shaped]
+        cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
         H = self.height
         for font, glyph, dx, dy in items:    # as RendererAgg._draw_text_glyphs_and_boxes, in 1/64 px (FreeType's y is up)
             X, Y = round(0x40*(x + dx*cos - dy*sin)), round(0x40*(H - y + dx*sin + dy*cos))
-            gk = (id(font), size, self.dpi, glyph, angle, flags, X & 63, Y & 63)
+            gk = (font, size, self.dpi, glyph, angle, flags, hf, X & 63, Y & 63)
             if (g := c.glyphs.get(gk)) is None:
-                if rot is None: rot = (0x10000*np.array([[cos, -sin], [sin, cos]])).round().astype(int)
-                font.set_size(size, self.dpi)
-                font._set_transform(rot, [X & 63, Y & 63])
-                bm = font._render_glyph(glyph, flags, RenderMode.NORMAL)
+                if font not in fonts:   # the string's main font, else shape it again for its fallback fonts
+                    f = self._prepare_font(prop); fonts[_font_key(f)] = f
+                    if font not in fonts: fonts.update((_font_key(it.ft_object), it.ft_object) for it in shape())
+                f = fonts[font]
+                f.set_size(size, self.dpi)
+                f._set_transform((0x10000*np.array([[cos, -sin], [sin, cos]])).round().astype(int), [X & 63, Y & 63])
+                bm = f._render_glyph(glyph, flags, RenderMode.NORMAL)
                 g = c.glyphs[gk] = (bm.buffer, bm.left, bm.top)
             buf, left, top = g
             self._renderer.draw_text_image(buf, left + (X >> 6), int(H) - (top + (Y >> 6)) + buf.shape[0], 0, gc)
 
 class GlyphCanvas(FigureCanvasAgg):
-    "matplotlib's Agg canvas, drawing text through the per-thread glyph cache (plain Agg where that is unavailable)."
+    "matplotlib's Agg canvas, drawing text through the process's glyph cache (plain Agg where that is unavailable)."
     def get_renderer(self):
         if not _GLYPH_CACHE_OK: return super().get_renderer()
         w, h = self.get_width_height(physical=True)
@@ -504,7 +514,7 @@ def _colorbar(ax, im, label, x_in):
     bar = blended_transform_factory(corner, ax.transAxes)                  # x in those inches, y along the axes' height
     lo, hi = np.log10(im.norm.vmin), np.log10(im.norm.vmax)
     grad = AxesImage(ax, colorizer=im.colorizer, extent=(x_in, x_in + CBAR_W, 0, 1), transform=bar, interpolation='nearest',
-                     clip_on=False, gid='colorbar')
+                     interpolation_stage='rgba', clip_on=False, gid='colorbar')
     grad.set_data(np.logspace(hi, lo, 256)[:, None])                        # top row = the largest change
     ax.add_image(grad)
     tri = ax.add_artist(Polygon([(x_in, 0), (x_in + CBAR_W, 0), (x_in + CBAR_W/2, -.12)], closed=True, transform=corner,
@@ -539,8 +549,9 @@ def plot_heatmap(h:RunHistory,
     if not len(h.steps): _no_steps(ax, 'the heatmap'); return fig
     vmin, vmax = color_limits([h], vmin, vmax)
     x, n = _step_edges(h), len(r.labels)
-    im = ax.imshow(np.clip(data, vmin, None), aspect='auto', interpolation='nearest', cmap=cm, norm=LogNorm(vmin, vmax, clip=True),
-                   extent=(x[0], x[-1], n-.5, -.5), rasterized=True)
+    # colour the cells, then scale them to pixels: the same pixels as scaling first (nearest), 5x fewer to colour
+    im = ax.imshow(np.clip(data, vmin, None), aspect='auto', interpolation='nearest', interpolation_stage='rgba', cmap=cm,
+                   norm=LogNorm(vmin, vmax, clip=True), extent=(x[0], x[-1], n-.5, -.5), rasterized=True)
     ax.add_artist(PathPatch(_rects_path([(x0, r0-.5, w, nr) for x0,r0,w,nr in _frozen_rects(frozen, x)]), gid='frozen', **FROZEN_STYLE))
     _mark_phases(ax, h)
     _label_rows(ax, h, r)

@@ -22,6 +22,7 @@ def text_fig() -> Figure:
     ax.text(.1, .3, 'not antialiased', antialiased=False)
     ax.text(.5, .6, 'alpha=.5', alpha=.5, color='C3')
     ax.text(.55, .2, 'serif bold', family='serif', weight='bold')
+    ax.text(.05, .05, 'ab → W₀', family=['cmr10', 'DejaVu Sans'])   # '→' and '₀' come from the fallback font
     return fig
 
 FIGS = {'report': lambda: plot_report(synthetic_history('gradual')),
@@ -53,6 +54,27 @@ def test_cached_glyphs_are_reused_at_new_positions_only_when_the_sub_pixel_offse
     fig = fig_at(1/3); png = fig_to_png(fig)
     assert len(_text_caches().glyphs) > n and (pixels(png) == savefig_pixels(fig)).all()
 
+@pytest.mark.parametrize('change', [dict(rotation=90), dict(rotation=33), dict(fontsize=10), dict(family='serif'),
+                                    dict(weight='bold')])
+def test_a_glyph_at_the_same_anchor_in_another_angle_size_or_font_is_not_taken_for_its_twin(change):
+    "The first glyph of a string sits exactly at its anchor whatever the angle, size or font: the cache must key on each."
+    def fig_with(**kw):
+        fig = Figure(figsize=(2, 2), dpi=100)
+        fig.text(.5, .5, 'W', **{'rotation_mode': 'anchor', 'ha': 'left', 'va': 'baseline', 'fontsize': 20, **kw}); return fig
+    _clear_text_cache(); fig_to_png(fig_with())
+    fig = fig_with(**change)
+    assert (pixels(fig_to_png(fig)) == savefig_pixels(fig)).all(), f"{change}: drawn with the first figure's glyph"
+
+def test_glyphs_of_a_fallback_font_rasterise_when_the_string_is_already_shaped():
+    "A cached string at a new sub-pixel offset needs new glyphs, some from the font fallback list: matplotlib's pixels still."
+    def fig_at(x):
+        fig = Figure(figsize=(3, 1), dpi=100); fig.text(x, .5, 'ab → W₀', family=['cmr10', 'DejaVu Sans']); return fig
+    _clear_text_cache(); fig_to_png(fig_at(.1))
+    n_layouts = len(_text_caches().layouts)
+    fig = fig_at(.1 + 1/700)
+    assert (pixels(fig_to_png(fig)) == savefig_pixels(fig)).all()
+    assert len(_text_caches().layouts) == n_layouts   # shaped once, rasterised twice
+
 @pytest.mark.parametrize('dpi', [50, 72, 150])
 def test_fig_to_png_honours_dpi_and_leaves_the_figure_its_canvas(dpi):
     fig = plot_lrs(synthetic_history()); canvas = fig.canvas
@@ -76,19 +98,24 @@ def test_png_writer_round_trips_every_pixel(shape):
         im = Image.open(io.BytesIO(png)); im.load()   # PIL checks each chunk's CRC
         assert im.mode == 'RGBA' and im.size == shape[::-1] and (np.asarray(im) == rgba).all()
 
-def test_glyph_caches_are_per_thread_and_threads_draw_the_same_pixels():
-    "matplotlib's fonts are per thread, so are the caches; four threads drawing the report at once agree with savefig."
+def test_threads_share_the_glyph_cache_and_draw_the_same_pixels():
+    "Four threads filling an empty cache at once draw what savefig draws; a new thread then rasterises nothing again."
     h = synthetic_history(); ref = savefig_pixels(plot_report(h))
-    out, errors, ids = {}, [], set()
+    _clear_text_cache()
+    out, errors = {}, []
     def work(i):
-        try:
-            out[i] = pixels(fig_to_png(plot_report(h))); ids.add(id(_text_caches()))
+        try: out[i] = pixels(fig_to_png(plot_report(h)))
         except Exception as e: errors.append(e)
-    ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in ts: t.start()
-    for t in ts: t.join()
-    assert not errors and len(out) == 4 and len(ids) == 4
-    assert all((o == ref).all() for o in out.values())
+    def in_threads(n):
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+        for t in ts: t.start()
+        for t in ts: t.join()
+    in_threads(4)
+    assert not errors and len(out) == 4 and all((o == ref).all() for o in out.values())
+    n = {k: len(v) for k, v in vars(_text_caches()).items()}
+    out.clear(); in_threads(1)   # the Lab draws each finished run in a new worker thread
+    assert not errors and (out[0] == ref).all()
+    assert {k: len(v) for k, v in vars(_text_caches()).items()} == n, "a new thread shaped or rasterised again"
 
 def test_glyph_caches_are_bounded(monkeypatch):
     "A long-lived process (the lab) never holds more than `_MAX_CACHED` entries per cache: a full cache starts afresh."
@@ -111,3 +138,13 @@ def test_heatmap_png_uses_the_same_writer_and_pixels():
     ref = savefig_pixels(fig)
     hp = HeatmapPNG(fig)
     assert (pixels(hp.png()) == ref).all()
+
+@pytest.mark.parametrize('steps_per_epoch', [5, 500, 3000])   # cells wider than pixels, about as wide, narrower
+def test_heatmap_colours_cells_before_scaling_without_changing_a_pixel(steps_per_epoch):
+    "plot_heatmap colours the cells and then scales them to pixels (interpolation_stage='rgba'): as if scaled first."
+    fig = plot_heatmap(synthetic_history('gradual', steps_per_epoch=steps_per_epoch))
+    ims = [im for ax in fig.axes for im in ax.images]
+    assert len(ims) == 2 and all(im.get_interpolation_stage() == 'rgba' for im in ims)   # the cells and the colour bar
+    rgba_first = pixels(fig_to_png(fig))
+    for im in ims: im.set_interpolation_stage('data')
+    assert (pixels(fig_to_png(fig)) == rgba_first).all()
