@@ -9,13 +9,16 @@ Wall time and this process's CPU time are both reported (the CPU time does not g
 Each repetition draws a different history (seed, base_lr, lr_mult and head_depth vary, so titles, tick labels and
 numbers differ): `fig_to_png`'s glyph cache (`GlyphCanvas`) only helps with what really repeats between figures.
 `report_cold` and `heatmap_cold` empty that cache first: the time of a process's first figure of its kind.
+`report_savefig` is the baseline drawn in the same repetitions: the same report through matplotlib's own Agg canvas
+and PIL (`Figure.savefig`), as before `GlyphCanvas` and `_png`. The VM's speed drifts by 20-30 % between runs; the
+ratio to this baseline does not.
 
 Usage: python bench/plot_render.py [--reps 5] [--steps 1000] [--layers 150]
 """
-import argparse
-from common import header, timed, print_rep, print_medians
+import argparse, io
+from common import header, timed, print_rep, print_medians, median
 from finetune_lab.plots import (synthetic_history, plot_heatmap, plot_phase_bars, plot_lrs, plot_losses, plot_update_ratio,
-                                plot_report, plot_compare, fig_to_png, _resnet_layers, _clear_text_cache)
+                                plot_report, plot_compare, fig_to_png, gc_paused, _resnet_layers, _clear_text_cache)
 
 def blocks_for(n_layers):
     "Blocks per stage (and head depth) whose layer table is closest to `n_layers` rows."
@@ -36,14 +39,20 @@ def main(a):
                  phase_bars=lambda i: plot_phase_bars(hs[i]), lrs=lambda i: plot_lrs(hs[i]), losses=lambda i: plot_losses(hs[i]),
                  update_ratio=lambda i: plot_update_ratio(hs[i]), report=lambda i: plot_report(hs[i]),
                  compare_2=lambda i: plot_compare(hs[i:i+2]), compare_3=lambda i: plot_compare(hs[i:i+3]),
-                 report_cold=lambda i: cold(lambda: plot_report(hs[i])), heatmap_cold=lambda i: cold(lambda: plot_heatmap(hs[i])))
-    for f in cases.values(): fig_to_png(f(0))  # warm-up: fonts, colormaps
+                 report_cold=lambda i: cold(lambda: plot_report(hs[i])), heatmap_cold=lambda i: cold(lambda: plot_heatmap(hs[i])),
+                 report_savefig=lambda i: plot_report(hs[i]))
+    def png(k, i):
+        if k != 'report_savefig': return fig_to_png(cases[k](i))
+        buf = io.BytesIO(); gc_paused(cases[k](i).savefig)(buf, format='png', dpi=100); return buf.getvalue()
+    for k in cases: png(k, 0)  # warm-up: fonts, colormaps
     res = {k: [] for k in cases}
     for r in range(a.reps):
         for k in (list(cases) if r % 2 == 0 else list(cases)[::-1]):
-            res[k].append(timed(lambda: fig_to_png(cases[k](r + 1))))
+            res[k].append(timed(lambda: png(k, r + 1)))
         print_rep(r, res)
     print_medians(res)
+    ratios = sorted(a[0]/b[0] for a, b in zip(res['report'], res['report_savefig']))
+    print(f"report / report_savefig, per repetition: median {median(ratios):.2f} (range {ratios[0]:.2f}-{ratios[-1]:.2f})")
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(); p.add_argument('--reps', type=int, default=5)
