@@ -58,14 +58,16 @@ try:
     _GLYPH_CACHE_OK = all(hasattr(c, a) for c,a in ((RendererAgg, '_prepare_font'), (FT2Font, '_layout'), (FT2Font, '_render_glyph'),
                                                    (FT2Font, '_set_transform'), (FT2Font, 'face_index')))
 except ImportError: _GLYPH_CACHE_OK = False
-_text_cache, _MAX_CACHED = SimpleNamespace(c=None), 200_000
+_text_cache = SimpleNamespace(c=None)
+_MAX_CACHED = dict(layouts=10_000, sizes=10_000, glyphs=50_000)   # at most ~40 + 1 + 35 MB; a report adds ~100 / 100 / 600
 
 def _text_caches()->SimpleNamespace:
     """The process's text caches: layouts (glyphs and positions of a string), sizes (its width, height, descent) and
     glyphs (bitmaps), all plain data keyed by font file, so every thread shares them (a dict's get and set are atomic;
-    two threads filling one entry write the same value). Emptied whole once any holds `_MAX_CACHED` entries."""
+    two threads filling one entry write the same value). Emptied whole once any is full (`_MAX_CACHED`)."""
     c = _text_cache.c
-    if c is None or max(map(len, vars(c).values())) >= _MAX_CACHED: c = _text_cache.c = SimpleNamespace(layouts={}, sizes={}, glyphs={})
+    if c is None or any(len(v) >= _MAX_CACHED[k] for k,v in vars(c).items()):
+        c = _text_cache.c = SimpleNamespace(layouts={}, sizes={}, glyphs={})
     return c
 
 def _clear_text_cache(): _text_cache.c = None

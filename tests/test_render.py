@@ -118,12 +118,15 @@ def test_threads_share_the_glyph_cache_and_draw_the_same_pixels():
     assert {k: len(v) for k, v in vars(_text_caches()).items()} == n, "a new thread shaped or rasterised again"
 
 def test_glyph_caches_are_bounded(monkeypatch):
-    "A long-lived process (the lab) never holds more than `_MAX_CACHED` entries per cache: a full cache starts afresh."
-    monkeypatch.setattr(P, '_MAX_CACHED', 40)
+    "A long-lived process (the Lab) never holds more than `_MAX_CACHED` entries per cache: once one is full, all start afresh."
+    monkeypatch.setattr(P, '_MAX_CACHED', dict(layouts=10, sizes=10, glyphs=40))
     _clear_text_cache(); fig = plot_lrs(synthetic_history())
     ref = savefig_pixels(fig)
+    first = _text_caches()
     for _ in range(3): assert (pixels(fig_to_png(fig)) == ref).all()
-    assert all(len(v) <= 40 + 60 for v in vars(_text_caches()).values())   # one figure's worth past the bound at most
+    c = _text_caches()
+    assert c is not first, "the caches never started afresh"
+    assert len(c.layouts) <= 10 and len(c.sizes) <= 10 and len(c.glyphs) <= 40 + 30   # one string's glyphs past the bound at most
     monkeypatch.undo(); _clear_text_cache()
 
 def test_without_the_text_internals_glyph_canvas_is_plain_agg(monkeypatch):
