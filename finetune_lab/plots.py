@@ -544,7 +544,10 @@ def plot_heatmap(h:RunHistory,
     "How far every layer moved from its starting weights at every step (log colour); frozen cells hatched grey."
     _check_history(h, 'plot_heatmap')
     cm = _cmap(cmap)
-    r = _heat_rows(h, group_by, max_labels)
+    return _draw_heatmap(h, _heat_rows(h, group_by, max_labels), vmin, vmax, cm, group_by, ax, title, colorbar)
+
+def _draw_heatmap(h, r, vmin, vmax, cm, group_by, ax, title, colorbar)->Figure:
+    "`plot_heatmap` from its rows `r` (`_heat_rows`), which `plot_compare` also needs for its panel widths: made once."
     data, frozen = r.data, r.frozen
     fig, ax = _fig_ax(ax, (11, 6.5), _heat_margins(r, bool(colorbar)))
     _title(ax, title or 'How far each layer moved from its starting weights', PHASE_LABEL_H)
@@ -761,13 +764,13 @@ def plot_compare(histories:list, titles:list|None=None, cmap:str='viridis', grou
     if len(titles) != len(hs): raise ValueError(f"plot_compare got {len(hs)} histories but {len(titles)} titles: give one title per history.")
     last = len(hs) - 1
     cbars = [True if not shared_scale else '‖W − W₀‖ / ‖W₀‖ (shared log scale)' if i == last else False for i in range(len(hs))]
-    margins = [_heat_margins(_heat_rows(h, group_by, 40), bool(cb)) for h,cb in zip(hs, cbars)]
-    widths = [l + r + HEAT_AX_W for l,r,_,_ in margins]
+    cm, rows = _cmap(cmap), [_heat_rows(h, group_by, 40) for h in hs]
+    widths = [left + right + HEAT_AX_W for left,right,_,_ in (_heat_margins(r, bool(cb)) for r,cb in zip(rows, cbars))]
     fig, H = Figure(figsize=(sum(widths), 6.5)), 6.5
     vmin, vmax = color_limits(hs) if shared_scale else (None, None)
-    for i,(h,t,w) in enumerate(zip(hs, titles, widths)):
+    for i,(h,r,t,w) in enumerate(zip(hs, rows, titles, widths)):
         size = min(11., 11*(w - 2*PAD)/max(text_width([t], 11), 1e-3))   # a long title shrinks to its panel
-        plot_heatmap(h, vmin, vmax, cmap=cmap, group_by=group_by, ax=(fig, (sum(widths[:i]), 0, w, H)), title=t, colorbar=cbars[i])
+        _draw_heatmap(h, r, vmin, vmax, cm, group_by, (fig, (sum(widths[:i]), 0, w, H)), t, cbars[i])
         fig.axes[-1].title.set_fontsize(size)   # (a colour bar is an inset of its axes, not in fig.axes)
     return fig
 
