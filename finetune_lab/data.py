@@ -15,8 +15,9 @@ from fastai.vision.all import ImageDataLoaders, Resize, untar_data, URLs, get_fi
 from fastai.data.external import fastai_path
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'SOURCES', 'is_cat', 'cache_dir', 'local_pets', 'image_folder', 'draw_pet', 'synthetic_pets',
-           'readable_images', 'stratified_subset', 'resolve_source', 'pets_dls']
+__all__ = ['IMAGE_EXTS', 'SOURCES', 'is_cat', 'cache_dir', 'local_pets', 'bundled_pets', 'image_folder', 'draw_pet',
+           'synthetic_pets', 'readable_images', 'stratified_subset', 'auto_source', 'describe_source', 'resolve_source',
+           'pets_dls']
 
 # %% ../nbs/00_data.ipynb #0b5e9f5b
 def is_cat(x:str): # a Pets file name such as 'Abyssinian_12.jpg'
@@ -36,6 +37,10 @@ def local_pets() -> Path|None:
     if env: return image_folder(env)
     p = fastai_path('data')/'oxford-iiit-pet'/'images'
     return p if p.is_dir() and any(p.iterdir()) else None
+
+def bundled_pets() -> Path:
+    "The mini Oxford-IIIT Pet set inside the package: 1,409 real photos, 128 px, CC BY-SA 4.0 (see its LICENSE.md)."
+    return Path(__file__).parent/'pets_mini'/'images'
 
 def image_folder(path) -> Path:
     "The folder holding the images of a Pets-like `path` (`path/images` or `path` itself)."
@@ -139,23 +144,31 @@ def stratified_subset(files, n:int|None, seed:int=42) -> L:
     return pick(cats, n_cat) + pick(dogs, n_dog)
 
 # %% ../nbs/00_data.ipynb #2e6fa49a
-SOURCES = ('auto', 'pets', 'synthetic')
+SOURCES = ('auto', 'pets', 'bundled', 'synthetic')
+
+def auto_source() -> str:
+    "What `source='auto'` means on this machine: `FINETUNE_LAB_PETS` or fastai's downloaded Pets (a folder), else 'bundled'."
+    p = local_pets()
+    return str(p) if p is not None else 'bundled'
+
+def describe_source(source) -> str:
+    "One line saying which images `source` (already resolved, not 'auto') is."
+    if source == 'bundled': return "the bundled mini Oxford-IIIT Pet set (1,409 real photos, 128 px, CC BY-SA 4.0)"
+    if source == 'synthetic': return "synthetic cats and dogs drawn on the fly (not real photos: for fast tests)"
+    if source == 'pets': return "the full Oxford-IIIT Pet dataset (fastai's download)"
+    return f"the real Pets images in {source}"
 
 def resolve_source(source='auto', n_images:int|None=None, seed:int=42, verbose:bool=True) -> tuple[Path, str]:
     "The image folder for `source` and a short name for it. Only `'pets'` downloads."
     if source == 'auto':
-        p = local_pets()
-        if p is not None:
-            if verbose: print(f"finetune_lab: using the real Oxford-IIIT Pet images in {p}")
-            return p, 'pets'
-        if verbose: print("finetune_lab: real Pets not found locally, using synthetic pets "
-                          "(get the real ones with source='pets' when online, or set FINETUNE_LAB_PETS to a folder of them)")
-        source = 'synthetic'
+        source = auto_source()
+        if verbose: print(f"finetune_lab: images: {describe_source(source)}")
     if source == 'synthetic': return synthetic_pets(n_images or 200, seed), 'synthetic'
+    if source == 'bundled': return bundled_pets(), 'bundled'
     if source == 'pets': return untar_data(URLs.PETS)/'images', 'pets'
     if isinstance(source, str) and not any(c in source for c in '/\\.~') and not Path(source).exists():
         raise ValueError(f"source={source!r} is not one of {SOURCES} and not an existing folder. "
-                         "Use 'auto', 'pets', 'synthetic' or the path of a folder of Pets images.")
+                         "Use 'auto', 'pets', 'bundled', 'synthetic' or the path of a folder of Pets images.")
     return image_folder(source), str(source)
 
 # %% ../nbs/00_data.ipynb #56734722
@@ -168,14 +181,14 @@ def _check_classes(files, folder):
         raise ValueError(f"All {len(files)} images in {folder} are {kind}: a classifier needs both. "
                          "Pets file names start upper-case for cats and lower-case for dogs.")
 
-def pets_dls(source='auto',            # 'auto', 'pets', 'synthetic' or a folder of Pets images
+def pets_dls(source='auto',            # 'auto', 'pets', 'bundled', 'synthetic' or a folder of Pets images
              size:int=128,              # images are resized (fastbook's `Resize`) to size x size
              n_images:int|None=None,    # a stratified subset of this many images (None: all)
              valid_pct:float=0.2,       # share held out for validation
              seed:int=42,               # picks the subset and the split
              bs:int=32,                 # batch size (capped at the training set's size)
              num_workers:int=0,         # DataLoader workers (0 is safest in threads and notebooks)
-             verbose:bool=True,         # print which source 'auto' picked
+             verbose:bool=True,         # print which images 'auto' picked
              **kwargs):                 # passed to `ImageDataLoaders.from_name_func`
     "fastbook lesson 1's `DataLoaders`: cat (True) vs dog, labelled by `is_cat` on the file name."
     if not 0 < valid_pct < 1: raise ValueError(f"valid_pct={valid_pct!r} must be between 0 and 1 (exclusive), e.g. 0.2.")

@@ -82,14 +82,48 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match='not one of'): pets_dls('synthtic', verbose=False)
     with pytest.raises(ValueError, match='n_images'): pets_dls('synthetic', n_images=2, verbose=False)
 
-def test_auto_falls_back_to_synthetic_and_says_so(capsys, monkeypatch, tmp_path):
+def test_auto_falls_back_to_the_bundled_real_pets_and_says_so(capsys, monkeypatch, tmp_path):
     import finetune_lab.data as d
     monkeypatch.delenv('FINETUNE_LAB_PETS', raising=False)
     monkeypatch.setattr(d, 'fastai_path', lambda *a: tmp_path)  # no fastai download cache
     dls = pets_dls('auto', size=32, n_images=10)
-    assert dls.source == 'synthetic' and 'synthetic' in capsys.readouterr().out
+    assert dls.source == 'bundled' and 'bundled mini Oxford-IIIT Pet set' in capsys.readouterr().out
+    names = {Path(f).name for f in dls.train_ds.items + dls.valid_ds.items}
+    assert names <= {f.name for f in d.bundled_pets().iterdir()}   # real photos from the package, not drawings
 
 def test_auto_uses_env_folder(capsys, monkeypatch, pets_sample):
     monkeypatch.setenv('FINETUNE_LAB_PETS', str(pets_sample))
     dls = pets_dls('auto', size=32, n_images=10)
-    assert dls.source == 'pets' and 'real Oxford-IIIT Pet' in capsys.readouterr().out
+    assert dls.source == str(pets_sample/'images') and 'real Pets images in' in capsys.readouterr().out
+
+def test_env_folder_of_images_is_used_itself_not_its_parent(monkeypatch, tmp_path):
+    from finetune_lab.strategies import Config
+    mine = tmp_path/'mypets'; mine.mkdir()
+    for i in range(4): (mine/f'Bengal_{i}.jpg').touch(); (mine/f'pug_{i}.jpg').touch()
+    monkeypatch.setenv('FINETUNE_LAB_PETS', str(mine))
+    assert Config().resolved().source == str(mine)
+
+def test_bundled_set_is_real_pets_with_its_licence():
+    import finetune_lab.data as d
+    from PIL import Image
+    import hashlib
+    folder = d.bundled_pets()
+    files = sorted(folder.glob('*.jpg'))
+    breeds = {f.name.rsplit('_', 1)[0] for f in files}
+    assert len(files) == 1409 and len(breeds) == 37 and sum(is_cat(f.name) for f in files) == 450
+    assert sum(f.stat().st_size for f in files) <= 8_000_000
+    with Image.open(files[0]) as im: assert im.size == (128, 128) and im.mode == 'RGB'
+    rows = [l.split('\t') for l in (folder.parent/'MANIFEST.tsv').read_text().splitlines()[1:]]
+    assert {r[0]: r[3] for r in rows} == {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+    lic = (folder.parent/'LICENSE.md').read_text()
+    assert 'CC BY-SA 4.0' in lic and 'Parkhi' in lic and 'https://creativecommons.org/licenses/by-sa/4.0/' in lic
+
+def test_bundled_set_ships_in_the_wheel(tmp_path):
+    import subprocess, sys, zipfile
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(tmp_path), str(root)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    names = zipfile.ZipFile(next(tmp_path.glob('*.whl'))).namelist()
+    assert 'finetune_lab/pets_mini/LICENSE.md' in names and 'finetune_lab/pets_mini/MANIFEST.tsv' in names
+    assert sum(n.startswith('finetune_lab/pets_mini/images/') and n.endswith('.jpg') for n in names) == 1409
