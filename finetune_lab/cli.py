@@ -10,9 +10,9 @@ import argparse, re, sys, textwrap, time, warnings
 from pathlib import Path
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=FutureWarning)  # timm's import-time noise, not the user's concern
 from fastai.vision.all import Callback
-from .strategies import Config, STRATEGIES, run, get_dls
+from .strategies import Config, STRATEGIES, run, get_dls, describe_run
 from .models import WeightsUnavailableError, weights_available, weights_path, pretrained_state
-from .data import local_pets
+from .data import describe_source
 from .tracker import RunHistory, phase_name
 from .plots import plot_report, plot_compare, explain, explain_diff, fig_to_png
 
@@ -34,12 +34,14 @@ _TRUE, _FALSE = ('true', 'yes', 'on', '1'), ('false', 'no', 'off', '0')
 def _kind(typ:str) -> str:
     base = typ.split('|')[0].strip()
     words = dict(int='a whole number', float='a number', bool='true or false', str='a word or a path')[base]
+    if base == 'bool' and 'str' in typ: words = "auto, true or false"
     return words + (" or 'none'" if 'None' in typ else '')
 
 def parse_value(name:str, typ:str, text:str):
     "`text` as a value of Config field `name` of type `typ` ('int', 'int | None', 'float', 'bool', 'str')."
     t, base = text.strip().lower(), typ.split('|')[0].strip()
     if 'None' in typ and t == 'none': return None
+    if 'str' in typ and base == 'bool' and t == 'auto': return 'auto'   # keep_bn_stats: 'auto', true or false
     try:
         if base == 'bool':
             if t in _TRUE + _FALSE: return t in _TRUE
@@ -107,22 +109,26 @@ def prepare(cfgs:list):
             if c.pretrained: pretrained_state(c.resolved().arch)
         except (ValueError, OSError, WeightsUnavailableError) as e: raise CLIError(str(e)) from None
 
-def _what(c:Config) -> str:
-    r = c.resolved()
-    src = 'real Pets' if r.source != 'synthetic' and c.source in ('auto', 'pets') else r.source
-    return f"{r.arch}, {src}, {r.n_images or 'all'} images at {r.size} px"
+def _result(h) -> str:
+    "The last epoch's error rate next to the baselines the run recorded."
+    last = h.epochs.iloc[-1] if len(h.epochs) else None
+    if last is None: return 'no epoch finished'
+    b = h.baselines
+    base = ', '.join(f"{name} {b[k]:.3f}" for k, name in (('majority', 'always the larger class'), ('zero_shot', 'untrained ImageNet classes'))
+                     if b.get(k) is not None)
+    return f"error_rate {last.error_rate:.3f} (to beat: {base}), valid_loss {last.valid_loss:.3f}" if base else \
+           f"error_rate {last.error_rate:.3f}, valid_loss {last.valid_loss:.3f}"
 
 def train(cfgs:list, names:list, quiet:bool=False) -> list:
     "Run each config in turn, printing progress; stops early (keeping what ran) if one is interrupted."
     hs = []
     for i, (c, n) in enumerate(zip(cfgs, names)):
-        print(f"[{i+1}/{len(cfgs)}] {n} ({_what(c)})", flush=True)
+        print(f"[{i+1}/{len(cfgs)}] {n}", flush=True)
+        if quiet: print(describe_run(c), flush=True)   # run() prints it itself when it shows progress
         t = time.perf_counter()
         h = run(c, cbs=None if quiet else [PhaseLine()], progress=not quiet)
         hs.append(h)
-        last = h.epochs.iloc[-1] if len(h.epochs) else None
-        res = f"error_rate {last.error_rate:.3f}, valid_loss {last.valid_loss:.3f}" if last is not None else 'no epoch finished'
-        print(f"  -> {res} ({time.perf_counter()-t:.1f} s){' INTERRUPTED' if h.interrupted else ''}", flush=True)
+        print(f"  -> {_result(h)} ({time.perf_counter()-t:.1f} s){' INTERRUPTED' if h.interrupted else ''}", flush=True)
         if h.interrupted: break
     return hs
 
@@ -154,7 +160,7 @@ def write_outputs(histories:list, names:list, out:Path, save:bool=True) -> list:
     return paths + [p]
 
 # %% ../nbs/06_cli.ipynb #eec34ad8
-DEMO = dict(n_images=120, size=64, bs=16, freeze_epochs=1, epochs=1)  # 6 steps per epoch: one-cycle's shape shows
+DEMO = dict(n_images=400, size=128, bs=16, freeze_epochs=1, epochs=1)  # Config's defaults: 20 steps an epoch, ~15 s a run on 2 cores
 DEMO_STRATEGIES = ('fine_tune', 'head_only', 'full')
 DEFAULT_OUT = 'finetune_lab_out'
 
@@ -176,11 +182,11 @@ def _finish(hs, names, out, save=True, t0=None, n_planned=None):
 def _choices(cfg:Config, given:dict):
     "One line about each choice the demo made on this machine."
     r = cfg.resolved()
-    if 'source' in given: print(f"data: {r.source} (--source)")
-    elif r.source == 'synthetic':
-        print("data: synthetic cats and dogs drawn on the fly: no real Pets on this machine "
-              "(point FINETUNE_LAB_PETS at a folder of them, or use --source pets to download)")
-    else: print(f"data: the real Oxford-IIIT Pet images in {r.source}")
+    if 'source' in given: print(f"data: {describe_source(r.source)} (--source)")
+    elif r.source == 'bundled':
+        print(f"data: {describe_source(r.source)}, shipped with finetune_lab "
+              "(--source pets downloads all 7,390; FINETUNE_LAB_PETS=<folder> uses your own copy)")
+    else: print(f"data: {describe_source(r.source)}")
     if 'arch' in given: print(f"backbone: {r.arch} (--arch)")
     elif r.arch == 'resnet34': print(f"backbone: resnet34, fastbook's choice (its ImageNet weights are cached at {weights_path('resnet34')})")
     else: print(f"backbone: efficientnet_lite0, whose weights ship with pip "
@@ -266,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "  finetune-lab show finetune_lab_out/fine_tune.npz finetune_lab_out/full.npz")
     sub = p.add_subparsers(dest='command', metavar='COMMAND', parser_class=_Parser)
     d = sub.add_parser('demo', help=f"compare {', '.join(DEMO_STRATEGIES)} with small, fast settings (offline-safe)",
-                       description=f"Train {', '.join(DEMO_STRATEGIES)} on real Pets if this machine has them (else synthetic "
-                       "images), with resnet34 if its weights are cached (else efficientnet_lite0), and write a report PNG, "
+                       description=f"Train {', '.join(DEMO_STRATEGIES)} on real Pets photos (FINETUNE_LAB_PETS, else fastai's downloaded Pets, "
+                       "else the 1,409 bundled with finetune_lab), with resnet34 if its weights are cached (else efficientnet_lite0), "
+                       "and write a report PNG, "
                        "a saved history (.npz) per run, compare.png and explain.txt. Run flags override the small settings.")
     add_config_flags(d, Config(**DEMO), skip=('strategy',)); _common(d); d.set_defaults(func=cmd_demo)
     r = sub.add_parser('run', help="one run with any settings", description="Train once and write report.png, run.npz and explain.txt.")

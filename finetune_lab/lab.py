@@ -14,9 +14,9 @@ from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback
 from . import __version__
 from .data import cache_dir, SOURCES
-from .models import ARCHS, weights_available, make_head, describe_head
+from .models import ARCHS, weights_available, make_head, describe_head, keeps_bn_stats
 from .tracker import RunHistory, phase_name
-from .strategies import Config, run, STRATEGIES
+from .strategies import Config, run, describe_run, STRATEGIES
 from .plots import plot_report, plot_heatmap, plot_compare, explain, explain_diff, fig_to_png, HeatmapPNG
 from .plots import config_title
 
@@ -97,6 +97,8 @@ def _controls(d:Config) -> dict:
         lr_mult=W.FloatLogSlider(value=d.lr_mult, base=10, min=0, max=max(3, math.ceil(e(d.lr_mult))), step=0.1,
                                  readout_format='.3g', **kw('LR multiplier')),
         train_bn=W.Checkbox(value=d.train_bn, indent=False, description='train BatchNorm while frozen (train_bn)'),
+        keep_bn_stats=W.Checkbox(value=d.resolved().keep_bn_stats, indent=False,
+                                 description='body BatchNorm keeps its pretrained statistics (keep_bn_stats)'),
         source=W.Dropdown(options=sources, value=str(d.source), **kw('images')),
         n_images=W.Dropdown(options=[(str(n), n) for n in sorted(n_imgs)] + [('all', None)], value=d.n_images,
                             **kw('number of images')))
@@ -126,6 +128,7 @@ class Lab:
         self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width='20em')).add_class('fl-progress')
         self.progress_label = W.Label().add_class('fl-progress-label')
         self.status = W.HTML().add_class('fl-status')
+        self.data_line = W.HTML().add_class('fl-data')
         self.report = W.Image(format='png', layout=W.Layout(max_width='100%')).add_class('fl-report')
         self.explanation = W.HTML().add_class('fl-explain')
         self.view = dict(
@@ -159,11 +162,11 @@ class Lab:
         c, h = self.controls, lambda s: W.HTML(f'<b>{s}</b>')
         model = W.VBox([h('Model'), c['arch'], c['pretrained'], c['head_depth'], self.head_table])
         train = W.VBox([h('Training'), c['strategy'], c['freeze_epochs'], c['epochs'], c['base_lr'], c['lr_mult'],
-                        c['train_bn'], h('Data'), c['source'], c['n_images']])
+                        c['train_bn'], c['keep_bn_stats'], h('Data'), c['source'], c['n_images']])
         bar = W.HBox([self.run_button, self.stop_button, self.progress, self.progress_label])
         runs = W.VBox([h('Finished runs (pick one to show, two to compare)'), self.runs_list,
                        W.HBox([self.show_button, self.compare_button, self.view['scale']]), self.compare_image, self.diff])
-        return W.VBox([W.HTML('<h3>finetune_lab: what fine-tuning does to every layer</h3>'), W.HBox([train, model]), bar,
+        return W.VBox([W.HTML('<h3>finetune_lab: what fine-tuning does to every layer</h3>'), W.HBox([train, model]), self.data_line, bar,
                        self.status, W.HBox([self.view['figure'], self.view['group_by'], self.view['cmap']]),
                        self.report, self.explanation, runs])
 
@@ -229,6 +232,10 @@ def _check(self:Lab, cfg:Config) -> tuple[str, str]:
 @patch
 def _on_change(self:Lab, change=None):
     c = self.controls
+    if change is not None and change.get('owner') is c['arch'] and self.defaults.keep_bn_stats == 'auto':
+        c['keep_bn_stats'].value = keeps_bn_stats('auto', c['arch'].value)  # what 'auto' means for the new backbone
+    try: self.data_line.value = f'<div style="color:#555">{html.escape(describe_run(self.config()))}</div>'
+    except ValueError: pass
     self.head_table.value = head_html(c['arch'].value, c['head_depth'].value, self.defaults.head_width, self.defaults.ps)
     if self.running: return  # the status line belongs to the run until it ends
     try: self.say(*self._check(self.config()))

@@ -16,10 +16,11 @@ from fastai.vision.all import (vision_learner, create_head, error_rate, params, 
 from fastai.vision.learner import _resnet_split
 
 # %% auto #0
-__all__ = ['EFFNET_STATS', 'BODY_NAMES', 'ARCHS', 'N_FEATURES', 'NORM_TYPES', 'WeightsUnavailableError', 'weights_path',
-           'weights_available', 'pretrained_state', 'efficientnet_lite0', 'resnet18', 'resnet34', 'resnet50',
-           'effnet_split', 'head_kwargs', 'make_head', 'KeepBNStats', 'build_learner', 'describe_head',
-           'describe_groups', 'zero_shot_cat_accuracy']
+__all__ = ['EFFNET_STATS', 'BODY_NAMES', 'ARCHS', 'N_FEATURES', 'NORM_TYPES', 'CAT_CLASSES', 'DOG_CLASSES',
+           'WeightsUnavailableError', 'weights_path', 'weights_available', 'pretrained_state', 'efficientnet_lite0',
+           'resnet18', 'resnet34', 'resnet50', 'effnet_split', 'head_kwargs', 'make_head', 'KeepBNStats',
+           'keeps_bn_stats', 'build_learner', 'describe_head', 'describe_groups', 'imagenet_says_cat',
+           'zero_shot_error', 'zero_shot_cat_accuracy']
 
 # %% ../nbs/01_models.ipynb #b8e5fc58
 class WeightsUnavailableError(RuntimeError):
@@ -116,7 +117,11 @@ class KeepBNStats(Callback):
     run_after = TrainEvalCallback
     def before_train(self):
         for m in self.learn.model[0].modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)): m.eval()
+
+def keeps_bn_stats(keep_bn_stats, arch:str) -> bool:
+    "What `keep_bn_stats='auto'` means for `arch`: on for the TF-trained EfficientNet-Lite0, off (fastai's default) for resnets."
+    return arch == 'efficientnet_lite0' if keep_bn_stats == 'auto' else bool(keep_bn_stats)
 
 
 # %% ../nbs/01_models.ipynb #e3663482
@@ -138,11 +143,11 @@ def build_learner(dls,                      # fastai DataLoaders, e.g. from `pet
                   concat_pool:bool=True,     # average *and* max pooling (doubles the features)
                   pretrained:bool=True,      # ImageNet weights (the learner starts frozen)
                   train_bn:bool=True,        # norm layers keep training while frozen (fastai's default)
-                  keep_bn_stats:bool=False,  # body BatchNorm normalises with its pretrained statistics (see `KeepBNStats`)
+                  keep_bn_stats:bool|str=False, # body BatchNorm normalises with its pretrained statistics (`KeepBNStats`); 'auto': for efficientnet_lite0 only
                   **kwargs) -> Learner:      # passed to `vision_learner`
     "fastai's `vision_learner` for `arch`, with metric `error_rate` and three param groups."
     _check_arch(arch); _check_head(head_depth, head_width, ps)
-    if keep_bn_stats: kwargs['cbs'] = L(kwargs.get('cbs')) + [KeepBNStats()]
+    if keeps_bn_stats(keep_bn_stats, arch): kwargs['cbs'] = L(kwargs.get('cbs')) + [KeepBNStats()]
     learn = vision_learner(dls, ARCHS[arch], pretrained=pretrained, metrics=error_rate, train_bn=train_bn,
                            **head_kwargs(head_depth, head_width, ps, concat_pool), **kwargs)
     learn.arch_name = arch
@@ -200,6 +205,23 @@ def _trainable_names(learn):
     return [n for n, p in learn.model.named_parameters() if p.requires_grad]
 
 # %% ../nbs/01_models.ipynb #c6a646ba
+CAT_CLASSES, DOG_CLASSES = slice(281, 286), slice(151, 269)
+
+def imagenet_says_cat(logits:torch.Tensor) -> torch.Tensor:
+    "True where an ImageNet classifier's `logits` give the cat classes more probability than the dog classes."
+    p = logits.softmax(1)
+    return p[:, CAT_CLASSES].sum(1) > p[:, DOG_CLASSES].sum(1)
+
+def zero_shot_error(arch:str, dl, cat_index:int=1) -> float:
+    "Error rate on `dl` (normalised cat/dog batches, label `cat_index` = cat) of `arch`'s pretrained ImageNet classifier."
+    m, wrong, n = ARCHS[arch](pretrained=True).eval(), 0, 0
+    with torch.no_grad():
+        for x, y in dl:
+            x, y = (t.cpu().as_subclass(torch.Tensor) for t in (x, y))  # plain tensors: fastai's subclasses compare oddly
+            wrong += (imagenet_says_cat(m(x.float())) != (y == cat_index)).sum().item()
+            n += len(y)
+    return wrong/max(n, 1)
+
 def zero_shot_cat_accuracy(folder, size:int=224) -> float:
     "Fraction of Pets images in `folder` that pretrained EfficientNet-Lite0's ImageNet classes call right (cat vs dog)."
     from fastai.vision.all import get_image_files, PILImage, Resize, ResizeMethod
@@ -210,6 +232,5 @@ def zero_shot_cat_accuracy(folder, size:int=224) -> float:
     rs = Resize(size, method=ResizeMethod.Crop)
     x = torch.stack([torch.tensor(__import__('numpy').asarray(rs(PILImage.create(f), split_idx=1))).permute(2, 0, 1).float()/255
                      for f in files])
-    with torch.no_grad(): p = m((x - mean)/std).softmax(1)
-    pred_cat = p[:, 281:286].sum(1) > p[:, 151:269].sum(1)
+    with torch.no_grad(): pred_cat = imagenet_says_cat(m((x - mean)/std))
     return (pred_cat == torch.tensor([is_cat(f.name) for f in files])).float().mean().item()

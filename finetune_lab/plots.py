@@ -24,11 +24,11 @@ from .tracker import RunHistory
 
 # %% auto #0
 __all__ = ['NORM_KINDS', 'PAD', 'PT', 'TICK', 'PHASE_LABEL_H', 'FROZEN_STYLE', 'CBAR_GAP', 'CBAR_W', 'PHASE_BAR_LABEL_H',
-           'TITLE_KEYS', 'HEAT_AX_W', 'gc_paused', 'GlyphCanvas', 'fig_to_png', 'synthetic_history', 'group_colors',
-           'text_width', 'layer_blocks', 'color_limits', 'row_labels', 'plot_heatmap', 'HeatmapPNG', 'plot_phase_bars',
-           'plot_lrs', 'plot_losses', 'update_ratios', 'plot_update_ratio', 'run_titles', 'config_title',
-           'plot_compare', 'plot_report', 'group_change', 'explain', 'explain_diff', 'KeepReference',
-           'layer_importance', 'plot_importance']
+           'BASELINE_LINES', 'TITLE_KEYS', 'HEAT_AX_W', 'gc_paused', 'GlyphCanvas', 'fig_to_png', 'synthetic_history',
+           'group_colors', 'text_width', 'layer_blocks', 'color_limits', 'row_labels', 'plot_heatmap', 'HeatmapPNG',
+           'plot_phase_bars', 'plot_lrs', 'plot_losses', 'update_ratios', 'plot_update_ratio', 'run_titles',
+           'final_error', 'error_words', 'config_title', 'plot_compare', 'plot_report', 'group_change',
+           'baseline_words', 'explain', 'explain_diff', 'KeepReference', 'layer_importance', 'plot_importance']
 
 # %% ../nbs/04_plots.ipynb #bced436f
 _gc_state = dict(lock=threading.Lock(), depth=0, was_enabled=True)
@@ -176,7 +176,7 @@ def _plan(strategy, n_groups, epochs, freeze_epochs, base_lr, lr_mult):
     frozen, lr = (top, freeze_epochs, [base_lr/10]*(G-1) + [base_lr], .99, 25.), base_lr/2
     unfrozen = lambda lrs: (0, epochs, lrs, .3, 5.)
     if strategy == 'fine_tune': return [frozen, unfrozen(spread(lr/lr_mult, lr))]
-    if strategy == 'no_discriminative': return [frozen, unfrozen([lr]*G)]
+    if strategy == 'no_discriminative': return [frozen, unfrozen([lr/lr_mult**.5]*G)]   # strategies.one_lr
     if strategy == 'head_only': return [(top, freeze_epochs+epochs, frozen[2], .25, 25.)]
     if strategy == 'full': return [(0, freeze_epochs+epochs, spread(lr/lr_mult, lr), .3, 5.)]
     if strategy == 'gradual': return [frozen] + [(k, epochs, spread(lr/lr_mult, lr), .3, 5.) for k in range(top-1, -1, -1)]
@@ -682,11 +682,14 @@ def _epoch_ends(h):
     x, ep = _step_edges(h), h.steps.epoch.to_numpy()
     return np.array([x[np.flatnonzero(ep == e)[-1] + 1] if (ep == e).any() else np.nan for e in h.epochs.epoch])
 
+BASELINE_LINES = dict(majority=('always the larger class', ':'), zero_shot=('ImageNet classes, untrained', '-.'))
+
 @gc_paused
 def plot_losses(h:RunHistory, ax=None, smooth:int=10)->Figure:
     "Train loss per step (and its running mean), valid loss and error rate per epoch; frozen phases shaded."
     _check_history(h, 'plot_losses')
-    fig, ax = _fig_ax(ax, (8, 4), _margins('num', 3 + (len(h.steps) >= smooth), ncol=2, right_ytick='num'))
+    n_base = sum(h.baselines.get(k) is not None for k in BASELINE_LINES)
+    fig, ax = _fig_ax(ax, (8, 4), _margins('num', 3 + (len(h.steps) >= smooth) + n_base, ncol=2, right_ytick='num'))
     _title(ax, 'Losses and error rate', PHASE_LABEL_H)
     if not len(h.steps): _no_steps(ax, 'the loss plot'); return fig
     s, loss = h.steps.step.to_numpy(), h.steps.loss.to_numpy()
@@ -696,7 +699,10 @@ def plot_losses(h:RunHistory, ax=None, smooth:int=10)->Figure:
     ax.plot(xe, h.epochs.valid_loss, 'o-', color='C1', label='valid loss (epoch)', gid='valid_loss')
     ax2 = ax.twinx()
     ax2.plot(xe, h.epochs.error_rate, 's--', color='C3', label='error rate (epoch)', gid='error_rate')
-    ax2.set_ylim(bottom=0)
+    for k, (name, ls) in BASELINE_LINES.items():
+        v = h.baselines.get(k)
+        if v is not None: ax2.axhline(v, color='C3', ls=ls, lw=1, alpha=.7, label=f'{name} ({v:.0%})', gid=f'baseline_{k}')
+    ax2.set_ylim(bottom=0, top=max(ax2.get_ylim()[1], 1.1*max([v for v in h.baselines.values() if v is not None], default=0)))
     _mark_phases(ax, h, shade=True)
     ax.set_xlim(_step_edges(h)[[0, -1]]); ax.set_ylim(bottom=0)
     _few_ticks(ax.xaxis, ax.yaxis, ax2.yaxis); _labels(ax, 'training step', 'loss', _tick_w('num'))
@@ -743,7 +749,18 @@ def run_titles(histories:list)->list:
     if not keys: return [f'run {i+1}' for i in range(len(histories))]
     return [', '.join(f'{k}={_knob(c.get(k))}' for k in keys) for c in cfgs]
 
-TITLE_KEYS = ('strategy','arch','epochs','freeze_epochs','base_lr','lr_mult','head_depth','train_bn')
+TITLE_KEYS = ('strategy','arch','epochs','freeze_epochs','base_lr','lr_mult','head_depth','train_bn','keep_bn_stats')
+
+def final_error(h:RunHistory)->float|None:
+    "The error rate of the last epoch that finished (None if none did)."
+    ep = h.epochs.dropna(subset=['error_rate'])
+    return float(ep.error_rate.iloc[-1]) if len(ep) else None
+
+def error_words(h:RunHistory)->str:
+    "'error 4.2% (always 'dog': 31%)': the final error rate next to the majority-class baseline, for titles."
+    e, m = final_error(h), h.baselines.get('majority')
+    if e is None: return 'no epoch finished'
+    return f"error {e:.1%}" + (f" (larger class: {m:.0%})" if m is not None else '')
 
 def config_title(h:RunHistory)->str:
     "A one-line title from a run's config: strategy, arch and the main knobs."
@@ -762,6 +779,7 @@ def plot_compare(histories:list, titles:list|None=None, cmap:str='viridis', grou
     for h in hs: _check_history(h, 'plot_compare')
     titles = list(titles) if titles is not None else run_titles(hs)
     if len(titles) != len(hs): raise ValueError(f"plot_compare got {len(hs)} histories but {len(titles)} titles: give one title per history.")
+    titles = [f"{t}: {error_words(h)}" for t, h in zip(titles, hs)]
     last = len(hs) - 1
     cbars = [True if not shared_scale else '‖W − W₀‖ / ‖W₀‖ (shared log scale)' if i == last else False for i in range(len(hs))]
     cm, rows = _cmap(cmap), [_heat_rows(h, group_by, 40) for h in hs]
@@ -781,7 +799,9 @@ def plot_report(h:RunHistory, title:str|None=None)->Figure:
     _check_history(h, 'plot_report')
     W, H = 16, 11
     fig = Figure(figsize=(W, H))
-    fig.suptitle(title or config_title(h), fontsize=13, y=1 - PAD/H, va='top')
+    title = title or f"{config_title(h)} · {error_words(h)}"
+    size = min(13., 13*(W - 2*PAD)/max(text_width([title], 13), 1e-3))   # a long title shrinks to the figure's width
+    fig.suptitle(title, fontsize=size, y=1 - PAD/H, va='top')
     rest = H - PAD - _line(13)
     low, w = rest/2.6, [W*1.5/3.5, W/3.5, W/3.5]
     plot_heatmap(h, ax=(fig, (0, low, W, rest - low)), max_labels=30)
@@ -836,6 +856,21 @@ def _describe_span(h, f, last=False, why=True):
     if f['changed'] and f['top_delta'] > 0: s += f" The one that moved most in this phase was {f['top']} ({f['top_kind']}, group {f['top_group']}), by {_g(f['top_delta'])}."
     return s + " Peak learning rates: " + ', '.join(f'group {g} {lr:.1e}' for g,lr in enumerate(f['peak_lr'])) + "."
 
+def baseline_words(h:RunHistory)->str:
+    "Whether the final error beats the baselines the run recorded, in words ('' when it recorded none or no epoch finished)."
+    e, m, z = final_error(h), h.baselines.get('majority'), h.baselines.get('zero_shot')
+    if e is None or m is None: return ''
+    if e >= m:
+        return (f"This run has not learned yet: its error rate {e:.1%} is no better than always answering the larger class "
+                f"({m:.1%}). Give it more training steps (more images, a smaller batch or more epochs), or a higher base_lr; "
+                "with efficientnet_lite0 leave keep_bn_stats on.")
+    s = f"That beats always answering the larger class ({m:.1%} error)"
+    if z is not None:
+        s += (f" and the untrained ImageNet classifier's own cat-or-dog answer ({z:.1%})." if e < z else
+              f", but not the untrained ImageNet classifier's own cat-or-dog answer ({z:.1%}): the new head has not yet "
+              "learned all the body already knew.")
+    return s + ('' if z is not None else '.')
+
 def explain(h:RunHistory)->str:
     "A short paragraph on what this run froze, for how long, and what changed; every number comes from `h`."
     _check_history(h, 'explain')
@@ -861,6 +896,7 @@ def explain(h:RunHistory)->str:
     elif G > 1: out.append(f"By the end group 0 had not moved at all, while the head group (group {G-1}) moved {_g(gc[-1])} (mean relative change).")
     ep = h.epochs.dropna(subset=['error_rate'])
     if len(ep): out.append(f"The last finished epoch ({int(ep.epoch.iloc[-1])}) had error_rate {_g(ep.error_rate.iloc[-1])} and valid loss {_g(ep.valid_loss.iloc[-1])}.")
+    out.append(baseline_words(h))
     if h.interrupted: out.append(f"The run was interrupted after {_plural(len(h.steps), 'recorded step')}; all of this covers only what ran.")
     return ' '.join(out)
 

@@ -7,19 +7,20 @@ Docs: https://finetune-lab.github.io/finetune_lab/strategies.html.md"""
 
 # %% ../nbs/03_strategies.ipynb #936c962a
 from __future__ import annotations
-import ctypes, dataclasses, gc, random, threading
+import ctypes, dataclasses, gc, math, random, threading
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
-import torch
+import numpy as np, torch
 from fastcore.all import L
 from fastai.vision.all import set_seed, Callback, CancelFitException, Learner
-from .data import pets_dls, local_pets, SOURCES
-from .models import build_learner, ARCHS, weights_available
+from .data import pets_dls, auto_source, describe_source, is_cat, SOURCES
+from .models import build_learner, ARCHS, weights_available, keeps_bn_stats, zero_shot_error
 from .tracker import WeightChangeTracker, RunHistory
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'STRATEGY_FUNCS', 'Config', 'fine_tune', 'head_only', 'full', 'gradual', 'no_discriminative', 'get_dls',
-           'StopOnRequest', 'run_learner', 'release_memory', 'run', 'body_change']
+__all__ = ['STRATEGIES', 'STRATEGY_FUNCS', 'Config', 'fine_tune', 'head_only', 'full', 'gradual', 'one_lr', 'no_discriminative',
+           'get_dls', 'baselines', 'describe_run', 'StopOnRequest', 'run_learner', 'release_memory', 'run',
+           'body_change']
 
 # %% ../nbs/03_strategies.ipynb #69652f43
 STRATEGIES = ('fine_tune', 'head_only', 'full', 'gradual', 'no_discriminative')
@@ -29,9 +30,9 @@ def _opt(f, help, **check): return field(default=f, metadata=dict(help=help, **c
 @dataclass(frozen=True)
 class Config:
     "Every knob of one fine-tuning run."
-    source: str = _opt('auto', "images: 'auto' (real Pets if on this machine, else synthetic), 'pets', 'synthetic' or a folder")
-    n_images: int|None = _opt(200, "a class-stratified subset of this many images (None: all)", lo=8, hi=100_000, none=True)
-    size: int = _opt(96, "image size in pixels (fastbook uses 224)", lo=32, hi=1024)
+    source: str = _opt('auto', "images: 'auto' (FINETUNE_LAB_PETS, else fastai's downloaded Pets, else the bundled real photos), 'pets', 'bundled', 'synthetic' or a folder")
+    n_images: int|None = _opt(400, "a class-stratified subset of this many images (None: all)", lo=8, hi=100_000, none=True)
+    size: int = _opt(128, "image size in pixels (fastbook uses 224; the bundled photos are 128)", lo=32, hi=1024)
     arch: str = _opt('auto', f"backbone: 'auto' (resnet34 if its weights are cached, else efficientnet_lite0) or one of {list(ARCHS)}")
     pretrained: bool = _opt(True, "start from ImageNet weights")
     head_depth: int = _opt(1, "hidden layers in the head between pooling and the classifier (fastai's default: 1)", lo=0, hi=5)
@@ -43,7 +44,8 @@ class Config:
     base_lr: float = _opt(2e-3, "fine_tune's base_lr: the head's peak LR while frozen", lo=1e-7, hi=1.0)
     lr_mult: float = _opt(100.0, "unfrozen: first group's LR = last group's LR / lr_mult", lo=1.0, hi=1e4)
     train_bn: bool = _opt(True, "norm layers keep training while the body is frozen (fastai's default)")
-    bs: int = _opt(32, "batch size", lo=1, hi=4096)
+    keep_bn_stats: bool|str = _opt('auto', "body BatchNorm normalises with its pretrained statistics (KeepBNStats): 'auto' (on for the TF-trained efficientnet_lite0, off for resnets, fastai's default), True or False")
+    bs: int = _opt(16, "batch size", lo=1, hi=4096)
     seed: int = _opt(42, "random seed for the subset, the split, the head's init and the batch order", lo=0, hi=2**32-1)
     track_every: int = _opt(1, "record weight changes every this many steps", lo=1, hi=10_000)
     valid_pct: float = _opt(0.2, "share of images held out for validation", lo=0.05, hi=0.9)
@@ -65,6 +67,7 @@ def _allowed(f) -> str:
     if f.name == 'strategy': return f"one of {list(STRATEGIES)}"
     if f.name == 'arch': return f"'auto' or one of {list(ARCHS)}"
     if f.name == 'source': return f"one of {list(SOURCES)} or an existing folder"
+    if f.name == 'keep_bn_stats': return "'auto', True or False"
     if t == 'bool': return "True or False"
     return f"{'a whole number' if t in ('int', 'int|None') else 'a number'} from {m['lo']:g} to {m['hi']:g}" + (" or None" if m.get('none') else '')
 
@@ -75,6 +78,9 @@ def _check_field(f, v):
     if v is None and m.get('none'): return
     if f.name == 'strategy' and v not in STRATEGIES: raise _bad(f, v)
     if f.name == 'arch' and (not isinstance(v, str) or v != 'auto' and v not in ARCHS): raise _bad(f, v)
+    if f.name == 'keep_bn_stats':
+        if v != 'auto' and not isinstance(v, bool): raise _bad(f, v)
+        return
     if f.name == 'source':
         if not isinstance(v, (str, Path)) or (str(v) not in SOURCES and not Path(str(v)).expanduser().is_dir()): raise _bad(f, v)
         return
@@ -113,11 +119,10 @@ def key(self:Config) -> tuple:
 
 @patch
 def resolved(self:Config) -> Config:
-    "This Config with `arch='auto'` and `source='auto'` replaced by what they mean on this machine."
+    "This Config with every `'auto'` (arch, source, keep_bn_stats) replaced by what it means on this machine."
     arch = self.arch if self.arch != 'auto' else ('resnet34' if weights_available('resnet34') else 'efficientnet_lite0')
-    source = self.source
-    if source == 'auto': source = str(local_pets().parent) if local_pets() is not None else 'synthetic'
-    return dataclasses.replace(self, arch=arch, source=source)
+    source = auto_source() if self.source == 'auto' else self.source
+    return dataclasses.replace(self, arch=arch, source=source, keep_bn_stats=keeps_bn_stats(self.keep_bn_stats, arch))
 
 # %% ../nbs/03_strategies.ipynb #fcd0b15e
 def _frozen_phase(learn, cfg):
@@ -148,23 +153,51 @@ def gradual(learn, cfg):
         learn.freeze_to(-k)
         learn.fit_one_cycle(cfg.epochs, slice(lr/cfg.lr_mult, lr), pct_start=0.3, div=5.0)
 
+def one_lr(cfg) -> float:
+    "The single LR `no_discriminative` gives every group: the geometric mean of fine_tune's spread, so only the spread differs."
+    return cfg.base_lr/2/math.sqrt(cfg.lr_mult)
+
 def no_discriminative(learn, cfg):
-    "fine_tune, except that once unfrozen every group gets the same LR (the head's)."
+    "fine_tune, except that once unfrozen every group gets one LR (`one_lr`: the middle of fine_tune's spread)."
     _frozen_phase(learn, cfg)
     learn.unfreeze()
-    learn.fit_one_cycle(cfg.epochs, cfg.base_lr/2, pct_start=0.3, div=5.0)
+    learn.fit_one_cycle(cfg.epochs, one_lr(cfg), pct_start=0.3, div=5.0)
 
 STRATEGY_FUNCS = dict(fine_tune=fine_tune, head_only=head_only, full=full, gradual=gradual, no_discriminative=no_discriminative)
 
 # %% ../nbs/03_strategies.ipynb #dbacf8b3
-_DLS = {}
+_DLS, _BASELINES = {}, {}
+
+def _data_key(cfg:Config) -> tuple:
+    return (cfg.source, cfg.n_images, cfg.size, cfg.seed, cfg.bs, cfg.valid_pct, cfg.arch, cfg.pretrained)
 
 def get_dls(cfg:Config):
-    "The `DataLoaders` for `cfg`, built once per process for each data setting."
+    "The `DataLoaders` for `cfg`, built once per process for each data setting and backbone."
     cfg = cfg.resolved()
-    k = (cfg.source, cfg.n_images, cfg.size, cfg.seed, cfg.bs, cfg.valid_pct)
+    k = _data_key(cfg)
     if k not in _DLS: _DLS[k] = pets_dls(cfg.source, cfg.size, cfg.n_images, cfg.valid_pct, cfg.seed, cfg.bs, verbose=False)
     return _DLS[k]
+
+def baselines(cfg:Config, dls) -> dict:
+    "Error rates (call it after `build_learner`, which adds the backbone's `Normalize`) on `dls`' validation set of always answering the larger class and (pretrained) of the untrained ImageNet classifier."
+    cfg = cfg.resolved()
+    k = _data_key(cfg)
+    if k not in _BASELINES:
+        cats = float(np.mean([is_cat(Path(f).name) for f in dls.valid_ds.items]))
+        b = dict(majority=min(cats, 1 - cats))
+        if cfg.pretrained:  # neither torch's RNG nor the loader's may move: a run's history must not depend on the cache
+            state = dls.valid.rng.getstate()
+            with torch.random.fork_rng(): b['zero_shot'] = zero_shot_error(cfg.arch, dls.valid, dls.vocab.o2i[True])
+            dls.valid.rng.setstate(state)
+        _BASELINES[k] = b
+    return dict(_BASELINES[k])
+
+def describe_run(cfg:Config) -> str:
+    "The line every run starts with: which images and which backbone `cfg` uses on this machine."
+    r = cfg.resolved()
+    bn = ", body BatchNorm keeps its pretrained statistics (keep_bn_stats)" if r.keep_bn_stats else ''
+    return (f"finetune_lab: images: {describe_source(r.source)}; {r.n_images or 'all'} of them at {r.size} px; backbone: {r.arch}"
+            f"{' (ImageNet weights)' if r.pretrained else ' (random init)'}{bn}")
 
 def _reseed(dls, seed):
     set_seed(seed, reproducible=True)
@@ -183,9 +216,12 @@ def run_learner(cfg:Config, cbs=None, stop:threading.Event|None=None, progress:b
     "Train as `cfg` says, watched by a `WeightChangeTracker`; return the learner and its history."
     if not isinstance(cfg, Config): raise TypeError(f"run needs a Config, got {type(cfg).__name__}: e.g. run(Config(head_depth=2)).")
     cfg = cfg.resolved()
+    if progress: print(describe_run(cfg), flush=True)
     dls = get_dls(cfg)
     _reseed(dls, cfg.seed)
-    learn = build_learner(dls, cfg.arch, cfg.head_depth, cfg.head_width, cfg.ps, pretrained=cfg.pretrained, train_bn=cfg.train_bn)
+    learn = build_learner(dls, cfg.arch, cfg.head_depth, cfg.head_width, cfg.ps, pretrained=cfg.pretrained, train_bn=cfg.train_bn,
+                          keep_bn_stats=cfg.keep_bn_stats)
+    base = baselines(cfg, dls)
     if dls.device.type == 'cpu': learn.to_channelslast(use_amp=False)  # fastai's ChannelsLast: 1.4x faster effnet steps on CPU (bench/channels_last.py)
     tracker = WeightChangeTracker(every=cfg.track_every, config=cfg.asdict())
     learn.add_cbs([tracker] + ([StopOnRequest(stop)] if stop is not None else []) + L(cbs))
@@ -196,6 +232,7 @@ def run_learner(cfg:Config, cbs=None, stop:threading.Event|None=None, progress:b
     except KeyboardInterrupt: pass  # the partial history is kept (and marked interrupted)
     h = tracker.history
     h.interrupted = h.interrupted or bool(stop is not None and stop.is_set())
+    h.baselines = base
     learn.remove_cbs([tracker] + L(cbs)); learn.remove_cbs(learn.cbs.filter(lambda c: isinstance(c, StopOnRequest)))
     return learn, h
 

@@ -106,6 +106,14 @@ def _check_values(h)->None:
 
 
 # %% ../nbs/02_tracker.ipynb #907efc2a
+def _check_baselines(b)->dict:
+    "`b` if it maps names to error rates in [0, 1] (None: not measured), else a ValueError."
+    if not isinstance(b, dict): raise ValueError(f"RunHistory.baselines must be a dict of error rates, got {type(b).__name__}.")
+    for k, v in b.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1):
+            raise ValueError(f"RunHistory.baselines[{k!r}]={v!r}: a baseline is an error rate from 0 to 1 (or None).")
+    return dict(b)
+
 @dataclass(eq=False, repr=False)
 class RunHistory:
     "What a tracked run did to every layer: tables of layers, steps and epochs plus `[steps x layers]` arrays."
@@ -118,6 +126,7 @@ class RunHistory:
     epochs:pd.DataFrame      # one row per epoch: epoch, phase, train_loss, valid_loss, error_rate, time
     config:dict = field(default_factory=dict) # the Config the run came from ({} for a bare callback)
     interrupted:bool = False # True when the fit was cancelled or broken off before it finished
+    baselines:dict = field(default_factory=dict) # error rates to beat on the same validation set: 'majority', 'zero_shot'
 
     def __post_init__(self):
         self.layers = _norm_table(self.layers, LAYER_COLS, 'layers')
@@ -128,6 +137,7 @@ class RunHistory:
         for k in ARRAYS: setattr(self, k, _norm_array(getattr(self, k), k, shape))
         if not isinstance(self.config, dict): raise ValueError(f"RunHistory.config must be a dict, got {type(self.config).__name__}.")
         self.interrupted = bool(self.interrupted)
+        self.baselines = _check_baselines(self.baselines)
         _check_values(self)
 
     @property
@@ -179,7 +189,7 @@ def equals(self:RunHistory, other)->bool:
         except AssertionError: return False
     same = lambda a,b: a.shape==b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind=='f')
     return (all(same(getattr(self,k), getattr(other,k)) for k in ARRAYS) and self.interrupted==other.interrupted
-            and _jsonable(self.config)==_jsonable(other.config))
+            and _jsonable(self.config)==_jsonable(other.config) and self.baselines==other.baselines)
 
 # %% ../nbs/02_tracker.ipynb #050bf08d
 def _col_array(df, c, what):
@@ -195,7 +205,7 @@ def save(self:RunHistory, path)->Path:
     path = Path(path)
     arrays = {f'{t}/{c}': _col_array(getattr(self,t), c, t) for t in ('layers','steps','epochs') for c in getattr(self,t).columns}
     arrays.update({k: getattr(self,k) for k in ARRAYS})
-    meta = dict(format=FORMAT, version=VERSION, interrupted=self.interrupted, config=_jsonable(self.config),
+    meta = dict(format=FORMAT, version=VERSION, interrupted=self.interrupted, config=_jsonable(self.config), baselines=self.baselines,
                 tables={t: list(map(str, getattr(self,t).columns)) for t in ('layers','steps','epochs')})
     arrays['meta'] = np.array(json.dumps(meta))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,7 +261,8 @@ def load(cls:RunHistory, path)->RunHistory:
         tables = {t: _read_table(d, meta, t) for t in ('layers','steps','epochs')}
         missing = [k for k in ARRAYS if k not in d]
         if missing: raise ValueError(f"it lacks the array(s) {missing}")
-        return cls(**tables, **{k: d[k] for k in ARRAYS}, config=meta['config'], interrupted=meta['interrupted'])
+        return cls(**tables, **{k: d[k] for k in ARRAYS}, config=meta['config'], interrupted=meta['interrupted'],
+                   baselines=meta.get('baselines', {}))
     except FileNotFoundError: raise
     except Exception as e:
         raise ValueError(f"Cannot read {path} as a RunHistory: {str(e).rstrip('.')}. Only files written by RunHistory.save "

@@ -165,12 +165,13 @@ def test_compare_shares_one_colour_scale_and_names_the_knobs():
     norms = {(a.images[0].norm.vmin, a.images[0].norm.vmax) for a in fig.axes if a.images}
     assert norms == {color_limits(hs)}
     titles = [a.get_title() for a in fig.axes if a.images]
-    assert titles == ['head_depth=1, strategy=fine_tune, freeze_epochs=1', 'head_depth=2, strategy=fine_tune, freeze_epochs=2',
-                      'head_depth=1, strategy=full, freeze_epochs=1']
+    knobs = ['head_depth=1, strategy=fine_tune, freeze_epochs=1', 'head_depth=2, strategy=fine_tune, freeze_epochs=2',
+             'head_depth=1, strategy=full, freeze_epochs=1']
+    assert titles == [f"{k}: error {h.epochs.error_rate.iloc[-1]:.1%}" for k, h in zip(knobs, hs)]   # each run's final error
     assert run_titles([hs[0], synthetic_history()]) == ['run 1', 'run 2']
     bare = [RunHistory(**{**vars(h), 'config': {}}) for h in hs[:2]]
     assert run_titles(bare) == ['run 1', 'run 2']
-    assert [a.get_title() for a in plot_compare(hs[:2], titles=['a', 'b']).axes if a.images] == ['a', 'b']
+    assert [a.get_title().split(':')[0] for a in plot_compare(hs[:2], titles=['a', 'b']).axes if a.images] == ['a', 'b']
 
 def test_view_options_change_only_the_view():
     h = synthetic_history()
@@ -431,3 +432,21 @@ def test_layer_importance_refuses_a_foreign_reference():
     with pytest.raises(ValueError, match='lacks'): layer_importance(learn, reference_state=other)
     with pytest.raises(ValueError, match='2 param groups'):
         layer_importance(learn, synthetic_history(n_groups=2), reference_state=learn.model.state_dict())
+
+
+def test_losses_draw_the_baselines_the_run_recorded():
+    h = synthetic_history(); h.baselines = dict(majority=0.31, zero_shot=0.04)
+    fig = plot_losses(h)
+    lines = {l.get_gid(): l for a in fig.axes for l in a.lines}
+    assert lines['baseline_majority'].get_ydata()[0] == 0.31 and lines['baseline_zero_shot'].get_ydata()[0] == 0.04
+    assert 'baseline_majority' not in {l.get_gid() for a in plot_losses(synthetic_history()).axes for l in a.lines}
+
+def test_titles_and_words_say_whether_a_run_beat_the_larger_class():
+    good, bad = synthetic_history(), synthetic_history('full')
+    good.baselines = dict(majority=0.31, zero_shot=0.04)
+    bad.baselines = dict(majority=float(bad.epochs.error_rate.iloc[-1]) - 0.01)
+    assert 'has not learned yet' in explain(bad) and 'has not learned yet' not in explain(good)
+    assert 'beats always answering the larger class (31.0% error)' in explain(good)
+    fig = plot_compare([good, bad])
+    titles = [a.get_title() for a in fig.axes if a.get_title()]
+    assert any(f"error {good.epochs.error_rate.iloc[-1]:.1%} (larger class: 31%)" in t for t in titles)

@@ -238,7 +238,7 @@ WRONG = {'None': None, 'True': True, 'str': '8', 'list': [8], 'nan': math.nan, '
 
 def _is_allowed(f, v):
     "The few WRONG values some fields do accept."
-    return (v is None and f.metadata.get('none')) or (isinstance(v, bool) and f.default in (True, False))
+    return (v is None and f.metadata.get('none')) or (isinstance(v, bool) and (f.default in (True, False) or f.name == 'keep_bn_stats'))
 
 def _type_cases():
     for f in dataclasses.fields(Config):

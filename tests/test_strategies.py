@@ -3,7 +3,9 @@ import dataclasses, threading
 import numpy as np, pytest
 from fastcore.basics import even_mults
 from fastai.callback.schedule import combined_cos
-from finetune_lab.strategies import Config, run, STRATEGIES, body_change
+from finetune_lab.strategies import Config, run, STRATEGIES, body_change, get_dls
+from finetune_lab.data import is_cat
+from finetune_lab.tracker import RunHistory
 
 TINY = Config(source='synthetic', n_images=32, size=64, arch='efficientnet_lite0', bs=16)
 
@@ -27,10 +29,11 @@ def test_frozen_phase_body_exactly_zero_bn_and_head_move(ft):
     assert not ft.trainable[fr][:, _cols(ft, 'body', ['conv'])].any()
 
 def test_train_bn_false_freezes_norm_layers_too():
-    h = run(TINY.replace(train_bn=False, epochs=1), progress=False)
+    h = run(TINY.replace(train_bn=False, keep_bn_stats=False, epochs=1), progress=False)
     fr = _rows(h, 'frozen')
     assert h.change[fr][:, _cols(h, 'body')].max() == 0.0
-    # ...but their running statistics still drift: they are buffers, updated in train mode (FASTAI_NOTES)
+    # ...but (fastai's own BatchNorm handling, keep_bn_stats=False) their running statistics still drift: they are
+    # buffers, updated in train mode (FASTAI_NOTES)
     assert np.nanmax(h.bn_stats[fr][:, _cols(h, 'body', ['batchnorm'])]) > 0
 
 def test_freeze_epochs_zero_has_no_frozen_phase():
@@ -71,7 +74,7 @@ def test_recorded_lrs_are_fastais_even_mults_spread(strategy):
 def test_no_discriminative_uses_one_lr():
     h = run(TINY.replace(strategy='no_discriminative', bs=8), progress=False)
     un = h.steps[h.steps.phase == 'unfrozen'][[f'lr_{i}' for i in range(h.n_groups)]].values
-    np.testing.assert_allclose(un, _expected_lrs([TINY.base_lr/2]*h.n_groups, len(un), 0.3, 5.), rtol=1e-5)
+    np.testing.assert_allclose(un, _expected_lrs([TINY.base_lr/2/TINY.lr_mult**.5]*h.n_groups, len(un), 0.3, 5.), rtol=1e-5)
 
 def test_same_config_same_history(ft):
     h = run(TINY, progress=False)
@@ -81,12 +84,12 @@ def test_same_config_same_history(ft):
 
 def test_history_records_resolved_config(ft):
     assert ft.config['arch'] == 'efficientnet_lite0' and ft.config['source'] == 'synthetic'
-    assert Config.from_dict(ft.config) == TINY
+    assert Config.from_dict(ft.config) == TINY.resolved() and ft.config['keep_bn_stats'] is True  # 'auto' on effnet
 
 # Every Config field rejects a wrong type and an out-of-range value with a message naming it.
 BAD = dict(source=[3, 'nowhere_folder'], n_images=['many', 2], size=[64.5, 8], arch=[None, 'vgg'], pretrained=['yes', 1],
            head_depth=[1.0, 6], head_width=['wide', 0], ps=['half', 1.0], strategy=[None, 'fast'], freeze_epochs=[True, 21],
-           epochs=[1.5, 0], base_lr=['1e-3', 0.0], lr_mult=[None, 0.5], train_bn=[0, 'no'], bs=[None, 0],
+           epochs=[1.5, 0], base_lr=['1e-3', 0.0], lr_mult=[None, 0.5], train_bn=[0, 'no'], keep_bn_stats=[1, 'yes'], bs=[None, 0],
            seed=[-1, 'x'], track_every=[0.5, 0], valid_pct=['0.2', 0.99])
 
 def test_every_field_has_bad_values_listed():
@@ -116,3 +119,19 @@ def test_release_memory_hands_freed_heap_back():
     release_memory()
     assert before - rss_mb() > 80, (before, rss_mb())
     del keep
+
+
+def test_run_records_the_baselines_it_must_beat(ft, tmp_path):
+    "Majority-class error of the run's own validation images, and the untrained ImageNet classifier's error on them."
+    from pathlib import Path
+    cats = np.mean([is_cat(Path(f).name) for f in get_dls(TINY).valid_ds.items])
+    assert ft.baselines['majority'] == pytest.approx(min(cats, 1 - cats)) and 0 <= ft.baselines['zero_shot'] <= 1
+    assert RunHistory.load(ft.save(tmp_path/'h.npz')).baselines == ft.baselines
+    assert 'zero_shot' not in run(TINY.replace(pretrained=False, epochs=1, freeze_epochs=0), progress=False).baselines
+
+def test_keep_bn_stats_keeps_the_body_running_statistics():
+    "keep_bn_stats=True: the body's BatchNorm running mean/var never move; False (fastai's default): they drift."
+    body_bn = lambda h: h.bn_stats[:, _cols(h, 'body', ['batchnorm'])]
+    kept, drift = (run(TINY.replace(keep_bn_stats=k, freeze_epochs=1, epochs=1), progress=False) for k in (True, False))
+    assert (body_bn(kept) == 0).all() and (body_bn(drift) > 0).all()
+    assert (kept.config['keep_bn_stats'], drift.config['keep_bn_stats']) == (True, False)
