@@ -6,7 +6,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/data.html.md"""
 
 # %% ../nbs/00_data.ipynb #80fdbb68
 from __future__ import annotations
-import hashlib, os, warnings
+import hashlib, importlib.resources, os, warnings
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -40,7 +40,7 @@ def local_pets() -> Path|None:
 
 def bundled_pets() -> Path:
     "The mini Oxford-IIIT Pet set inside the package: 1,409 real photos, 128 px, CC BY-SA 4.0 (see its LICENSE.md)."
-    return Path(__file__).parent/'pets_mini'/'images'
+    return Path(str(importlib.resources.files('finetune_lab')))/'pets_mini'/'images'
 
 def image_folder(path) -> Path:
     "The folder holding the images of a Pets-like `path` (`path/images` or `path` itself)."
