@@ -179,7 +179,8 @@ def get_dls(cfg:Config):
     return _DLS[k]
 
 def baselines(cfg:Config, dls) -> dict:
-    "Error rates (call it after `build_learner`, which adds the backbone's `Normalize`) on `dls`' validation set of always answering the larger class and (pretrained) of the untrained ImageNet classifier."
+    "Validation error of always answering the larger class and (pretrained) of the untrained ImageNet classifier."
+    # call it after `build_learner`: the zero-shot model needs the backbone's `Normalize`, which vision_learner adds
     cfg = cfg.resolved()
     k = _data_key(cfg)
     if k not in _BASELINES:

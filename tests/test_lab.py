@@ -136,3 +136,15 @@ def test_missing_weights_message(monkeypatch):
     lab.run_button.click(); assert lab.wait(300)
     assert 'WeightsUnavailableError' in lab.status.value and 'efficientnet_lite0' in lab.status.value
     assert not lab.run_button.disabled
+
+def test_keep_bn_stats_checkbox_follows_auto_and_the_panel_names_its_images():
+    "keep_bn_stats='auto': ticked for efficientnet_lite0, cleared for a resnet; the run's Config takes the box's value."
+    lab = Lab(run_dir=None, **{**TINY, 'source': 'bundled'})
+    box = lab.controls['keep_bn_stats']
+    assert box.value is True and lab.config().keep_bn_stats is True
+    assert 'bundled mini Oxford-IIIT Pet set' in lab.data_line.value and 'keep_bn_stats' in lab.data_line.value
+    lab.controls['arch'].value = 'resnet18'
+    assert box.value is False and lab.config().keep_bn_stats is False and 'keep_bn_stats' not in lab.data_line.value
+    box.value = True
+    assert lab.config().keep_bn_stats is True
+    assert Lab(run_dir=None, **{**TINY, 'keep_bn_stats': False}).controls['keep_bn_stats'].value is False
