@@ -98,7 +98,7 @@ def _controls(d:Config) -> dict:
                                  readout_format='.3g', **kw('LR multiplier')),
         train_bn=W.Checkbox(value=d.train_bn, indent=False, description='train BatchNorm while frozen (train_bn)'),
         keep_bn_stats=W.Checkbox(value=d.resolved().keep_bn_stats, indent=False,
-                                 description='body BatchNorm keeps its pretrained statistics (keep_bn_stats)'),
+                                 description='keep BN statistics (keep_bn_stats)'),
         source=W.Dropdown(options=sources, value=str(d.source), **kw('images')),
         n_images=W.Dropdown(options=[(str(n), n) for n in sorted(n_imgs)] + [('all', None)], value=d.n_images,
                             **kw('number of images')))
