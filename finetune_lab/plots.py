@@ -27,7 +27,7 @@ __all__ = ['NORM_KINDS', 'PAD', 'PT', 'TICK', 'PHASE_LABEL_H', 'FROZEN_STYLE', '
            'BASELINE_LINES', 'TITLE_KEYS', 'HEAT_AX_W', 'gc_paused', 'GlyphCanvas', 'fig_to_png', 'synthetic_history',
            'group_colors', 'text_width', 'layer_blocks', 'color_limits', 'row_labels', 'plot_heatmap', 'HeatmapPNG',
            'plot_phase_bars', 'plot_lrs', 'plot_losses', 'update_ratios', 'plot_update_ratio', 'run_titles',
-           'final_error', 'error_words', 'config_title', 'plot_compare', 'plot_report', 'group_change',
+           'final_error', 'error_words', 'config_title', 'plot_compare', 'plot_report', 'group_change', 'bn_words',
            'baseline_words', 'explain', 'explain_diff', 'KeepReference', 'layer_importance', 'plot_importance']
 
 # %% ../nbs/04_plots.ipynb #bced436f
@@ -856,6 +856,16 @@ def _describe_span(h, f, last=False, why=True):
     if f['changed'] and f['top_delta'] > 0: s += f" The one that moved most in this phase was {f['top']} ({f['top_kind']}, group {f['top_group']}), by {_g(f['top_delta'])}."
     return s + " Peak learning rates: " + ', '.join(f'group {g} {lr:.1e}' for g,lr in enumerate(f['peak_lr'])) + "."
 
+def bn_words(h:RunHistory)->str:
+    "What the run's `keep_bn_stats` setting did to the body's BatchNorm running statistics ('' when its config does not say)."
+    k = (h.config or {}).get('keep_bn_stats')
+    if k is True:
+        return ("The body's BatchNorm layers kept their pretrained running statistics (keep_bn_stats=True): they "
+                "normalised with what ImageNet taught them, not with each batch, a departure from fastai's default "
+                "that keeps EfficientNet-Lite0's features the same in training and validation.")
+    if k is False: return "The body's BatchNorm layers normalised with each batch's statistics while training (fastai's default, keep_bn_stats=False)."
+    return ''
+
 def baseline_words(h:RunHistory)->str:
     "Whether the final error beats the baselines the run recorded, in words ('' when it recorded none or no epoch finished)."
     e, m, z = final_error(h), h.baselines.get('majority'), h.baselines.get('zero_shot')
@@ -896,6 +906,7 @@ def explain(h:RunHistory)->str:
     elif G > 1: out.append(f"By the end group 0 had not moved at all, while the head group (group {G-1}) moved {_g(gc[-1])} (mean relative change).")
     ep = h.epochs.dropna(subset=['error_rate'])
     if len(ep): out.append(f"The last finished epoch ({int(ep.epoch.iloc[-1])}) had error_rate {_g(ep.error_rate.iloc[-1])} and valid loss {_g(ep.valid_loss.iloc[-1])}.")
+    out.append(bn_words(h))
     out.append(baseline_words(h))
     if h.interrupted: out.append(f"The run was interrupted after {_plural(len(h.steps), 'recorded step')}; all of this covers only what ran.")
     return ' '.join(out)

@@ -450,3 +450,12 @@ def test_titles_and_words_say_whether_a_run_beat_the_larger_class():
     fig = plot_compare([good, bad])
     titles = [a.get_title() for a in fig.axes if a.get_title()]
     assert any(f"error {good.epochs.error_rate.iloc[-1]:.1%} (larger class: 31%)" in t for t in titles)
+
+
+def test_explain_says_how_the_body_batchnorm_normalised():
+    h = synthetic_history()
+    assert 'keep_bn_stats' not in explain(h)                       # a history whose config does not say
+    h.config = {**h.config, 'keep_bn_stats': True}
+    assert 'kept their pretrained running statistics (keep_bn_stats=True)' in explain(h)
+    h.config = {**h.config, 'keep_bn_stats': False}
+    assert "fastai's default, keep_bn_stats=False" in explain(h)
