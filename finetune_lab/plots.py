@@ -904,9 +904,9 @@ def explain(h:RunHistory)->str:
         out.append(f"By the end the head group (group {G-1}) had moved {_times(gc[-1]/gc[0])} times as far from its starting weights "
                    f"as group 0 (mean relative change {_g(gc[-1])} vs {_g(gc[0])}).")
     elif G > 1: out.append(f"By the end group 0 had not moved at all, while the head group (group {G-1}) moved {_g(gc[-1])} (mean relative change).")
+    out.append(bn_words(h))
     ep = h.epochs.dropna(subset=['error_rate'])
     if len(ep): out.append(f"The last finished epoch ({int(ep.epoch.iloc[-1])}) had error_rate {_g(ep.error_rate.iloc[-1])} and valid loss {_g(ep.valid_loss.iloc[-1])}.")
-    out.append(bn_words(h))
     out.append(baseline_words(h))
     if h.interrupted: out.append(f"The run was interrupted after {_plural(len(h.steps), 'recorded step')}; all of this covers only what ran.")
     return ' '.join(out)
