@@ -14,7 +14,7 @@ from .strategies import Config, STRATEGIES, run, get_dls, describe_run
 from .models import WeightsUnavailableError, weights_available, weights_path, pretrained_state
 from .data import describe_source
 from .tracker import RunHistory, phase_name
-from .plots import plot_report, plot_compare, explain, explain_diff, fig_to_png
+from .plots import plot_report, plot_compare, explain, explain_diff, fig_to_png, BASELINE_LINES
 
 # %% auto #0
 __all__ = ['DEMO', 'DEMO_STRATEGIES', 'DEFAULT_OUT', 'CLIError', 'flag', 'parse_value', 'config_from', 'add_config_flags',
@@ -113,11 +113,8 @@ def _result(h) -> str:
     "The last epoch's error rate next to the baselines the run recorded."
     last = h.epochs.iloc[-1] if len(h.epochs) else None
     if last is None: return 'no epoch finished'
-    b = h.baselines
-    base = ', '.join(f"{name} {b[k]:.3f}" for k, name in (('majority', 'always the larger class'), ('zero_shot', 'untrained ImageNet classes'))
-                     if b.get(k) is not None)
-    return f"error_rate {last.error_rate:.3f} (to beat: {base}), valid_loss {last.valid_loss:.3f}" if base else \
-           f"error_rate {last.error_rate:.3f}, valid_loss {last.valid_loss:.3f}"
+    base = ', '.join(f"{name} {h.baselines[k]:.3f}" for k, (name, _) in BASELINE_LINES.items() if h.baselines.get(k) is not None)
+    return f"error_rate {last.error_rate:.3f}{f' (to beat: {base})' if base else ''}, valid_loss {last.valid_loss:.3f}"
 
 def train(cfgs:list, names:list, quiet:bool=False) -> list:
     "Run each config in turn, printing progress; stops early (keeping what ran) if one is interrupted."
@@ -160,7 +157,7 @@ def write_outputs(histories:list, names:list, out:Path, save:bool=True) -> list:
     return paths + [p]
 
 # %% ../nbs/06_cli.ipynb #eec34ad8
-DEMO = dict(n_images=400, size=128, bs=16, freeze_epochs=1, epochs=1)  # Config's defaults: 20 steps an epoch, ~15 s a run on 2 cores
+DEMO = {k: getattr(Config(), k) for k in ('n_images', 'size', 'bs', 'freeze_epochs', 'epochs')}  # Config's defaults: ~15 s a run on 2 cores
 DEMO_STRATEGIES = ('fine_tune', 'head_only', 'full')
 DEFAULT_OUT = 'finetune_lab_out'
 

@@ -682,7 +682,7 @@ def _epoch_ends(h):
     x, ep = _step_edges(h), h.steps.epoch.to_numpy()
     return np.array([x[np.flatnonzero(ep == e)[-1] + 1] if (ep == e).any() else np.nan for e in h.epochs.epoch])
 
-BASELINE_LINES = dict(majority=('always the larger class', ':'), zero_shot=('ImageNet classes, untrained', '-.'))
+BASELINE_LINES = dict(majority=('always the larger class', ':'), zero_shot=('untrained ImageNet classes', '-.'))
 
 @gc_paused
 def plot_losses(h:RunHistory, ax=None, smooth:int=10)->Figure:
@@ -757,7 +757,7 @@ def final_error(h:RunHistory)->float|None:
     return float(ep.error_rate.iloc[-1]) if len(ep) else None
 
 def error_words(h:RunHistory)->str:
-    "'error 4.2% (always 'dog': 31%)': the final error rate next to the majority-class baseline, for titles."
+    "'error 4.2% (larger class: 31%)': the final error rate next to the majority-class baseline, for titles."
     e, m = final_error(h), h.baselines.get('majority')
     if e is None: return 'no epoch finished'
     return f"error {e:.1%}" + (f" (larger class: {m:.0%})" if m is not None else '')
@@ -875,11 +875,10 @@ def baseline_words(h:RunHistory)->str:
                 f"({m:.1%}). Give it more training steps (more images, a smaller batch or more epochs), or a higher base_lr; "
                 "with efficientnet_lite0 leave keep_bn_stats on.")
     s = f"That beats always answering the larger class ({m:.1%} error)"
-    if z is not None:
-        s += (f" and the untrained ImageNet classifier's own cat-or-dog answer ({z:.1%})." if e < z else
-              f", but not the untrained ImageNet classifier's own cat-or-dog answer ({z:.1%}): the new head has not yet "
-              "learned all the body already knew.")
-    return s + ('' if z is not None else '.')
+    if z is None: return s + '.'
+    if e < z: return s + f" and the untrained ImageNet classifier's own cat-or-dog answer ({z:.1%})."
+    return s + (f", but not the untrained ImageNet classifier's own cat-or-dog answer ({z:.1%}): the new head has not yet "
+                "learned all the body already knew.")
 
 def explain(h:RunHistory)->str:
     "A short paragraph on what this run froze, for how long, and what changed; every number comes from `h`."
@@ -909,7 +908,7 @@ def explain(h:RunHistory)->str:
     if len(ep): out.append(f"The last finished epoch ({int(ep.epoch.iloc[-1])}) had error_rate {_g(ep.error_rate.iloc[-1])} and valid loss {_g(ep.valid_loss.iloc[-1])}.")
     out.append(baseline_words(h))
     if h.interrupted: out.append(f"The run was interrupted after {_plural(len(h.steps), 'recorded step')}; all of this covers only what ran.")
-    return ' '.join(out)
+    return ' '.join(filter(None, out))   # bn_words and baseline_words say nothing for a bare history
 
 # %% ../nbs/04_plots.ipynb #f295cc1c
 def _frozen_epochs(h): return int(h.steps.epoch[h.steps.phase != 'unfrozen'].nunique())
