@@ -5,7 +5,7 @@ import numpy as np, pytest
 from finetune_lab import cli
 from finetune_lab.cli import main, flag
 from finetune_lab.strategies import Config
-from finetune_lab.tracker import RunHistory
+from finetune_lab.history import RunHistory
 from finetune_lab.models import WeightsUnavailableError
 from finetune_lab.plots import synthetic_history
 

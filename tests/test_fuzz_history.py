@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np, pytest
 from numpy.lib import format as npf
 from finetune_lab.plots import synthetic_history
-from finetune_lab.tracker import RunHistory, LAYER_COLS, STEP_COLS, EPOCH_COLS, ARRAYS
+from finetune_lab.history import RunHistory, LAYER_COLS, STEP_COLS, EPOCH_COLS, ARRAYS
 
 LIMIT = 10  # seconds: a load that takes longer counts as a hang (they all take ~10 ms)
 

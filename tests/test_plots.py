@@ -3,7 +3,7 @@ import gc, re, threading, weakref
 import numpy as np, pandas as pd, pytest, torch
 from torch import nn
 from matplotlib.figure import Figure
-from finetune_lab.tracker import RunHistory
+from finetune_lab.history import RunHistory
 from finetune_lab.plots import (synthetic_history, fig_to_png, plot_heatmap, plot_phase_bars, plot_lrs, plot_losses,
     plot_update_ratio, plot_compare, plot_report, plot_importance, layer_importance, KeepReference, explain, explain_diff,
     run_titles, group_change, layer_blocks, color_limits, row_labels, text_width, gc_paused, _step_edges)

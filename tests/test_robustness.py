@@ -7,7 +7,8 @@ from PIL import Image, features
 from fastai.callback.core import Callback
 from finetune_lab.data import pets_dls, draw_pet, is_cat
 from finetune_lab.strategies import Config, run
-from finetune_lab.tracker import RunHistory, WeightChangeTracker
+from finetune_lab.history import RunHistory
+from finetune_lab.tracker import WeightChangeTracker
 
 
 @pytest.fixture(scope='module', autouse=True)

@@ -5,7 +5,7 @@ from fastcore.basics import even_mults
 from fastai.callback.schedule import combined_cos
 from finetune_lab.strategies import Config, run, STRATEGIES, body_change, get_dls
 from finetune_lab.data import is_cat
-from finetune_lab.tracker import RunHistory
+from finetune_lab.history import RunHistory
 
 TINY = Config(source='synthetic', n_images=32, size=64, arch='efficientnet_lite0', bs=16)
 

@@ -7,7 +7,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 from fastai.vision.all import (Learner, DataLoaders, CrossEntropyLossFlat, Adam, OptimWrapper, error_rate, params,
                                set_seed, Callback, even_mults)
-from finetune_lab.tracker import WeightChangeTracker, RunHistory
+from finetune_lab.history import RunHistory
+from finetune_lab.tracker import WeightChangeTracker
 
 warnings.filterwarnings('ignore', category=UserWarning)
 
