@@ -6,7 +6,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/data.html.md"""
 
 # %% ../nbs/00_data.ipynb #80fdbb68
 from __future__ import annotations
-import hashlib, importlib.resources, os, warnings
+import hashlib, importlib.resources, os, secrets, warnings
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -15,27 +15,74 @@ from fastai.vision.all import ImageDataLoaders, Resize, untar_data, URLs, get_fi
 from fastai.data.external import fastai_path
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'SOURCES', 'is_cat', 'cache_dir', 'local_pets', 'bundled_pets', 'image_folder', 'draw_pet',
-           'synthetic_pets', 'readable_images', 'stratified_subset', 'auto_source', 'describe_source', 'resolve_source',
-           'pets_dls']
+__all__ = ['IMAGE_EXTS', 'SOURCES', 'is_cat', 'atomic_write', 'cache_dir', 'cache_folder', 'fastai_data', 'local_pets',
+           'bundled_pets', 'image_folder', 'draw_pet', 'synthetic_pets', 'readable_images', 'stratified_subset',
+           'auto_source', 'describe_source', 'download_pets', 'resolve_source', 'check_split', 'pets_dls']
 
 # %% ../nbs/00_data.ipynb #0b5e9f5b
 def is_cat(x:str): # a Pets file name such as 'Abyssinian_12.jpg'
     "fastbook's label: cat breeds start with an upper-case letter."
     return x[0].isupper()
 
+# %% ../nbs/00_data.ipynb #a17a0002
+def atomic_write(path,               # the file to (re)place
+                 data,               # bytes, a str (UTF-8), or a function that writes to a binary file object
+                 durable:bool=True): # fsync before the replace (survives a power cut; caches can skip it)
+    "Write `data` to `path` through a temporary file in the same folder and `os.replace`: all of it or nothing."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
+    try:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), 'wb') as f:
+            if callable(data): data(f)
+            else: f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            if durable: os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:   # a full disk, a read-only folder, Ctrl-C: the old file stays, the temporary goes
+        try: os.unlink(tmp)
+        except OSError: pass
+        raise
+    return path
+
 # %% ../nbs/00_data.ipynb #f5fb022c
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp')
 
 def cache_dir() -> Path:
     "Where finetune_lab keeps drawn and resized images (`FINETUNE_LAB_CACHE` overrides)."
-    return Path(os.environ.get('FINETUNE_LAB_CACHE', Path.home()/'.cache'/'finetune_lab')).expanduser()
+    env = os.environ.get('FINETUNE_LAB_CACHE')
+    if env is not None and not env.strip():
+        raise ValueError("FINETUNE_LAB_CACHE is set but empty: unset it (the cache is then ~/.cache/finetune_lab) "
+                         "or set it to a writable folder.")
+    return Path(env or Path.home()/'.cache'/'finetune_lab').expanduser()
+
+def cache_folder(*parts) -> Path:
+    "The folder `cache_dir()/parts`, created; if it cannot be, an `OSError` that says where and what to do."
+    d = cache_dir().joinpath(*parts)
+    try: d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise type(e)(f"Cannot create finetune_lab's image cache {d} ({e.strerror or e}): "
+                      "set FINETUNE_LAB_CACHE to a writable folder.") from None
+    if not os.access(d, os.W_OK):
+        raise PermissionError(f"finetune_lab's image cache {d} is read-only: set FINETUNE_LAB_CACHE to a writable folder.")
+    return d
+
+def fastai_data() -> Path:
+    "fastai's data folder, from its settings file `$FASTAI_HOME/config.ini`; a damaged or unwritable one is named as such."
+    cfg = Path(os.environ.get('FASTAI_HOME', '~/.fastai')).expanduser()/'config.ini'
+    try: p = fastai_path('data')
+    except OSError as e:
+        raise type(e)(f"fastai cannot write its settings file {cfg} ({e.strerror or e}): set FASTAI_HOME to a writable folder.") from None
+    except Exception as e: p, why = None, str(e).split('\n')[0]
+    else: why = "it names no 'data' folder"
+    if p is None: raise ValueError(f"fastai's settings file {cfg} is damaged ({why}): fix it, or delete it and fastai writes a new one.")
+    return p
 
 def local_pets() -> Path|None:
     "The real Pets images already on this machine: `FINETUNE_LAB_PETS`, or fastai's download cache."
     env = os.environ.get('FINETUNE_LAB_PETS')
     if env: return image_folder(env)
-    p = fastai_path('data')/'oxford-iiit-pet'/'images'
+    p = fastai_data()/'oxford-iiit-pet'/'images'
     return p if p.is_dir() and any(p.iterdir()) else None
 
 def bundled_pets() -> Path:
@@ -94,40 +141,60 @@ def draw_pet(cat:bool, seed:int, size:int=128) -> Image.Image:
 # %% ../nbs/00_data.ipynb #53d5241d
 def synthetic_pets(n:int=200, seed:int=42, size:int=128) -> Path:
     "Write `n` synthetic pets (half cats) named like the real dataset; return their folder."
-    dest = cache_dir()/f'synthetic_n{n}_s{seed}_{size}px'
+    dest = cache_folder(f'synthetic_n{n}_s{seed}_{size}px')
     if (dest/'.complete').exists(): return dest
-    dest.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         cat = i % 2 == 0
-        draw_pet(cat, seed*100_003 + i, size).save(dest/f"{'Synthcat' if cat else 'synthdog'}_{i}.jpg", quality=92)
+        name = f"{'Synthcat' if cat else 'synthdog'}_{i}.jpg"
+        atomic_write(dest/name, lambda f: draw_pet(cat, seed*100_003 + i, size).save(f, format='JPEG', quality=92), durable=False)
     (dest/'.complete').touch()
     return dest
 
 # %% ../nbs/00_data.ipynb #e5de14de
-def _shrink(src:Path, dest:Path, size:int) -> bool:
-    "Decode `src`, convert to RGB, shrink its short side to `size`, save to `dest`. False if unreadable."
-    if dest.exists() and dest.stat().st_mtime >= src.stat().st_mtime: return True
+def _stamp(src:Path) -> bytes:
+    "What identifies the content of `src` for the cache: its size and modification time in nanoseconds."
+    st = src.stat()
+    return f'finetune_lab source {st.st_size} {st.st_mtime_ns}'.encode()
+
+def _cached(dest:Path, stamp:bytes) -> str:
+    "'fresh' (a whole JPEG made from the source `stamp` names), 'stale' (made from another version), 'damaged' or 'missing'."
+    if not dest.exists(): return 'missing'
+    try:
+        with open(dest, 'rb') as f: f.seek(-2, os.SEEK_END); whole = f.read(2) == b'\xff\xd9'   # JPEG's end marker
+        with Image.open(dest) as im: found = im.info.get('comment')
+    except Exception: return 'damaged'
+    return 'damaged' if not whole else 'fresh' if found == stamp else 'stale'
+
+def _shrink(src:Path, dest:Path, size:int) -> str:
+    "Cache `src` as an RGB JPEG whose short side is at most `size`: 'cached', 'made', 'rebuilt' (was damaged) or 'unreadable'."
+    stamp = _stamp(src)
+    state = _cached(dest, stamp)
+    if state == 'fresh': return 'cached'
     try:
         with Image.open(src) as im:
             im.load()
             im = im.convert('RGB')
-    except Exception: return False  # truncated, zero-byte or not an image: counted by the caller
+    except Exception: return 'unreadable'  # truncated, zero-byte or not an image: counted by the caller
     s = min(im.size)
     if s > size: im = im.resize((max(1, round(im.width*size/s)), max(1, round(im.height*size/s))), Image.BICUBIC)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    im.save(dest, quality=95)
-    return True
+    try: atomic_write(dest, lambda f: im.save(f, format='JPEG', quality=95, comment=stamp), durable=False)
+    except OSError as e:
+        raise type(e)(f"Cannot write the resized copy {dest} ({e.strerror or e}): free some disk space, "
+                      "or set FINETUNE_LAB_CACHE to a folder with room.") from None
+    return 'rebuilt' if state == 'damaged' else 'made'
 
 def _cache_for(folder:Path, size:int) -> Path:
     key = hashlib.md5(str(folder.resolve()).encode()).hexdigest()[:10]
-    return cache_dir()/'resized'/f'{folder.name}_{key}_{size}px'
+    return cache_folder('resized', f'{folder.name}_{key}_{size}px')
 
 def readable_images(files, folder:Path, size:int, n_workers:int=0) -> tuple[L, int]:
     "Cached RGB copies of `files` at `size`, and how many could not be read."
     dest = _cache_for(folder, size)
-    outs = [dest/(Path(f).stem + '.jpg') for f in files]
-    ok = parallel(_shrink_star, list(zip(files, outs, [size]*len(outs))), n_workers=n_workers, progress=False)
-    return L(o for o, k in zip(outs, ok) if k), sum(not k for k in ok)
+    outs = [dest/Path(f).name for f in files]
+    res = list(parallel(_shrink_star, list(zip(files, outs, [size]*len(outs))), n_workers=n_workers, progress=False))
+    if res.count('rebuilt'):
+        warnings.warn(f"Rebuilt {res.count('rebuilt')} damaged cached image(s) in {dest} from their originals.")
+    return L(o for o, r in zip(outs, res) if r != 'unreadable'), res.count('unreadable')
 
 def _shrink_star(a): return _shrink(*a)
 
@@ -158,6 +225,14 @@ def describe_source(source) -> str:
     if source == 'pets': return "the full Oxford-IIIT Pet dataset (fastai's download)"
     return f"the real Pets images in {source}"
 
+def download_pets() -> Path:
+    "fastai's `untar_data(URLs.PETS)` images; a failed download says what else to use."
+    fastai_data()   # a damaged fastai settings file is named here, not deep inside the download
+    try: return untar_data(URLs.PETS)/'images'
+    except OSError as e:
+        raise type(e)(f"Could not download the Oxford-IIIT Pet dataset ({e}): check the internet connection, or use "
+                      "source='bundled' (1,409 photos shipped with finetune_lab) or FINETUNE_LAB_PETS=<a folder of Pets images>.") from None
+
 def resolve_source(source='auto', n_images:int|None=None, seed:int=42, verbose:bool=True) -> tuple[Path, str]:
     "The image folder for `source` and a short name for it. Only `'pets'` downloads."
     if source == 'auto':
@@ -165,15 +240,17 @@ def resolve_source(source='auto', n_images:int|None=None, seed:int=42, verbose:b
         if verbose: print(f"finetune_lab: images: {describe_source(source)}")
     if source == 'synthetic': return synthetic_pets(n_images or 200, seed), 'synthetic'
     if source == 'bundled': return bundled_pets(), 'bundled'
-    if source == 'pets': return untar_data(URLs.PETS)/'images', 'pets'
+    if source == 'pets': return download_pets(), 'pets'
     if isinstance(source, str) and not any(c in source for c in '/\\.~') and not Path(source).exists():
         raise ValueError(f"source={source!r} is not one of {SOURCES} and not an existing folder. "
                          "Use 'auto', 'pets', 'bundled', 'synthetic' or the path of a folder of Pets images.")
     return image_folder(source), str(source)
 
 # %% ../nbs/00_data.ipynb #56734722
-def _check_classes(files, folder):
+def _check_classes(files, folder, n_bad:int=0):
     n_cat = sum(is_cat(Path(f).name) for f in files)
+    if not files and n_bad: raise ValueError(f"None of the {n_bad} image files in {folder} could be read as an image "
+                                             "(empty, truncated or not pictures): point source= at a folder of real photos.")
     if not files: raise ValueError(f"No images in {folder} (looked for {', '.join(IMAGE_EXTS)} files). "
                                    "Point source= at a folder of Pets images such as 'Abyssinian_12.jpg'.")
     if n_cat in (0, len(files)):
@@ -181,12 +258,21 @@ def _check_classes(files, folder):
         raise ValueError(f"All {len(files)} images in {folder} are {kind}: a classifier needs both. "
                          "Pets file names start upper-case for cats and lower-case for dogs.")
 
+def check_split(n:int, valid_pct:float, bs:int, where:str='') -> tuple[int, int]:
+    "(n_train, n_valid) of `n` images split as fastai's RandomSplitter does; a ValueError if a batch could hold 1 image."
+    n_valid = int(n*valid_pct)
+    if n_valid < 1: raise ValueError(f"valid_pct={valid_pct} of {n} images{where} leaves no validation image: use more images or a larger valid_pct.")
+    if n - n_valid < 2: raise ValueError(f"valid_pct={valid_pct} of {n} images{where} leaves {n - n_valid} to train on; BatchNorm needs "
+                                         "batches of at least 2: use more images or a smaller valid_pct.")
+    if bs < 2: raise ValueError(f"bs={bs}: BatchNorm needs batches of at least 2 images; use bs=2 or more.")
+    return n - n_valid, n_valid
+
 def pets_dls(source='auto',            # 'auto', 'pets', 'bundled', 'synthetic' or a folder of Pets images
              size:int=128,              # images are resized (fastbook's `Resize`) to size x size
              n_images:int|None=None,    # a stratified subset of this many images (None: all)
              valid_pct:float=0.2,       # share held out for validation
              seed:int=42,               # picks the subset and the split
-             bs:int=32,                 # batch size (capped at the training set's size)
+             bs:int=32,                 # batch size (capped at the training set's size; at least 2 for BatchNorm)
              num_workers:int=0,         # DataLoader workers (0 is safest in threads and notebooks)
              verbose:bool=True,         # print which images 'auto' picked
              **kwargs):                 # passed to `ImageDataLoaders.from_name_func`
@@ -194,6 +280,7 @@ def pets_dls(source='auto',            # 'auto', 'pets', 'bundled', 'synthetic' 
     if not 0 < valid_pct < 1: raise ValueError(f"valid_pct={valid_pct!r} must be between 0 and 1 (exclusive), e.g. 0.2.")
     if n_images is not None and n_images < 4: raise ValueError(f"n_images={n_images!r} is too small: use at least 4 (or None for all).")
     if size < 16: raise ValueError(f"size={size!r} is too small for a CNN: use at least 16 pixels (fastbook uses 224).")
+    if n_images is not None: check_split(n_images, valid_pct, bs)   # before any image is read
     folder, name = resolve_source(source, n_images, seed, verbose)
     files = get_files(folder, extensions=IMAGE_EXTS, recurse=False)
     _check_classes(files, folder)
@@ -201,11 +288,9 @@ def pets_dls(source='auto',            # 'auto', 'pets', 'bundled', 'synthetic' 
         warnings.warn(f"n_images={n_images} but {folder} holds only {len(files)} images: using all of them.")
     files, n_bad = readable_images(stratified_subset(files, n_images, seed), folder, size)
     if n_bad: warnings.warn(f"Skipped {n_bad} file(s) in {folder} that could not be read as images.")
-    _check_classes(files, folder)
-    n_valid = int(len(files)*valid_pct)  # how fastai's RandomSplitter cuts
-    if n_valid < 1: raise ValueError(f"valid_pct={valid_pct} of {len(files)} images leaves no validation image: use more images or a larger valid_pct.")
-    n_train = len(files) - n_valid
+    _check_classes(files, folder, n_bad)
+    n_train, _ = check_split(len(files), valid_pct, bs, f" readable in {folder}")
     dls = ImageDataLoaders.from_name_func(files[0].parent, files, label_func=is_cat, valid_pct=valid_pct, seed=seed,
-                                          item_tfms=Resize(size), bs=min(bs, max(1, n_train)), num_workers=num_workers, **kwargs)
+                                          item_tfms=Resize(size), bs=min(bs, n_train), num_workers=num_workers, **kwargs)
     dls.source, dls.n_skipped = name, n_bad
     return dls

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import patch
+from .data import atomic_write
 
 # %% auto #0
-__all__ = ['FORMAT', 'VERSION', 'KINDS', 'PARTS', 'LAYER_COLS', 'STEP_COLS', 'EPOCH_COLS', 'ARRAYS', 'RunHistory', 'phase_name']
+__all__ = ['FORMAT', 'VERSION', 'KINDS', 'PARTS', 'LAYER_COLS', 'STEP_COLS', 'EPOCH_COLS', 'ARRAYS', 'MAX_LOAD_BYTES',
+           'RunHistory', 'phase_name']
 
 # %% ../nbs/02_history.ipynb #f778252f
 FORMAT, VERSION = 'finetune_lab.RunHistory', 1
@@ -194,34 +196,53 @@ def _col_array(df, c, what):
 
 @patch
 def save(self:RunHistory, path)->Path:
-    "Write this history to `path` as one `.npz` file (no pickle); returns the path."
+    "Write this history to `path` as one `.npz` file (no pickle), all at once (`atomic_write`); returns the path."
     path = Path(path)
     arrays = {f'{t}/{c}': _col_array(getattr(self,t), c, t) for t in ('layers','steps','epochs') for c in getattr(self,t).columns}
     arrays.update({k: getattr(self,k) for k in ARRAYS})
     meta = dict(format=FORMAT, version=VERSION, interrupted=self.interrupted, config=_jsonable(self.config), baselines=self.baselines,
                 tables={t: list(map(str, getattr(self,t).columns)) for t in ('layers','steps','epochs')})
     arrays['meta'] = np.array(json.dumps(meta))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'wb') as f: np.savez_compressed(f, **arrays)
-    return path
+    return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 # %% ../nbs/02_history.ipynb #c27af533
-def _read_npz(path:Path)->dict:
-    "All arrays in the npz at `path`, refusing pickled objects."
+MAX_LOAD_BYTES = 2**29   # 512 MiB: a 100-epoch run on all 7,390 Pets photos records about 100 MiB
+
+def _open_npz(path:Path) -> zipfile.ZipFile:
+    "The .npz at `path` as a zip archive, or a ValueError saying what it is instead."
     if not path.exists(): raise FileNotFoundError(f"No RunHistory file at {path}.")
     if not path.is_file(): raise ValueError("it is not a regular file")  # a folder, a pipe or a device would block or fail oddly
-    z = np.load(path, allow_pickle=False)
-    if not isinstance(z, np.lib.npyio.NpzFile): raise ValueError("it is a single array, not an .npz archive")
-    with z:
-        d = {k: z[k] for k in z.files}
-    odd = [k for k, v in d.items() if not isinstance(v, np.ndarray)]
-    if odd: raise ValueError(f"its entr{'y' if len(odd)==1 else 'ies'} {odd} {'is' if len(odd)==1 else 'are'} not numpy arrays")
-    return d
+    with open(path, 'rb') as f: head = f.read(6)
+    if head == b'\x93NUMPY': raise ValueError("it is a single .npy array, not an .npz archive")
+    if not zipfile.is_zipfile(path): raise ValueError("it is not an .npz archive (a zip of .npy arrays): "
+                                                      + ("a text file" if head.isascii() and head.strip() else "unknown bytes"))
+    return zipfile.ZipFile(path)
 
-def _read_meta(d:dict)->dict:
+def _header(z:zipfile.ZipFile, name:str) -> tuple:
+    "(shape, dtype) of member `name` (`name.npy` in the archive), read from its .npy header only."
+    try: info = z.getinfo(name + '.npy')
+    except KeyError: raise ValueError(f"entry '{name}' is missing") from None
+    with z.open(info) as f:
+        try:
+            v = np.lib.format.read_magic(f)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0 if v == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+        except ValueError as e: raise ValueError(f"entry '{name}' is not a .npy array ({e})") from None
+    if dtype.hasobject: raise ValueError(f"entry '{name}' holds pickled Python objects, which are never loaded")
+    if info.file_size > 2**16 + int(np.prod(shape, dtype=object))*dtype.itemsize:
+        raise ValueError(f"entry '{name}' declares {info.file_size} bytes for a {shape} {dtype} array")
+    return shape, dtype
+
+def _array(z:zipfile.ZipFile, name:str) -> np.ndarray:
+    "Member `name`, decompressed (its header was checked first), never unpickled."
+    with z.open(name + '.npy') as f: return np.lib.format.read_array(f, allow_pickle=False)
+
+# %% ../nbs/02_history.ipynb #a17b0002
+def _read_meta(z:zipfile.ZipFile)->dict:
     "The JSON `meta` record of a saved history, checked for format and version."
-    if 'meta' not in d: raise ValueError("it has no 'meta' entry")
-    try: meta = json.loads(str(d['meta'][()]) if d['meta'].shape==() and d['meta'].dtype.kind=='U' else 'null')
+    if 'meta.npy' not in z.namelist(): raise ValueError("it has no 'meta' entry")
+    shape, dtype = _header(z, 'meta')
+    if shape != () or dtype.kind != 'U' or dtype.itemsize > 2**24: raise ValueError("its 'meta' entry is not one JSON string")
+    try: meta = json.loads(str(_array(z, 'meta')[()]))
     except json.JSONDecodeError as e: raise ValueError(f"its 'meta' entry is not valid JSON ({e})") from e
     if not isinstance(meta, dict) or meta.get('format')!=FORMAT: raise ValueError(f"its 'meta' does not name the format {FORMAT!r}")
     if type(meta.get('version')) is not int or meta['version']!=VERSION: raise ValueError(f"it is version {meta.get('version')!r}; this finetune_lab reads version {VERSION}")
@@ -229,19 +250,36 @@ def _read_meta(d:dict)->dict:
         if not isinstance(meta.get(k), t): raise ValueError(f"its meta['{k}'] should be a {t.__name__}")
     return meta
 
-def _read_table(d:dict, meta:dict, t:str)->pd.DataFrame:
+def _plan(z:zipfile.ZipFile, meta:dict) -> dict:
+    "Member name -> (shape, dtype) of every column and array a history needs, checked against each other and the size limit."
+    heads, n = {}, {}
+    for t in ('layers','steps','epochs'):
+        cols = meta['tables'].get(t)
+        if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols): raise ValueError(f"its meta lists no columns for table '{t}'")
+        if len(set(cols)) != len(cols): raise ValueError(f"its meta lists a column of table '{t}' more than once")
+        for c in cols:
+            try: heads[f'{t}/{c}'] = shape, _ = _header(z, f'{t}/{c}')
+            except ValueError as e:
+                if 'is missing' in str(e): raise ValueError(f"column '{t}/{c}' is listed but missing") from None
+                raise
+            if len(shape) != 1: raise ValueError(f"column '{t}/{c}' has shape {shape}; columns are 1-d")
+        lens = {heads[f'{t}/{c}'][0][0] for c in cols}
+        if len(lens) > 1: raise ValueError(f"the columns of table '{t}' differ in length")
+        n[t] = lens.pop() if lens else 0
+    missing = [k for k in ARRAYS if k+'.npy' not in z.namelist()]
+    if missing: raise ValueError(f"it lacks the array(s) {missing}")
+    for k in ARRAYS:
+        heads[k] = shape, _ = _header(z, k)
+        if shape != (n['steps'], n['layers']): raise ValueError(f"RunHistory.{k} has shape {shape}; expected {(n['steps'], n['layers'])} (steps x layers)")
+    total = sum(int(np.prod(s, dtype=object))*d.itemsize for s, d in heads.values())
+    if total > MAX_LOAD_BYTES: raise ValueError(f"it declares {total/2**20:,.0f} MiB of arrays, more than MAX_LOAD_BYTES "
+                                                f"({MAX_LOAD_BYTES/2**20:,.0f} MiB); nothing was decompressed")
+    return heads
+
+def _table(z, meta:dict, t:str)->pd.DataFrame:
     "Table `t` rebuilt from its 1-d column arrays."
-    cols = meta['tables'].get(t)
-    if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols): raise ValueError(f"its meta lists no columns for table '{t}'")
-    if len(set(cols)) != len(cols): raise ValueError(f"its meta lists a column of table '{t}' more than once")
-    arrs = {}
-    for c in cols:
-        a = d.get(f'{t}/{c}')
-        if a is None: raise ValueError(f"column '{t}/{c}' is listed but missing")
-        if a.ndim != 1: raise ValueError(f"column '{t}/{c}' has shape {a.shape}; columns are 1-d")
-        arrs[c] = a
-    if len({len(a) for a in arrs.values()}) > 1: raise ValueError(f"the columns of table '{t}' differ in length")
-    return pd.DataFrame(arrs, columns=cols)
+    cols = meta['tables'][t]
+    return pd.DataFrame({c: _array(z, f'{t}/{c}') for c in cols}, columns=cols)
 
 # %% ../nbs/02_history.ipynb #203d7cc4
 @patch(cls_method=True)
@@ -249,13 +287,13 @@ def load(cls:RunHistory, path)->RunHistory:
     "Read a history written by `RunHistory.save`; a damaged or foreign file raises `ValueError` saying why."
     path = Path(path)
     try:
-        d = _read_npz(path)
-        meta = _read_meta(d)
-        tables = {t: _read_table(d, meta, t) for t in ('layers','steps','epochs')}
-        missing = [k for k in ARRAYS if k not in d]
-        if missing: raise ValueError(f"it lacks the array(s) {missing}")
-        return cls(**tables, **{k: d[k] for k in ARRAYS}, config=meta['config'], interrupted=meta['interrupted'],
-                   baselines=meta.get('baselines', {}))
+        with _open_npz(path) as z:
+            meta = _read_meta(z)
+            _plan(z, meta)
+            tables = {t: _table(z, meta, t) for t in ('layers','steps','epochs')}
+            arrays = {k: _array(z, k) for k in ARRAYS}
+        if not len(tables['layers']): raise ValueError("it records no layers (a run always has some)")
+        return cls(**tables, **arrays, config=meta['config'], interrupted=meta['interrupted'], baselines=meta.get('baselines', {}))
     except FileNotFoundError: raise
     except Exception as e:
         raise ValueError(f"Cannot read {path} as a RunHistory: {str(e).rstrip('.')}. Only files written by RunHistory.save "
