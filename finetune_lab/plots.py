@@ -6,11 +6,13 @@ Docs: https://finetune-lab.github.io/finetune_lab/plots.html.md"""
 
 # %% ../nbs/06_plots.ipynb #7c8ce504
 from __future__ import annotations
-import io, functools, gc, threading, math, struct, zlib
+import io, functools, threading
 from types import SimpleNamespace
 import numpy as np, pandas as pd
 import matplotlib as mpl
+from PIL import Image as PILImage
 from matplotlib.figure import Figure
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.patches import Patch, PathPatch
 from matplotlib.path import Path
@@ -18,240 +20,23 @@ from matplotlib.collections import PolyCollection
 from matplotlib.font_manager import FontProperties, findfont, get_font
 from matplotlib.ticker import FuncFormatter, NullLocator, LogLocator, MaxNLocator
 from matplotlib.transforms import ScaledTranslation, blended_transform_factory
-from fastcore.basics import even_mults
-from fastai.callback.core import Callback
 from .history import RunHistory
+from .explain import check_history, run_titles, config_title, error_words, group_change
 
 # %% auto #0
-__all__ = ['NORM_KINDS', 'PAD', 'PT', 'TICK', 'PHASE_LABEL_H', 'FROZEN_STYLE', 'CBAR_GAP', 'CBAR_W', 'PHASE_BAR_LABEL_H',
-           'BASELINE_LINES', 'TITLE_KEYS', 'HEAT_AX_W', 'gc_paused', 'GlyphCanvas', 'fig_to_png', 'synthetic_history',
-           'group_colors', 'text_width', 'layer_blocks', 'color_limits', 'row_labels', 'plot_heatmap', 'HeatmapPNG',
-           'plot_phase_bars', 'plot_lrs', 'plot_losses', 'update_ratios', 'plot_update_ratio', 'run_titles',
-           'final_error', 'error_words', 'config_title', 'plot_compare', 'plot_report', 'group_change', 'bn_words',
-           'baseline_words', 'explain', 'explain_diff', 'KeepReference', 'layer_importance', 'plot_importance']
+__all__ = ['PAD', 'PT', 'TICK', 'PHASE_LABEL_H', 'FROZEN_STYLE', 'CBAR_GAP', 'CBAR_W', 'PHASE_BAR_LABEL_H', 'BASELINE_LINES',
+           'HEAT_AX_W', 'fig_to_png', 'group_colors', 'text_width', 'layer_blocks', 'color_limits', 'row_labels',
+           'plot_heatmap', 'HeatmapPNG', 'plot_phase_bars', 'plot_lrs', 'plot_losses', 'update_ratios',
+           'plot_update_ratio', 'plot_compare', 'plot_report', 'plot_importance']
 
-# %% ../nbs/06_plots.ipynb #bced436f
-_gc_state = dict(lock=threading.Lock(), depth=0, was_enabled=True)
-
-def gc_paused(f):
-    """Decorator: hold Python's cyclic garbage collector off while `f` builds or draws a figure. In a process that has
-    imported torch and fastai a full collection takes ~0.35 s, longer than drawing a figure, and figure building
-    allocates enough to trigger one now and then; the figure's cycles are collected after. Nested and threaded calls
-    restore the collector's state once the outermost call ends."""
-    @functools.wraps(f)
-    def _f(*args, **kwargs):
-        s = _gc_state
-        with s['lock']:
-            if s['depth'] == 0: s['was_enabled'] = gc.isenabled(); gc.disable()
-            s['depth'] += 1
-        try: return f(*args, **kwargs)
-        finally:
-            with s['lock']:
-                s['depth'] -= 1
-                if s['depth'] == 0 and s['was_enabled']: gc.enable()
-    return _f
-
-# %% ../nbs/06_plots.ipynb #a1f0c0e1
-from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
-try:
-    from matplotlib.ft2font import FT2Font, RenderMode
-    _GLYPH_CACHE_OK = all(hasattr(c, a) for c,a in ((RendererAgg, '_prepare_font'), (FT2Font, '_layout'), (FT2Font, '_render_glyph'),
-                                                   (FT2Font, '_set_transform'), (FT2Font, 'face_index')))
-except ImportError: _GLYPH_CACHE_OK = False
-_text_cache = SimpleNamespace(c=None)
-_MAX_CACHED = dict(layouts=10_000, sizes=10_000, glyphs=50_000)   # at most ~40 + 1 + 35 MB; a report adds ~100 / 100 / 600
-
-def _text_caches()->SimpleNamespace:
-    """The process's text caches: layouts (glyphs and positions of a string), sizes (its width, height, descent) and
-    glyphs (bitmaps), all plain data keyed by font file, so every thread shares them (a dict's get and set are atomic;
-    two threads filling one entry write the same value). Emptied whole once any is full (`_MAX_CACHED`)."""
-    c = _text_cache.c
-    if c is None or any(len(v) >= _MAX_CACHED[k] for k,v in vars(c).items()):
-        c = _text_cache.c = SimpleNamespace(layouts={}, sizes={}, glyphs={})
-    return c
-
-def _clear_text_cache(): _text_cache.c = None
-
-def _font_key(font)->tuple: return font.fname, font.face_index
-
-class _GlyphCacheRenderer(RendererAgg):
-    "`RendererAgg` that shapes a string, measures it and rasterises a glyph once per font, size, angle and sub-pixel offset."
-    def _key(self, s, prop):
-        return (s, hash(prop), self.dpi, get_hinting_flag(), mpl.rcParams['text.hinting_factor'])
-
-    def get_text_width_height_descent(self, s, prop, ismath):
-        if ismath: return super().get_text_width_height_descent(s, prop, ismath)
-        sizes, k = _text_caches().sizes, self._key(s, prop)
-        if (r := sizes.get(k)) is None: r = sizes[k] = super().get_text_width_height_descent(s, prop, ismath)
-        return r
-
-    def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
-        if ismath or not gc.get_antialiased(): return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
-        feats, lang = (mtext.get_fontfeatures(), mtext.get_language()) if mtext is not None else (None, None)
-        c, flags, size, hf = _text_caches(), get_hinting_flag(), prop.get_size_in_points(), mpl.rcParams['text.hinting_factor']
-        shape = lambda: self._prepare_font(prop)._layout(s, flags=flags, features=feats, language=lang)
-        k = (s, hash(prop), self.dpi, flags, hf, feats and tuple(feats), lang)
-        fonts = {}   # this thread's FT2Font objects (matplotlib's are per thread) by font key, for glyphs not cached yet
-        if (items := c.layouts.get(k)) is None:
-            shaped = shape()
-            fonts = {_font_key(it.ft_object): it.ft_object for it in shaped}
-            items = c.layouts[k] = [(_font_key(it.ft_object), it.glyph_index, it.x, it.y) for it in shaped]
-        cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-        H = self.height
-        for font, glyph, dx, dy in items:    # as RendererAgg._draw_text_glyphs_and_boxes, in 1/64 px (FreeType's y is up)
-            X, Y = round(0x40*(x + dx*cos - dy*sin)), round(0x40*(H - y + dx*sin + dy*cos))
-            gk = (font, size, self.dpi, glyph, angle, flags, hf, X & 63, Y & 63)
-            if (g := c.glyphs.get(gk)) is None:
-                if font not in fonts:   # the string's main font, else shape it again for its fallback fonts
-                    f = self._prepare_font(prop); fonts[_font_key(f)] = f
-                    if font not in fonts: fonts.update((_font_key(it.ft_object), it.ft_object) for it in shape())
-                f = fonts[font]
-                f.set_size(size, self.dpi)
-                f._set_transform((0x10000*np.array([[cos, -sin], [sin, cos]])).round().astype(int), [X & 63, Y & 63])
-                bm = f._render_glyph(glyph, flags, RenderMode.NORMAL)
-                g = c.glyphs[gk] = (bm.buffer, bm.left, bm.top)
-            buf, left, top = g
-            self._renderer.draw_text_image(buf, left + (X >> 6), int(H) - (top + (Y >> 6)) + buf.shape[0], 0, gc)
-
-class GlyphCanvas(FigureCanvasAgg):
-    "matplotlib's Agg canvas, drawing text through the process's glyph cache (plain Agg where that is unavailable)."
-    def get_renderer(self):
-        if not _GLYPH_CACHE_OK: return super().get_renderer()
-        w, h = self.get_width_height(physical=True)
-        if self._lastKey != (key := (w, h, self.figure.dpi)):
-            self.renderer, self._lastKey = _GlyphCacheRenderer(w, h, self.figure.dpi), key
-        return self.renderer
-
-# %% ../nbs/06_plots.ipynb #a1f0c0e3
-def _png(rgba:np.ndarray, compress_level:int=1)->bytes:
-    "PNG bytes of an `(h, w, 4)` uint8 RGBA image (filter type 0 on every row)."
-    h, w, _ = rgba.shape
-    rows = np.zeros((h, 1 + 4*w), np.uint8)
-    rows[:, 1:] = rgba.reshape(h, 4*w)
-    chunk = lambda tag, data: struct.pack('>I', len(data)) + tag + data + struct.pack('>I', zlib.crc32(data, zlib.crc32(tag)))
-    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 6, 0, 0, 0))
-            + chunk(b'IDAT', zlib.compress(rows, compress_level)) + chunk(b'IEND', b''))
-
-@gc_paused
-def fig_to_png(fig:Figure, dpi:int=100, compress_level:int=1)->bytes:
-    "The PNG bytes of `fig` drawn by `GlyphCanvas` (no pyplot involved, so safe from any thread); `fig` keeps its own canvas."
-    buf, old = io.BytesIO(), fig.canvas
-    try:
-        canvas = GlyphCanvas(fig)
-        canvas.print_figure(buf, format='raw', dpi=dpi)   # savefig's handling of dpi, facecolor and layout engines
-        r = canvas.renderer
-    finally: fig.set_canvas(old)
-    return _png(np.frombuffer(buf.getbuffer(), np.uint8).reshape(int(r.height), int(r.width), 4), compress_level)
-
-# %% ../nbs/06_plots.ipynb #98823f34
-NORM_KINDS = ('batchnorm', 'layernorm')
-
-def _resnet_layers(blocks=(3,4,6,3), head_depth=1):
-    "Rows (name, kind, n_params, fan_in, stage, part) named like fastai's resnet learner `Sequential(body, head)`."
-    rows = [('0.0','conv',3*64*49,3*49,0,'body'), ('0.1','batchnorm',128,1,0,'body')]
-    cin = 64
-    for s,(nb,c) in enumerate(zip(blocks, (64,128,256,512))):
-        for b in range(nb):
-            p = f'0.{s+4}.{b}'
-            rows += [(f'{p}.conv1','conv',cin*c*9,cin*9,s+1,'body'), (f'{p}.bn1','batchnorm',2*c,1,s+1,'body'),
-                     (f'{p}.conv2','conv',c*c*9,c*9,s+1,'body'), (f'{p}.bn2','batchnorm',2*c,1,s+1,'body')]
-            if b==0 and cin!=c: rows += [(f'{p}.downsample.0','conv',cin*c,cin,s+1,'body'),
-                                         (f'{p}.downsample.1','batchnorm',2*c,1,s+1,'body')]
-            cin = c
-    sizes, i = [2*cin] + [512]*head_depth + [2], 2   # concat pooling doubles the features
-    for a,b in zip(sizes[:-1], sizes[1:]):
-        rows += [(f'1.{i}','batchnorm',2*a,1,5,'head'), (f'1.{i+2}','linear',a*b+b,a,5,'head')]
-        i += 4
-    return rows
-
-def _one_cycle(pct, lo, peak, end, pct_start):
-    "fastai's `combined_cos` at progress `pct`."
-    cos = lambda s,e,p: e + (s-e)/2*(np.cos(np.pi*p)+1)
-    return cos(lo, peak, pct/pct_start) if pct < pct_start else cos(peak, end, (pct-pct_start)/(1-pct_start))
-
-def _plan(strategy, n_groups, epochs, freeze_epochs, base_lr, lr_mult):
-    "Fits as (frozen_idx, n_epochs, peak LR per group, pct_start, div), the way `strategies` calls fastai."
-    G, top = n_groups, max(n_groups-1, 0)
-    spread = lambda lo, hi: [hi] if G == 1 else list(even_mults(lo, hi, G))   # what slice(lo, hi) gives each group
-    frozen, lr = (top, freeze_epochs, [base_lr/10]*(G-1) + [base_lr], .99, 25.), base_lr/2
-    unfrozen = lambda lrs: (0, epochs, lrs, .3, 5.)
-    if strategy == 'fine_tune': return [frozen, unfrozen(spread(lr/lr_mult, lr))]
-    if strategy == 'no_discriminative': return [frozen, unfrozen([lr/lr_mult**.5]*G)]   # strategies.one_lr
-    if strategy == 'head_only': return [(top, freeze_epochs+epochs, frozen[2], .25, 25.)]
-    if strategy == 'full': return [(0, freeze_epochs+epochs, spread(lr/lr_mult, lr), .3, 5.)]
-    if strategy == 'gradual': return [frozen] + [(k, epochs, spread(lr/lr_mult, lr), .3, 5.) for k in range(top-1, -1, -1)]
-    raise ValueError(f"Unknown strategy {strategy!r}: use one of fine_tune, head_only, full, gradual, no_discriminative.")
-
-def _phase_name(frozen_idx, n_groups):
-    return 'unfrozen' if frozen_idx == 0 else 'frozen' if frozen_idx == n_groups-1 else f'frozen_to {frozen_idx}'
-
-# %% ../nbs/06_plots.ipynb #c6687a99
-def _synthetic_steps(plan, G, steps_per_epoch):
-    "The `steps` table and per-step frozen index for `plan`."
-    rows, fidxs, epoch, it = [], [], 0, 0
-    for fit,(fidx,n_ep,lrs,pct_start,div) in enumerate(plan):
-        total = n_ep*steps_per_epoch
-        for i in range(total):
-            r = dict(step=it, fit=fit, epoch=epoch + i//steps_per_epoch, phase=_phase_name(fidx, G), loss=0.)
-            r.update({f'lr_{g}': _one_cycle(i/total, lr/div, lr, lr/1e5, pct_start) for g,lr in enumerate(lrs)})
-            r.update({f'mom_{g}': _one_cycle(i/total, .95, .85, .95, pct_start) for g in range(G)})
-            rows.append(r); fidxs.append(fidx); it += 1
-        epoch += n_ep
-    cols = ['step','fit','epoch','phase','loss'] + [f'{k}_{g}' for k in ('lr','mom') for g in range(G)]
-    return pd.DataFrame(rows, columns=cols), np.array(fidxs, int)
-
-def _synthetic_epochs(steps):
-    ep = [dict(epoch=e, phase=d.phase.iloc[0], train_loss=(tl:=float(d.loss.mean())), valid_loss=tl*.8, error_rate=tl*.2,
-               time=len(d)*.1) for e,d in steps.groupby('epoch')]
-    return pd.DataFrame(ep, columns=['epoch','phase','train_loss','valid_loss','error_rate','time'])
-
-# %% ../nbs/06_plots.ipynb #7a4b5727
-def synthetic_history(strategy:str='fine_tune', # fine_tune | head_only | full | gradual | no_discriminative
-                      epochs:int=1,              # as `Config.epochs`: epochs after unfreezing (gradual: per stage)
-                      freeze_epochs:int=1,       # as `Config.freeze_epochs`
-                      steps_per_epoch:int=20,    # training batches per epoch
-                      n_groups:int=3,            # optimizer param groups (fastai's resnets have 3)
-                      blocks:tuple=(3,4,6,3),    # residual blocks per stage: (3,4,6,3) is resnet34
-                      head_depth:int=1,          # hidden layers in the head
-                      train_bn:bool=True,        # norm layers keep training while frozen (fastai's default)
-                      base_lr:float=2e-3, lr_mult:float=100,
-                      interrupt_at:float|None=None, # keep only this fraction of the steps and mark the run interrupted
-                      seed:int=0)->RunHistory:
-    "A `RunHistory` shaped like a real run of `strategy` on a resnet, with made-up numbers: for demos and tests, no training."
-    rng, G = np.random.default_rng(seed), n_groups
-    names, kinds, n_params, fan_in, stage, part = map(np.array, zip(*_resnet_layers(blocks, head_depth)))
-    body_groups = np.array_split(np.arange(5), max(G-1, 1))   # resnet: stem+layer1+layer2 | layer3+layer4 | head
-    group = np.array([0 if G == 1 else G-1 if p == 'head' else next(i for i,bg in enumerate(body_groups) if s in bg)
-                      for s,p in zip(stage, part)])
-    layers = pd.DataFrame(dict(name=names, kind=kinds, group=group, part=part, n_params=n_params.astype(int)))
-    steps, fidx = _synthetic_steps(_plan(strategy, G, epochs, freeze_epochs, base_lr, lr_mult), G, steps_per_epoch)
-    n, norm = len(steps), np.isin(kinds, NORM_KINDS)
-    trainable = (group[None] >= fidx[:, None]) | (train_bn & norm)[None]
-    lr = steps[[f'lr_{g}' for g in range(G)]].to_numpy()[:, group]
-    scale = np.where(norm, 1.5, np.sqrt(fan_in.astype(float)/2)) * np.where(part == 'head', 3., 1.)
-    update = trainable * lr * scale * rng.lognormal(0, .3, (n, len(layers)))
-    change = .6*np.cumsum(update, 0) + .4*np.sqrt(np.cumsum(update**2, 0))
-    bn = np.where(kinds == 'batchnorm', .02*np.sqrt(np.arange(1, n+1))[:, None]*rng.uniform(.5, 1.5, len(layers)), np.nan)
-    steps['loss'] = .12 + .6*np.exp(-np.arange(n)/max(n*.25, 1)) + .05*rng.standard_normal(n).clip(-2, 2)
-    config = dict(arch='resnet34', head_depth=head_depth, strategy=strategy, freeze_epochs=freeze_epochs, epochs=epochs,
-                  base_lr=base_lr, lr_mult=lr_mult, train_bn=train_bn, synthetic=True)
-    h = RunHistory(layers=layers, steps=steps, change=change, update=update, trainable=trainable, bn_stats=bn,
-                   epochs=_synthetic_epochs(steps), config=config)
-    return _cut(h, int(n*interrupt_at)) if interrupt_at is not None else h
-
-def _cut(h:RunHistory, n_steps:int)->RunHistory:
-    "`h` as if it had been interrupted after `n_steps` recorded steps (epochs not finished are dropped)."
-    keep = h.steps.iloc[:n_steps]
-    done = [e for e in h.epochs.epoch if (keep.epoch == e).sum() == (h.steps.epoch == e).sum() > 0]
-    return RunHistory(layers=h.layers, steps=keep, change=h.change[:n_steps], update=h.update[:n_steps],
-                      trainable=h.trainable[:n_steps], bn_stats=h.bn_stats[:n_steps],
-                      epochs=h.epochs[h.epochs.epoch.isin(done)], config=h.config, interrupted=True)
+# %% ../nbs/06_plots.ipynb #f0000001
+def fig_to_png(fig:Figure, dpi:int=100)->bytes:
+    "The PNG bytes of `fig`, drawn by matplotlib's `savefig` (no pyplot, so safe from any thread)."
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=dpi, pil_kwargs=dict(compress_level=1))   # level 1: 3x faster to write, ~20% larger
+    return buf.getvalue()
 
 # %% ../nbs/06_plots.ipynb #fe397b42
-def _check_history(h, what:str):
-    if not isinstance(h, RunHistory):
-        raise TypeError(f"{what} needs a RunHistory (from finetune_lab.strategies.run or RunHistory.load), got {type(h).__name__}.")
-
 def group_colors(n:int)->list:
     "One colour per param group (input side to head), shared by every figure."
     cm = mpl.colormaps['tab10']
@@ -531,7 +316,6 @@ def _colorbar(ax, im, label, x_in):
     ax.text(x1 + TICK + _tick_w('log') + 3*PT, .5, label, transform=bar, rotation=90, ha='left', va='center', gid='colorbar_label')
     return grad
 
-@gc_paused
 def plot_heatmap(h:RunHistory,
                  vmin:float|None=None,     # smallest change coloured (the log floor); default from the data
                  vmax:float|None=None,     # largest change coloured; default the run's maximum
@@ -542,7 +326,7 @@ def plot_heatmap(h:RunHistory,
                  colorbar:bool|str=True,   # draw a colour bar; a str is its label
                  max_labels:int=40)->Figure: # name every row up to this many rows, else name blocks
     "How far every layer moved from its starting weights at every step (log colour); frozen cells hatched grey."
-    _check_history(h, 'plot_heatmap')
+    check_history(h, 'plot_heatmap')
     cm = _cmap(cmap)
     return _draw_heatmap(h, _heat_rows(h, group_by, max_labels), vmin, vmax, cm, group_by, ax, title, colorbar)
 
@@ -573,7 +357,6 @@ def _draw_heatmap(h, r, vmin, vmax, cm, group_by, ax, title, colorbar)->Figure:
 # %% ../nbs/06_plots.ipynb #c0104a12
 class HeatmapPNG:
     "PNGs of one heatmap figure in any colour map: text and axes are rendered once, a new colour map redraws only the image layer."
-    @gc_paused
     def __init__(self, fig:Figure, dpi:int=100):
         from matplotlib.spines import Spine
         from matplotlib.lines import Line2D
@@ -583,14 +366,13 @@ class HeatmapPNG:
         if len(axs) != 1: raise ValueError(f"HeatmapPNG needs a figure with one heatmap (from plot_heatmap); this one has {len(axs)}.")
         self.fig, self.ax, self.im = fig, axs[0], axs[0].images[0]
         fig.set_dpi(dpi)
-        self.canvas, self._lock = GlyphCanvas(fig), threading.Lock()
+        self.canvas, self._lock = FigureCanvasAgg(fig), threading.Lock()
         over = (AxesImage, Patch, Line2D, Collection, Spine)   # the image layer: heatmap, colour bar, all drawn over them, the frame
-        self.layer = [a for a in self.ax.get_children() if isinstance(a, over) and a is not self.ax.patch] + list(self.ax.child_axes)
+        self.layer = [a for a in self.ax.get_children() if isinstance(a, over) and a is not self.ax.patch]
         for a in self.layer: a.set_animated(True)
         self.canvas.draw()                                     # everything else, once
         self.background = self.canvas.copy_from_bbox(fig.bbox)
 
-    @gc_paused
     def png(self, cmap:str|None=None, compress_level:int=1)->bytes:
         "The figure as PNG bytes with colour map `cmap` (default: the one it was drawn with)."
         with self._lock:
@@ -598,7 +380,9 @@ class HeatmapPNG:
             self.canvas.restore_region(self.background)
             r = self.canvas.get_renderer()
             for a in sorted(self.layer, key=lambda a: a.get_zorder()): a.draw(r)   # stable sort: matplotlib's own order
-            return _png(np.asarray(self.canvas.buffer_rgba()), compress_level)
+            buf = io.BytesIO()
+            PILImage.fromarray(np.asarray(self.canvas.buffer_rgba())).save(buf, 'png', compress_level=compress_level)
+            return buf.getvalue()
 
 # %% ../nbs/06_plots.ipynb #d0eefcab
 def _margins(ytick:str, n_legend:int=0, ncol:int=3, above:float=PHASE_LABEL_H, right_ytick:str|None=None, xticks=True)->tuple:
@@ -622,10 +406,9 @@ def _bars(ax, x, top, bottom, gid, **kw):
 
 PHASE_BAR_LABEL_H = 3*PT + _line(9, 2)
 
-@gc_paused
 def plot_phase_bars(h:RunHistory, ax=None)->Figure:
     "Change each layer accumulated in each phase (`RunHistory.phase_change`), one section per phase, coloured by param group."
-    _check_history(h, 'plot_phase_bars')
+    check_history(h, 'plot_phase_bars')
     spans, cols = h.phase_spans(), group_colors(h.n_groups)
     moved = [(h.update[a:b] > 0).any(0) for _,_,a,b in spans]   # 'changed' as in RunHistory.summary
     vals = [h.phase_change(a, b) for _,_,a,b in spans]
@@ -658,10 +441,9 @@ def plot_phase_bars(h:RunHistory, ax=None)->Figure:
     return fig
 
 # %% ../nbs/06_plots.ipynb #49cb56b4
-@gc_paused
 def plot_lrs(h:RunHistory, ax=None, legend:bool=True)->Figure: # legend=False: the group colours are named elsewhere (the report)
     "Learning rate of every param group at every step (log scale), phases marked."
-    _check_history(h, 'plot_lrs')
+    check_history(h, 'plot_lrs')
     fig, ax = _fig_ax(ax, (8, 4), _margins('log', h.n_groups*legend))
     _title(ax, 'Learning rate per param group', PHASE_LABEL_H)
     if not len(h.steps): _no_steps(ax, 'the LR plot'); return fig
@@ -684,10 +466,9 @@ def _epoch_ends(h):
 
 BASELINE_LINES = dict(majority=('always the larger class', ':'), zero_shot=('untrained ImageNet classes', '-.'))
 
-@gc_paused
 def plot_losses(h:RunHistory, ax=None, smooth:int=10)->Figure:
     "Train loss per step (and its running mean), valid loss and error rate per epoch; frozen phases shaded."
-    _check_history(h, 'plot_losses')
+    check_history(h, 'plot_losses')
     n_base = sum(h.baselines.get(k) is not None for k in BASELINE_LINES)
     fig, ax = _fig_ax(ax, (8, 4), _margins('num', 3 + (len(h.steps) >= smooth) + n_base, ncol=2, right_ytick='num'))
     _title(ax, 'Losses and error rate', PHASE_LABEL_H)
@@ -714,7 +495,7 @@ def plot_losses(h:RunHistory, ax=None, smooth:int=10)->Figure:
 # %% ../nbs/06_plots.ipynb #ea38450b
 def update_ratios(h:RunHistory)->np.ndarray:
     "log10 of the median per-step update ratio over each group's trainable layers: [steps x groups] (NaN: none trained)."
-    _check_history(h, 'update_ratios')
+    check_history(h, 'update_ratios')
     out = np.full((len(h.steps), h.n_groups), np.nan)
     u = np.where(h.trainable & (h.update > 0), h.update, np.nan)
     for g in range(h.n_groups):
@@ -723,10 +504,9 @@ def update_ratios(h:RunHistory)->np.ndarray:
         if ok.any(): out[ok, g] = np.log10(np.nanmedian(ug[ok], 1))
     return out
 
-@gc_paused
 def plot_update_ratio(h:RunHistory, ax=None)->Figure:
     "log10(‖ΔW‖ / ‖W‖) per step for each param group, with the customary 1e-3 guide line."
-    _check_history(h, 'plot_update_ratio')
+    check_history(h, 'plot_update_ratio')
     fig, ax = _fig_ax(ax, (8, 4), _margins('num', h.n_groups + 1, ncol=4))
     _title(ax, 'Update size per step (median over trainable layers)', PHASE_LABEL_H)
     if not len(h.steps): _no_steps(ax, 'the update plot'); return fig
@@ -739,44 +519,15 @@ def plot_update_ratio(h:RunHistory, ax=None)->Figure:
     _legend_under(ax, ncol=4)
     return fig
 
-# %% ../nbs/06_plots.ipynb #8a3397f5
-def _knob(v): return f'{v:g}' if isinstance(v, float) else str(v)
-
-def run_titles(histories:list)->list:
-    "A title per history naming the config values that differ between them ('run 1', 'run 2', ... when none do)."
-    cfgs = [h.config or {} for h in histories]
-    keys = [k for k in dict.fromkeys(k for c in cfgs for k in c) if len({repr(c.get(k)) for c in cfgs}) > 1]
-    if not keys: return [f'run {i+1}' for i in range(len(histories))]
-    return [', '.join(f'{k}={_knob(c.get(k))}' for k in keys) for c in cfgs]
-
-TITLE_KEYS = ('strategy','arch','epochs','freeze_epochs','base_lr','lr_mult','head_depth','train_bn','keep_bn_stats')
-
-def final_error(h:RunHistory)->float|None:
-    "The error rate of the last epoch that finished (None if none did)."
-    ep = h.epochs.dropna(subset=['error_rate'])
-    return float(ep.error_rate.iloc[-1]) if len(ep) else None
-
-def error_words(h:RunHistory)->str:
-    "'error 4.2% (larger class: 31%)': the final error rate next to the majority-class baseline, for titles."
-    e, m = final_error(h), h.baselines.get('majority')
-    if e is None: return 'no epoch finished'
-    return f"error {e:.1%}" + (f" (larger class: {m:.0%})" if m is not None else '')
-
-def config_title(h:RunHistory)->str:
-    "A one-line title from a run's config: strategy, arch and the main knobs."
-    c = h.config or {}
-    return (', '.join(f'{k}={_knob(c[k])}' for k in TITLE_KEYS if k in c) or 'fine-tuning run') + (' (interrupted)' if h.interrupted else '')
-
 # %% ../nbs/06_plots.ipynb #ae7518a4
 HEAT_AX_W = 4.3   # inches of steps per run in plot_compare
 
-@gc_paused
 def plot_compare(histories:list, titles:list|None=None, cmap:str='viridis', group_by:str='layer',
                  shared_scale:bool=True)->Figure: # one colour scale for all runs (else each run its own colour bar)
     "Heatmaps of several runs side by side, titled by the knobs that differ; on one shared colour scale unless `shared_scale=False`."
     hs = list(histories)
     if not hs: raise ValueError("plot_compare needs at least one RunHistory.")
-    for h in hs: _check_history(h, 'plot_compare')
+    for h in hs: check_history(h, 'plot_compare')
     titles = list(titles) if titles is not None else run_titles(hs)
     if len(titles) != len(hs): raise ValueError(f"plot_compare got {len(hs)} histories but {len(titles)} titles: give one title per history.")
     titles = [f"{t}: {error_words(h)}" for t, h in zip(titles, hs)]
@@ -789,14 +540,13 @@ def plot_compare(histories:list, titles:list|None=None, cmap:str='viridis', grou
     for i,(h,r,t,w) in enumerate(zip(hs, rows, titles, widths)):
         size = min(11., 11*(w - 2*PAD)/max(text_width([t], 11), 1e-3))   # a long title shrinks to its panel
         _draw_heatmap(h, r, vmin, vmax, cm, group_by, (fig, (sum(widths[:i]), 0, w, H)), t, cbars[i])
-        fig.axes[-1].title.set_fontsize(size)   # (a colour bar is an inset of its axes, not in fig.axes)
+        fig.axes[-1].title.set_fontsize(size)
     return fig
 
 # %% ../nbs/06_plots.ipynb #9282004c
-@gc_paused
 def plot_report(h:RunHistory, title:str|None=None)->Figure:
     "One figure: the heatmap on top; change per phase, learning rates and losses below (group colours named once, under the phase bars)."
-    _check_history(h, 'plot_report')
+    check_history(h, 'plot_report')
     W, H = 16, 11
     fig = Figure(figsize=(W, H))
     title = title or f"{config_title(h)} · {error_words(h)}"
@@ -810,206 +560,7 @@ def plot_report(h:RunHistory, title:str|None=None)->Figure:
     plot_losses(h, ax=(fig, (w[0]+w[1], 0, w[2], low)))
     return fig
 
-# %% ../nbs/06_plots.ipynb #d0549718
-def _g(v): return f'{v:.3g}'
-def _times(v): return f'{v:,.0f}' if v >= 100 else _g(v)
-def _plural(n, w): return f'{n} {w}{"s"*(n != 1)}'
-def _groups_text(gs):
-    gs = [str(g) for g in gs]
-    return 'group ' + gs[0] if len(gs) == 1 else 'groups ' + ', '.join(gs[:-1]) + ' and ' + gs[-1]
-
-def group_change(h:RunHistory)->np.ndarray:
-    "Mean relative change from the starting weights over each group's layers at the last recorded step (NaN: no steps)."
-    if not len(h.steps): return np.full(h.n_groups, np.nan)
-    g = h.layers.group.to_numpy()
-    return np.array([h.change[-1, g == i].mean() if (g == i).any() else np.nan for i in range(h.n_groups)])
-
-def _span_facts(h, phase, fit, a, b)->dict:
-    "Numbers for one phase span, all computed from the history."
-    L = h.layers
-    never, norm = ~h.trainable[a:b].any(0), L.kind.isin(NORM_KINDS).to_numpy()
-    frozen_groups = sorted({int(g) for g in L.group[never]})
-    in_frozen = L.group.isin(frozen_groups).to_numpy()
-    delta, moved = h.phase_change(a, b), (h.update[a:b] > 0).any(0)
-    top = int(np.argmax(delta))
-    return dict(phase=phase, fit=fit, steps=b-a, epochs=int(h.steps.epoch.iloc[a:b].nunique()), frozen_groups=frozen_groups,
-                n_frozen=int(never.sum()), n_in_frozen=int(in_frozen.sum()), norm_in_frozen=int((norm & in_frozen).sum()),
-                norm_trained=int((norm & in_frozen & ~never).sum()), changed=int(moved.sum()), top=L.name.iloc[top],
-                top_kind=L.kind.iloc[top], top_group=int(L.group.iloc[top]), top_delta=float(delta[top]),
-                peak_lr=[float(h.steps[f'lr_{g}'].iloc[a:b].max()) for g in range(h.n_groups)])
-
-# %% ../nbs/06_plots.ipynb #e341e8d7
-def _describe_span(h, f, last=False, why=True):
-    n, G = len(h.layers), h.n_groups
-    cut = ', cut short' if last and h.interrupted else ''
-    when = f"For {_plural(f['epochs'], 'epoch')} ({_plural(f['steps'], 'step')}, fit {f['fit']}{cut})"
-    if f['frozen_groups']:
-        s = (f"{when} the run was {f['phase']}: in {_groups_text(f['frozen_groups'])} (of {G}) {f['n_frozen']} of "
-             f"{f['n_in_frozen']} layers had requires_grad=False the whole time, and {f['changed']} of all {n} layers changed.")
-        if f['norm_trained']:
-            s += f" {f['norm_trained']} of the {f['norm_in_frozen']} norm layers in the frozen groups kept training anyway"
-            s += (": fastai's train_bn=True leaves BatchNorm/LayerNorm weights trainable in a frozen body so they can adapt "
-                  "to the new data." if why else " (train_bn).")
-        elif f['norm_in_frozen']: s += f" None of the {f['norm_in_frozen']} norm layers in the frozen groups trained (as with train_bn=False)."
-    else:
-        s = f"{when} {f'all {G} groups' if G > 1 else 'the single group'} trained ({f['phase']}) and {f['changed']} of all {n} layers changed."
-    if f['changed'] and f['top_delta'] > 0: s += f" The one that moved most in this phase was {f['top']} ({f['top_kind']}, group {f['top_group']}), by {_g(f['top_delta'])}."
-    return s + " Peak learning rates: " + ', '.join(f'group {g} {lr:.1e}' for g,lr in enumerate(f['peak_lr'])) + "."
-
-def bn_words(h:RunHistory)->str:
-    "What the run's `keep_bn_stats` setting did to the body's BatchNorm running statistics ('' when its config does not say)."
-    k = (h.config or {}).get('keep_bn_stats')
-    if k is True:
-        return ("The body's BatchNorm layers kept their pretrained running statistics (keep_bn_stats=True): they "
-                "normalised with what ImageNet taught them, not with each batch, a departure from fastai's default "
-                "that keeps EfficientNet-Lite0's features the same in training and validation.")
-    if k is False: return "The body's BatchNorm layers normalised with each batch's statistics while training (fastai's default, keep_bn_stats=False)."
-    return ''
-
-def baseline_words(h:RunHistory)->str:
-    "Whether the final error beats the baselines the run recorded, in words ('' when it recorded none or no epoch finished)."
-    e, m, z = final_error(h), h.baselines.get('majority'), h.baselines.get('zero_shot')
-    if e is None or m is None: return ''
-    if e >= m:
-        return (f"This run has not learned yet: its error rate {e:.1%} is no better than always answering the larger class "
-                f"({m:.1%}). Give it more training steps (more images, a smaller batch or more epochs), or a higher base_lr; "
-                "with efficientnet_lite0 leave keep_bn_stats on.")
-    s = f"That beats always answering the larger class ({m:.1%} error)"
-    if z is None: return s + '.'
-    if e < z: return s + f" and the untrained ImageNet classifier's own cat-or-dog answer ({z:.1%})."
-    return s + (f", but not the untrained ImageNet classifier's own cat-or-dog answer ({z:.1%}): the new head has not yet "
-                "learned all the body already knew.")
-
-def explain(h:RunHistory)->str:
-    "A short paragraph on what this run froze, for how long, and what changed; every number comes from `h`."
-    _check_history(h, 'explain')
-    n, G, spans = len(h.layers), h.n_groups, h.phase_spans()
-    strat = f" ({h.config['strategy']})" if 'strategy' in (h.config or {}) else ''
-    out = [f"This run{strat} tracked {n} layers in {_plural(G, 'param group')}" + (f", group 0 nearest the input and group {G-1} the head." if G > 1 else ".")]
-    if not spans: return ' '.join(out + ["It recorded no training steps, so no layer has changed yet."])
-    facts = [_span_facts(h, *s) for s in spans]
-    out.append('It trained ' + ', then '.join(f"{f['phase']} for {_plural(f['epochs'], 'epoch')}" for f in facts) +
-               (' before it was stopped.' if h.interrupted else '.'))
-    if not any(f['frozen_groups'] for f in facts):
-        out.append("No layer was ever frozen" + (": with a single param group freeze() has nothing to freeze." if G == 1 else "."))
-    said_why = False
-    for i,f in enumerate(facts):
-        out.append(_describe_span(h, f, last=i == len(facts)-1, why=not said_why))
-        said_why |= bool(f['frozen_groups'] and f['norm_trained'])
-    if facts[-1]['frozen_groups']:
-        out.append(f"The run never fully unfroze: {_groups_text(facts[-1]['frozen_groups'])} {'was' if len(facts[-1]['frozen_groups']) == 1 else 'were'} still frozen at its last step.")
-    gc = group_change(h)
-    if G > 1 and gc[0] > 0:
-        out.append(f"By the end the head group (group {G-1}) had moved {_times(gc[-1]/gc[0])} times as far from its starting weights "
-                   f"as group 0 (mean relative change {_g(gc[-1])} vs {_g(gc[0])}).")
-    elif G > 1: out.append(f"By the end group 0 had not moved at all, while the head group (group {G-1}) moved {_g(gc[-1])} (mean relative change).")
-    out.append(bn_words(h))
-    ep = h.epochs.dropna(subset=['error_rate'])
-    if len(ep): out.append(f"The last finished epoch ({int(ep.epoch.iloc[-1])}) had error_rate {_g(ep.error_rate.iloc[-1])} and valid loss {_g(ep.valid_loss.iloc[-1])}.")
-    out.append(baseline_words(h))
-    if h.interrupted: out.append(f"The run was interrupted after {_plural(len(h.steps), 'recorded step')}; all of this covers only what ran.")
-    return ' '.join(filter(None, out))   # bn_words and baseline_words say nothing for a bare history
-
-# %% ../nbs/06_plots.ipynb #f295cc1c
-def _frozen_epochs(h): return int(h.steps.epoch[h.steps.phase != 'unfrozen'].nunique())
-
-def explain_diff(h1:RunHistory, h2:RunHistory)->str:
-    "A short paragraph comparing two runs, named by the config knobs that differ; every number comes from the histories."
-    _check_history(h1, 'explain_diff'); _check_history(h2, 'explain_diff')
-    t1, t2 = run_titles([h1, h2])
-    differ = t1 != 'run 1'
-    out = [f"Comparing A ({t1}) with B ({t2}):"]
-    if not (len(h1.steps) and len(h2.steps)):
-        return ' '.join(out + [f"run {'A' if not len(h1.steps) else 'B'} recorded no training steps, so there is nothing to compare yet."])
-    c1, c2 = group_change(h1), group_change(h2)
-    n1, n2 = ((h.layers.part == 'head').sum() for h in (h1, h2))
-    if n1 != n2: out.append(f"B's head has {n2} layers with weights, A's {n1}.")
-    elif len(h1.layers) != len(h2.layers): out.append(f"A tracked {len(h1.layers)} layers and B {len(h2.layers)}.")
-    if h1.n_groups != h2.n_groups: out.append(f"A had {h1.n_groups} param groups and B {h2.n_groups}.")
-    f1, f2 = _frozen_epochs(h1), _frozen_epochs(h2)
-    out.append(f"A trained {_plural(f1, 'epoch')} with part of the model frozen, B {_plural(f2, 'epoch')}." if f1 != f2 else
-               f"Both trained {_plural(f1, 'epoch')} with part of the model frozen.")
-    ratio = f", {_times(c2[-1]/c1[-1])} times as far" if c1[-1] > 0 else ''
-    out.append(f"{f'With {t2} (B)' if differ else 'In B'} the head (last group) moved {_g(c2[-1])} (mean relative change at the end) "
-               f"against {_g(c1[-1])} {f'with {t1} (A)' if differ else 'in A'}{ratio}.")
-    if h1.n_groups > 1 and h2.n_groups > 1: out.append(f"Group 0, nearest the input, moved {_g(c2[0])} in B and {_g(c1[0])} in A.")
-    e1, e2 = (h.epochs.dropna(subset=['error_rate']) for h in (h1, h2))
-    if len(e1) and len(e2): out.append(f"Final error_rate: {_g(e2.error_rate.iloc[-1])} for B against {_g(e1.error_rate.iloc[-1])} for A.")
-    for k,h in (('A', h1), ('B', h2)):
-        if h.interrupted: out.append(f"Run {k} was interrupted after {_plural(len(h.steps), 'recorded step')}.")
-    return ' '.join(out)
-
-# %% ../nbs/06_plots.ipynb #40fd58f1
-class KeepReference(Callback):
-    "Keep a copy of the model's `state_dict` at the start of the first fit: the reference `layer_importance` puts groups back to."
-    order = -10
-    def __init__(self): self.reference_state = None
-    def before_fit(self):
-        if self.reference_state is None: self.reference_state = {k: v.detach().clone() for k,v in self.learn.model.state_dict().items()}
-
-def _callback_reference(learn)->dict:
-    for cb in learn.cbs:
-        ref = getattr(cb, 'reference_state', None)
-        if ref is not None: return ref() if callable(ref) else ref
-    raise ValueError("layer_importance needs the weights the run started from. Pass reference_state= (a state_dict copied before "
-                     "training: {k: v.clone() for k, v in learn.model.state_dict().items()}), or train with a KeepReference callback "
-                     "and pass its .reference_state.")
-
-def _metric_index(learn, name='error_rate'):
-    "Position of metric `name` in what `learn.validate()` returns, or None."
-    names = [getattr(m, 'name', '') for m in (learn.metrics or [])]
-    return 1 + names.index(name) if name in names else None
-
-# %% ../nbs/06_plots.ipynb #5a345a88
-def _group_keys(learn, ps, ref, buffers=True):
-    "State-dict keys of params `ps`, plus (with `buffers`) the running statistics of the layers that own them."
-    key, mods = {id(p): k for k,p in learn.model.named_parameters()}, dict(learn.model.named_modules())
-    keys = [key[id(p)] for p in ps]
-    if not buffers: return keys
-    owners = dict.fromkeys(k.rpartition('.')[0] for k in keys)
-    bufs = [f'{o}.{b}' if o else b for o in owners for b,_ in mods[o].named_buffers(recurse=False)]
-    return keys + [k for k in bufs if k in ref]
-
-def layer_importance(learn,
-                     history:RunHistory|None=None,     # the run's history: checked against the learner, adds a `change` column
-                     reference_state:dict|None=None,   # state_dict at the start of training; default: a callback's `reference_state`
-                     buffers:bool=True)->pd.DataFrame: # also put back BatchNorm running statistics
-    "Validation loss and error rate with each param group put back to its reference weights (then restored)."
-    import torch
-    ref = reference_state if reference_state is not None else _callback_reference(learn)
-    if learn.opt is None: learn.create_opt()
-    groups = learn.opt.param_lists
-    if history is not None and history.n_groups != len(groups):
-        raise ValueError(f"The history has {history.n_groups} param groups but the learner {len(groups)}: pass the history recorded on this learner.")
-    state, ie = learn.model.state_dict(keep_vars=True), _metric_index(learn)
-    def score():
-        r = learn.validate()
-        return float(r[0]), (float(r[ie]) if ie is not None else np.nan)
-    base_loss, base_err = score()
-    rows = []
-    for g,ps in enumerate(groups):
-        keys = _group_keys(learn, ps, ref, buffers)
-        missing = [k for k in keys if k not in ref]
-        if missing: raise ValueError(f"reference_state lacks {len(missing)} weight(s) of group {g}, e.g. {missing[:3]}: give the state_dict of this same model taken before training.")
-        bad = [k for k in keys if tuple(ref[k].shape) != tuple(state[k].shape)]
-        if bad: raise ValueError(f"reference_state's shapes differ from the model's for {bad[:3]}: it must come from the same architecture and head.")
-        saved = {k: state[k].detach().clone() for k in keys}
-        try:
-            with torch.no_grad():
-                for k in keys: state[k].copy_(ref[k])
-            loss, err = score()
-        finally:
-            with torch.no_grad():
-                for k in keys: state[k].copy_(saved[k])
-        rows.append(dict(group=g, n_params=sum(p.numel() for p in ps), valid_loss=loss, error_rate=err,
-                         delta_loss=loss-base_loss, delta_error=err-base_err))
-    df = pd.DataFrame(rows)
-    if history is not None: df['change'] = group_change(history)
-    df.attrs.update(valid_loss=base_loss, error_rate=base_err)
-    return df
-
 # %% ../nbs/06_plots.ipynb #025a2a11
-@gc_paused
 def plot_importance(df:pd.DataFrame, history:RunHistory|None=None)->Figure:
     "How far each group moved (left) next to how much the validation loss rises when it is put back (right)."
     need = {'group', 'delta_loss', 'delta_error'} - set(df.columns)
@@ -1024,7 +575,7 @@ def plot_importance(df:pd.DataFrame, history:RunHistory|None=None)->Figure:
     a1.set_title('How far each group moved', fontsize=11); a1.set_ylabel('mean ‖W − W₀‖ / ‖W₀‖ at the end')
     a2.bar(x, df.delta_loss, color=cols, gid='importance'); a2.axhline(0, color='k', lw=.8)
     a2.set_title('Valid loss rise when the group is put back', fontsize=11)
-    a2.set_ylabel(f"Δ valid loss (now {_g(df.attrs.get('valid_loss', np.nan))})")
+    a2.set_ylabel(f"Δ valid loss (now {df.attrs.get('valid_loss', np.nan):.3g})")
     for a in (a1, a2): a.set_xticks(x, [f'group {g}' for g in df.group]); a.set_xlabel('param group (input → head)')
     for xi,(d,e) in enumerate(zip(df.delta_loss, df.delta_error)):
         if np.isfinite(e): a2.annotate(f'err {e:+.3f}', (xi, d), xytext=(0, 2 if d >= 0 else -2), textcoords='offset points',

@@ -103,7 +103,8 @@ def test_view_changes_redraw_the_shown_run_exactly(lab):
     "Heatmap view: a new colour map re-colours the drawn heatmap (HeatmapPNG) and gives the pixels a fresh drawing gives."
     import io, numpy as np
     from PIL import Image
-    from finetune_lab.plots import plot_heatmap, fig_to_png, config_title
+    from finetune_lab.plots import plot_heatmap, fig_to_png
+    from finetune_lab.explain import config_title
     pixels = lambda png: np.asarray(Image.open(io.BytesIO(bytes(png))).convert('RGBA'))
     lab.runs_list.value = (1,); lab.show_button.click()
     h, n = lab.runs[1], lab.n_trained

@@ -4,9 +4,11 @@ import numpy as np, pandas as pd, pytest, torch
 from torch import nn
 from matplotlib.figure import Figure
 from finetune_lab.history import RunHistory
-from finetune_lab.plots import (synthetic_history, fig_to_png, plot_heatmap, plot_phase_bars, plot_lrs, plot_losses,
-    plot_update_ratio, plot_compare, plot_report, plot_importance, layer_importance, KeepReference, explain, explain_diff,
-    run_titles, group_change, layer_blocks, color_limits, row_labels, text_width, gc_paused, _step_edges)
+from finetune_lab.synthetic import synthetic_history
+from finetune_lab.plots import (fig_to_png, plot_heatmap, plot_phase_bars, plot_lrs, plot_losses, plot_update_ratio,
+    plot_compare, plot_report, plot_importance, layer_blocks, color_limits, row_labels, text_width, _step_edges)
+from finetune_lab.explain import explain, explain_diff, run_titles, group_change
+from finetune_lab.importance import layer_importance, KeepReference
 
 def every_kth(h, k):
     "`h` as a tracker with `every=k` would record it: every k-th step only."
@@ -307,29 +309,6 @@ def test_figures_render_from_threads_without_pyplot():
     for t in ts: t.join()
     assert not errs and out == serial
     assert plt.get_fignums() == before   # nothing registered with pyplot
-
-def test_gc_paused_holds_the_collector_off_and_always_restores_it():
-    seen = []
-    @gc_paused
-    def inner(fail=False):
-        seen.append(gc.isenabled())
-        if fail: raise RuntimeError('boom')
-    @gc_paused
-    def outer(): inner(); seen.append(gc.isenabled())
-    assert gc.isenabled()
-    outer(); assert seen == [False, False] and gc.isenabled()            # nested: on again only after the outermost
-    with pytest.raises(RuntimeError): inner(fail=True)
-    assert gc.isenabled()                                                # restored after an error
-    gc.disable()
-    try: inner(); assert not gc.isenabled()                              # a caller's choice to keep it off is kept
-    finally: gc.enable()
-    go = threading.Barrier(4)
-    @gc_paused
-    def slow(): go.wait(); seen.append(gc.isenabled()); go.wait()
-    ts = [threading.Thread(target=slow) for _ in range(4)]
-    for t in ts: t.start()
-    for t in ts: t.join()
-    assert seen[-4:] == [False]*4 and gc.isenabled()                     # overlapping threads: off while any draws, then on
 
 def test_figures_are_freed():
     refs = []
