@@ -7,15 +7,13 @@ Docs: https://finetune-lab.github.io/finetune_lab/explain.html.md"""
 # %% ../nbs/07_explain.ipynb #e0000003
 from __future__ import annotations
 import numpy as np
-from .history import RunHistory
+from .history import RunHistory, NORM_KINDS
 
 # %% auto #0
-__all__ = ['NORM_KINDS', 'TITLE_KEYS', 'check_history', 'group_change', 'final_error', 'run_titles', 'error_words',
-           'config_title', 'bn_words', 'baseline_words', 'explain', 'explain_diff']
+__all__ = ['TITLE_KEYS', 'check_history', 'group_change', 'final_error', 'run_titles', 'error_words', 'config_title', 'bn_words',
+           'baseline_words', 'explain', 'explain_diff']
 
 # %% ../nbs/07_explain.ipynb #e0000006
-NORM_KINDS = ('batchnorm', 'layernorm')
-
 def check_history(h, what:str):
     "Refuse anything but a RunHistory, naming the function it was given to and where histories come from."
     if not isinstance(h, RunHistory):

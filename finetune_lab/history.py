@@ -14,12 +14,13 @@ from fastcore.basics import patch
 from .data import atomic_write
 
 # %% auto #0
-__all__ = ['FORMAT', 'VERSION', 'KINDS', 'PARTS', 'LAYER_COLS', 'STEP_COLS', 'EPOCH_COLS', 'ARRAYS', 'MAX_LOAD_BYTES',
-           'RunHistory', 'phase_name']
+__all__ = ['FORMAT', 'VERSION', 'KINDS', 'PARTS', 'NORM_KINDS', 'LAYER_COLS', 'STEP_COLS', 'EPOCH_COLS', 'ARRAYS',
+           'MAX_LOAD_BYTES', 'RunHistory', 'phase_name']
 
 # %% ../nbs/02_history.ipynb #f778252f
 FORMAT, VERSION = 'finetune_lab.RunHistory', 1
 KINDS, PARTS = ('conv','linear','batchnorm','layernorm','other'), ('body','head')
+NORM_KINDS = ('batchnorm', 'layernorm')   # the kinds fastai's train_bn keeps trainable in a frozen group
 LAYER_COLS = dict(name='str', kind='str', group='int', part='str', n_params='int')
 STEP_COLS  = dict(step='int', fit='int', epoch='int', phase='str', loss='float')
 EPOCH_COLS = dict(epoch='int', phase='str', train_loss='float', valid_loss='float', error_rate='float', time='float')

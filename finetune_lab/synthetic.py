@@ -9,9 +9,8 @@ from __future__ import annotations
 import numpy as np, pandas as pd, torch
 from fastai.learner import Learner
 from fastai.optimizer import Optimizer
-from .history import RunHistory, phase_name
+from .history import RunHistory, phase_name, NORM_KINDS
 from .strategies import Config, STRATEGY_FUNCS
-from .explain import NORM_KINDS
 
 # %% auto #0
 __all__ = ['Rehearsal', 'fits_of', 'synthetic_history']

@@ -17,8 +17,8 @@ from .history import RunHistory, LAYER_COLS, STEP_COLS, EPOCH_COLS, phase_name
 
 # %% auto #0
 __all__ = ['fused_sq_norms', 'fused_sq_dist', 'layer_kind', 'owning_modules', 'param_groups', 'layer_part', 'layer_table',
-           'group_hypers', 'sq_norms', 'per_layer', 'layer_norms', 'sq_diff_norms', 'diff_norms', 'relative',
-           'flat_view', 'is_dense', 'recorder_values', 'epoch_results', 'WeightChangeTracker']
+           'group_hypers', 'sq_norms', 'per_layer', 'layer_norms', 'sq_diff_norms', 'relative', 'flat_view', 'is_dense',
+           'recorder_values', 'epoch_results', 'WeightChangeTracker']
 
 # %% ../nbs/03_tracker.ipynb #f8eb8dc8
 def layer_kind(m:nn.Module)->str:
@@ -72,10 +72,6 @@ def layer_norms(ts:list, idx:torch.Tensor, n:int)->torch.Tensor:
 def sq_diff_norms(ts:list, refs:list)->torch.Tensor:
     "Squared `||ts[i] - refs[i]||` of each pair, as one float tensor on their device."
     return sq_norms(torch._foreach_sub(ts, refs))
-
-def diff_norms(ts:list, refs:list, idx:torch.Tensor, n:int)->torch.Tensor:
-    "Per-layer `||ts - refs||`."
-    return per_layer(sq_diff_norms(ts, refs), idx, n)
 
 def relative(num:torch.Tensor, den:torch.Tensor)->torch.Tensor:
     "`num/den`, or plain `num` where `den` is 0 (a layer that started at exactly zero)."
