@@ -45,6 +45,22 @@ def _group_keys(learn, ps, ref, buffers=True):
     bufs = [f'{o}.{b}' if o else b for o in owners for b,_ in mods[o].named_buffers(recurse=False)]
     return keys + [k for k in bufs if k in ref]
 
+def _reset_scored(state:dict, keys:list, ref:dict, score, g:int)->tuple:
+    "`score()` with the weights `keys` of group `g` put back to `ref`; they are restored exactly afterwards."
+    missing = [k for k in keys if k not in ref]
+    if missing: raise ValueError(f"reference_state lacks {len(missing)} weight(s) of group {g}, e.g. {missing[:3]}: give the state_dict of this same model taken before training.")
+    bad = [k for k in keys if tuple(ref[k].shape) != tuple(state[k].shape)]
+    if bad: raise ValueError(f"reference_state's shapes differ from the model's for {bad[:3]}: it must come from the same architecture and head.")
+    saved = {k: state[k].detach().clone() for k in keys}
+    try:
+        with torch.no_grad():
+            for k in keys: state[k].copy_(ref[k])
+        return score()
+    finally:
+        with torch.no_grad():
+            for k in keys: state[k].copy_(saved[k])
+
+# %% ../nbs/08_importance.ipynb #5a345as1
 def layer_importance(learn,
                      history:RunHistory|None=None,     # the run's history: checked against the learner, adds a `change` column
                      reference_state:dict|None=None,   # state_dict at the start of training; default: a callback's `reference_state`
@@ -63,18 +79,7 @@ def layer_importance(learn,
     rows = []
     for g,ps in enumerate(groups):
         keys = _group_keys(learn, ps, ref, buffers)
-        missing = [k for k in keys if k not in ref]
-        if missing: raise ValueError(f"reference_state lacks {len(missing)} weight(s) of group {g}, e.g. {missing[:3]}: give the state_dict of this same model taken before training.")
-        bad = [k for k in keys if tuple(ref[k].shape) != tuple(state[k].shape)]
-        if bad: raise ValueError(f"reference_state's shapes differ from the model's for {bad[:3]}: it must come from the same architecture and head.")
-        saved = {k: state[k].detach().clone() for k in keys}
-        try:
-            with torch.no_grad():
-                for k in keys: state[k].copy_(ref[k])
-            loss, err = score()
-        finally:
-            with torch.no_grad():
-                for k in keys: state[k].copy_(saved[k])
+        loss, err = _reset_scored(state, keys, ref, score, g)
         rows.append(dict(group=g, n_params=sum(p.numel() for p in ps), valid_loss=loss, error_rate=err,
                          delta_loss=loss-base_loss, delta_error=err-base_err))
     df = pd.DataFrame(rows)

@@ -109,6 +109,7 @@ def synthetic_history(strategy:str='fine_tune', # fine_tune | head_only | full |
                    epochs=_synthetic_epochs(steps), config=config)
     return _cut(h, int(n*interrupt_at)) if interrupt_at is not None else h
 
+# %% ../nbs/05_synthetic.ipynb #7a4b57s1
 def _cut(h:RunHistory, n_steps:int)->RunHistory:
     "`h` as if it had been interrupted after `n_steps` recorded steps (epochs not finished are dropped)."
     keep = h.steps.iloc[:n_steps]
