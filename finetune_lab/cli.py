@@ -6,24 +6,27 @@ Docs: https://finetune-lab.github.io/finetune_lab/cli.html.md"""
 
 # %% ../nbs/10_cli.ipynb #803950e4
 from __future__ import annotations
-import argparse, re, sys, textwrap, time, warnings
+import argparse, os, re, sys, textwrap, time, warnings
+from fastcore.basics import patch
 from pathlib import Path
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=FutureWarning)  # timm's import-time noise, not the user's concern
 from fastai.vision.all import Callback
 from .strategies import Config, STRATEGIES, run, get_dls, describe_run
 from .models import WeightsUnavailableError, weights_available, weights_path, pretrained_state
-from .data import describe_source
+from .data import describe_source, atomic_write
 from .history import RunHistory, phase_name
-from .plots import plot_report, plot_compare, explain, explain_diff, fig_to_png, BASELINE_LINES
+from .plots import plot_report, plot_compare, fig_to_png, BASELINE_LINES
+from .explain import explain, explain_diff
 
 # %% auto #0
-__all__ = ['DEMO', 'DEMO_STRATEGIES', 'DEFAULT_OUT', 'CLIError', 'flag', 'parse_value', 'config_from', 'add_config_flags',
-           'config_overrides', 'PhaseLine', 'prepare', 'train', 'slug', 'explain_text', 'write_outputs', 'cmd_demo',
-           'cmd_run', 'parse_vary', 'cmd_compare', 'cmd_show', 'build_parser', 'main']
+__all__ = ['DEMO', 'DEMO_STRATEGIES', 'DEFAULT_OUT', 'CLIError', 'flag', 'parse_value', 'failure', 'config_from',
+           'add_config_flags', 'config_overrides', 'PhaseLine', 'slug', 'unique', 'explain_text', 'Outputs', 'prepare',
+           'train', 'cmd_demo', 'cmd_run', 'parse_vary', 'cmd_compare', 'cmd_show', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #2b171127
 class CLIError(Exception):
-    "A mistake on the command line: printed as one line, exit code 2."
+    "A problem the user can fix, printed as one line: exit code 2 (bad input), 1 (files, disk, network) or 130 (Ctrl-C)."
+    def __init__(self, msg:str, code:int=2): super().__init__(msg); self.code = code
 
 def flag(name:str) -> str:
     "The command-line flag of Config field `name`: `freeze_epochs` -> `--freeze-epochs`."
@@ -31,7 +34,7 @@ def flag(name:str) -> str:
 
 _TRUE, _FALSE = ('true', 'yes', 'on', '1'), ('false', 'no', 'off', '0')
 
-def _kind(typ:str) -> str:
+def _type_words(typ:str) -> str:
     base = typ.split('|')[0].strip()
     words = dict(int='a whole number', float='a number', bool='true or false', str='a word or a path')[base]
     if base == 'bool' and 'str' in typ: words = "auto, true or false"
@@ -47,7 +50,24 @@ def parse_value(name:str, typ:str, text:str):
             if t in _TRUE + _FALSE: return t in _TRUE
             raise ValueError
         return dict(int=int, float=float).get(base, str)(text)
-    except ValueError: raise CLIError(f"{flag(name)} {text!r} is not {_kind(typ)}.") from None
+    except ValueError: raise CLIError(f"{flag(name)} {text!r} is not {_type_words(typ)}.") from None
+
+# %% ../nbs/10_cli.ipynb #a17c0002
+_BAD_INPUT = (ValueError, TypeError, WeightsUnavailableError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+def _words(e:BaseException) -> str:
+    "`e` as one line: an OSError's own words and file name (not '[Errno 28] ...'), anything else its message."
+    if isinstance(e, OSError) and e.strerror: s = e.strerror + (f": {e.filename}" if e.filename else '')
+    else: s = str(e) or type(e).__name__
+    return ' '.join(s.split())
+
+def failure(e:BaseException) -> tuple[int, str]:
+    "(exit code, one line) for what ended a command: 2 bad input, 1 files/disk/network, 130 Ctrl-C."
+    if isinstance(e, KeyboardInterrupt): return 130, "interrupted (Ctrl-C) while starting: nothing was trained or written."
+    if isinstance(e, CLIError): return e.code, f"{'' if e.code == 130 else 'error: '}{_words(e)}"
+    if isinstance(e, _BAD_INPUT): return 2, f"error: {_words(e)}"
+    if isinstance(e, OSError): return 1, f"error: {_words(e)} (check that the folder exists, is writable and has free space)"
+    return 1, f"error: unexpected {type(e).__name__}: {_words(e)} (set FINETUNE_LAB_DEBUG=1 for the traceback, and please report it)"
 
 # %% ../nbs/10_cli.ipynb #c33b09cc
 def config_from(base:Config|None=None, **kw) -> Config:
@@ -100,39 +120,14 @@ class PhaseLine(Callback):
         ph = phase_name(self.opt.frozen_idx, len(self.opt.param_lists))
         print(f"  phase: {ph} (fit {self.n_fit-1}, {self.n_epoch} epoch{'s'*(self.n_epoch != 1)})", file=self.file or sys.stdout, flush=True)
 
-# %% ../nbs/10_cli.ipynb #f3e2d7f3
-def prepare(cfgs:list):
-    "Build each config's DataLoaders and load its weights now (both are cached); data/weights problems -> `CLIError`."
-    for c in cfgs:
-        try:
-            get_dls(c)
-            if c.pretrained: pretrained_state(c.resolved().arch)
-        except (ValueError, OSError, WeightsUnavailableError) as e: raise CLIError(str(e)) from None
-
-def _result(h) -> str:
-    "The last epoch's error rate next to the baselines the run recorded."
-    last = h.epochs.iloc[-1] if len(h.epochs) else None
-    if last is None: return 'no epoch finished'
-    base = ', '.join(f"{name} {h.baselines[k]:.3f}" for k, (name, _) in BASELINE_LINES.items() if h.baselines.get(k) is not None)
-    return f"error_rate {last.error_rate:.3f}{f' (to beat: {base})' if base else ''}, valid_loss {last.valid_loss:.3f}"
-
-def train(cfgs:list, names:list, quiet:bool=False) -> list:
-    "Run each config in turn, printing progress; stops early (keeping what ran) if one is interrupted."
-    hs = []
-    for i, (c, n) in enumerate(zip(cfgs, names)):
-        print(f"[{i+1}/{len(cfgs)}] {n}", flush=True)
-        if quiet: print(describe_run(c), flush=True)   # run() prints it itself when it shows progress
-        t = time.perf_counter()
-        h = run(c, cbs=None if quiet else [PhaseLine()], progress=not quiet)
-        hs.append(h)
-        print(f"  -> {_result(h)} ({time.perf_counter()-t:.1f} s){' INTERRUPTED' if h.interrupted else ''}", flush=True)
-        if h.interrupted: break
-    return hs
-
 # %% ../nbs/10_cli.ipynb #55dbbadf
 def slug(s:str) -> str:
     "`s` made safe as a file name."
     return re.sub(r'[^\w.=+-]+', '_', str(s)).strip('_') or 'run'
+
+def unique(names:list) -> list:
+    "`names`, with any that repeat numbered `_1`, `_2`, ... so that no two runs of one command share a file."
+    return [n if names.count(n) == 1 else f"{n}_{names[:i].count(n) + 1}" for i, n in enumerate(names)]
 
 def _wrap(s): return '\n'.join(textwrap.fill(p, 100) for p in s.split('\n'))
 
@@ -142,34 +137,109 @@ def explain_text(histories:list, names:list) -> str:
     parts += [f"== {names[0]} vs {n} ==\n{_wrap(explain_diff(histories[0], h))}" for h, n in zip(histories[1:], names[1:])]
     return '\n\n'.join(parts) + '\n'
 
-def write_outputs(histories:list, names:list, out:Path, save:bool=True) -> list:
-    "Report PNG (and `.npz` if `save`) per run, `compare.png` when there are several, `explain.txt`; returns the paths."
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for h, n in zip(histories, names):
-        if save: paths.append(h.save(out/f'{n}.npz'))
-        (p := out/f'{n}.png').write_bytes(fig_to_png(plot_report(h)))
-        paths.append(p)
-    if len(histories) > 1:
-        (p := out/'compare.png').write_bytes(fig_to_png(plot_compare(histories, titles=list(names))))
-        paths.append(p)
-    (p := out/'explain.txt').write_text(explain_text(histories, names))
-    return paths + [p]
+# %% ../nbs/10_cli.ipynb #a17c0005
+class Outputs:
+    "The files one command writes to `out`: free names, each file whole, and one line saying what is on disk if it stops."
+    def __init__(self, out, stems:list, overwrite:bool=False, histories:bool=True):
+        self.out, self.stems, self.overwrite, self.exts = Path(out).expanduser(), list(stems), overwrite, ('.npz', '.png')[not histories:]
+        self.written, self.sfx, self.claim, self.writing = [], '', None, None
+
+    def _names(self, sfx:str) -> list:
+        return [f'{s}{sfx}{e}' for s in self.stems for e in self.exts] + [f'compare{sfx}.png', f'explain{sfx}.txt']
+
+    def __enter__(self):
+        try: self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e: raise CLIError(f"--out {self.out}: cannot create that folder ({_words(e)}).", 1) from None
+        k = 1
+        while not self.overwrite:
+            sfx = '' if k == 1 else f'-{k}'
+            claim = self.out/f'.finetune-lab{sfx}.lock'
+            try: os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError: k += 1; continue          # another command is writing this set right now
+            except OSError as e: raise CLIError(f"--out {self.out}: cannot write there ({_words(e)}); choose another folder.", 1) from None
+            if not any((self.out/n).exists() for n in self._names(sfx)):
+                self.claim, self.sfx = claim, sfx; break
+            claim.unlink(); k += 1                               # an earlier run's files: keep them, try the next number
+        return self
+
+# %% ../nbs/10_cli.ipynb #a17c0006
+@patch
+def path(self:Outputs, stem:str, ext:str) -> Path: return self.out/f'{stem}{self.sfx}{ext}'
+
+@patch
+def write(self:Outputs, p:Path, data) -> Path:
+    "Write `data` (a RunHistory, bytes, text) to `p` whole (`atomic_write`), and remember that it is there."
+    self.writing = p
+    data.save(p) if isinstance(data, RunHistory) else atomic_write(p, data)
+    self.written.append(p); self.writing = None
+    return p
+
+@patch
+def save_history(self:Outputs, h:RunHistory, stem:str) -> Path: return self.write(self.path(stem, '.npz'), h)
+
+@patch
+def figures(self:Outputs, hs:list, names:list):
+    "A report PNG per run, `compare.png` when there are several, and `explain.txt`."
+    for h, n in zip(hs, names): self.write(self.path(n, '.png'), fig_to_png(plot_report(h)))
+    if len(hs) > 1: self.write(self.path('compare', '.png'), fig_to_png(plot_compare(hs, titles=list(names))))
+    self.write(self.path('explain', '.txt'), explain_text(hs, names))
+
+@patch
+def account(self:Outputs) -> str:
+    "What is on disk now, in a few words."
+    if not self.written: return f"nothing was written to {self.out}"
+    return f"{len(self.written)} file(s) are whole in {self.out}: {', '.join(p.name for p in self.written)}"
+
+@patch
+def __exit__(self:Outputs, typ, e, tb):
+    if self.claim is not None:
+        try: self.claim.unlink()
+        except OSError: pass
+    if isinstance(e, KeyboardInterrupt):
+        raise CLIError(f"interrupted (Ctrl-C){f' while writing {self.writing.name}' if self.writing else ''}: {self.account()}.", 130) from None
+    if isinstance(e, OSError) and self.writing is not None:
+        raise CLIError(f"could not write {self.writing} ({_words(e)}): {self.account()}; free some disk space or "
+                       "choose another --out, then run the command again.", 1) from None
+    return False
+
+# %% ../nbs/10_cli.ipynb #f3e2d7f3
+def prepare(cfgs:list):
+    "Build each config's DataLoaders and load its weights now (both are cached), so a bad folder fails before anything trains."
+    for c in cfgs:
+        get_dls(c)
+        if c.pretrained: pretrained_state(c.resolved().arch)
+
+def _result(h) -> str:
+    "The last epoch's error rate next to the baselines the run recorded."
+    last = h.epochs.iloc[-1] if len(h.epochs) else None
+    if last is None: return 'no epoch finished'
+    base = ', '.join(f"{name} {h.baselines[k]:.3f}" for k, (name, _) in BASELINE_LINES.items() if h.baselines.get(k) is not None)
+    return f"error_rate {last.error_rate:.3f}{f' (to beat: {base})' if base else ''}, valid_loss {last.valid_loss:.3f}"
+
+def train(cfgs:list, names:list, quiet:bool=False, outputs:Outputs|None=None, stems:list|None=None) -> list:
+    "Run each config in turn, printing progress and saving each history as it ends; stops early (keeping what ran) if one is interrupted."
+    hs = []
+    for i, (c, n) in enumerate(zip(cfgs, names)):
+        print(f"[{i+1}/{len(cfgs)}] {n}", flush=True)
+        if quiet: print(describe_run(c), flush=True)   # run() prints it itself when it shows progress
+        t = time.perf_counter()
+        h = run(c, cbs=None if quiet else [PhaseLine()], progress=not quiet)
+        hs.append(h)
+        print(f"  -> {_result(h)} ({time.perf_counter()-t:.1f} s){' INTERRUPTED' if h.interrupted else ''}", flush=True)
+        if outputs is not None: outputs.save_history(h, (stems or names)[i])   # at once: a later Ctrl-C or full disk cannot lose it
+        if h.interrupted: break
+    return hs
 
 # %% ../nbs/10_cli.ipynb #eec34ad8
 DEMO = {k: getattr(Config(), k) for k in ('n_images', 'size', 'bs', 'freeze_epochs', 'epochs')}  # Config's defaults: ~15 s a run on 2 cores
 DEMO_STRATEGIES = ('fine_tune', 'head_only', 'full')
 DEFAULT_OUT = 'finetune_lab_out'
 
-def _out(args) -> Path:
-    out = Path(args.out).expanduser()
-    try: out.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise CLIError(f"--out {args.out}: cannot create that folder ({e.strerror or e}).") from None
-    return out
-
-def _finish(hs, names, out, save=True, t0=None, n_planned=None):
-    paths = write_outputs(hs, names, out, save)
-    print(f"wrote {len(paths)} files to {out.resolve()}/: " + ', '.join(p.name for p in paths))
+def _finish(o:Outputs, hs:list, names:list, t0=None, n_planned=None) -> int:
+    "Draw the figures, say exactly which files are there, and return 130 if the runs were cut short."
+    o.figures(hs, names)
+    print(f"wrote {len(o.written)} files to {o.out.resolve()}/: " + ', '.join(p.name for p in o.written))
+    if o.sfx: print(f"  (numbered {o.sfx}: {o.out} already holds files of an earlier run, kept as they were; --overwrite replaces them)")
     if t0 is not None: print(f"done in {time.perf_counter()-t0:.0f} s")
     if n_planned and (len(hs) < n_planned or hs[-1].interrupted):
         print(f"interrupted: {len(hs)} of {n_planned} runs written (the last one partial).")
@@ -199,17 +269,17 @@ def cmd_demo(args) -> int:
     base = config_from(Config(**DEMO), **given)
     cfgs = [config_from(base, strategy=s) for s in DEMO_STRATEGIES]
     _choices(base, given)
-    out = _out(args)
-    prepare(cfgs)
-    hs = train(cfgs, DEMO_STRATEGIES, args.quiet)
-    return _finish(hs, DEMO_STRATEGIES[:len(hs)], out, t0=t0, n_planned=len(cfgs))
+    with Outputs(args.out, DEMO_STRATEGIES, args.overwrite) as o:
+        prepare(cfgs)
+        hs = train(cfgs, DEMO_STRATEGIES, args.quiet, o)
+        return _finish(o, hs, DEMO_STRATEGIES[:len(hs)], t0=t0, n_planned=len(cfgs))
 
 def cmd_run(args) -> int:
     t0, cfg = time.perf_counter(), config_from(**config_overrides(args))
-    out = _out(args)
-    prepare([cfg])
-    hs = train([cfg], [cfg.strategy], args.quiet)
-    code = _finish(hs, ['run'], out, t0=t0, n_planned=1)
+    with Outputs(args.out, ['run'], args.overwrite) as o:
+        prepare([cfg])
+        hs = train([cfg], [cfg.strategy], args.quiet, o, stems=['run'])
+        code = _finish(o, hs, ['run'], t0=t0, n_planned=1)
     print('\n' + _wrap(explain(hs[0])))
     return code
 
@@ -219,7 +289,7 @@ def parse_vary(text:str) -> tuple:
     names = {n: t for n, t, *_ in Config.fields_help()}
     knob, eq, vals = text.partition('=')
     knob = knob.strip().replace('-', '_')
-    if not eq or not vals.strip(): raise CLIError(f"--vary {text!r}: write KNOB=v1,v2,..., e.g. --vary freeze_epochs=0,1,3.")
+    if not eq or not vals.replace(',', '').strip(): raise CLIError(f"--vary {text!r}: write KNOB=v1,v2,..., e.g. --vary freeze_epochs=0,1,3.")
     if knob not in names: raise CLIError(f"--vary: unknown knob {knob!r}; choose one of {list(names)}.")
     values = [parse_value(knob, names[knob], v) for v in vals.split(',') if v.strip()]
     if len(set(map(repr, values))) < len(values): raise CLIError(f"--vary {text!r} repeats a value: give each once.")
@@ -228,27 +298,27 @@ def parse_vary(text:str) -> tuple:
 # %% ../nbs/10_cli.ipynb #6210fb3e
 def cmd_compare(args) -> int:
     t0, given = time.perf_counter(), config_overrides(args)
-    if bool(args.vary) == bool(args.strategies): raise CLIError("give one of --vary KNOB=v1,v2,... or --strategies a,b,...")
-    knob, values = parse_vary(args.vary) if args.vary else ('strategy', [s.strip() for s in args.strategies.split(',') if s.strip()])
+    if (args.vary is None) == (args.strategies is None): raise CLIError("give one of --vary KNOB=v1,v2,... or --strategies a,b,...")
+    if args.strategies is not None:
+        knob, values = 'strategy', [s.strip() for s in args.strategies.split(',') if s.strip()]
+        if not values: raise CLIError(f"--strategies {args.strategies!r} names no strategy: give e.g. --strategies fine_tune,full.")
+        if len(set(values)) < len(values): raise CLIError(f"--strategies {args.strategies!r} repeats a strategy: give each once.")
+    else: knob, values = parse_vary(args.vary)
     if knob in given: raise CLIError(f"{flag(knob)} is both fixed and varied (--vary {knob}=...): give it once.")
     base = config_from(**given)
     cfgs = [config_from(base, **{knob: v}) for v in values]
-    names = [slug(v) if knob == 'strategy' else slug(f"{knob}={v}") for v in values]
-    out = _out(args)
-    prepare(cfgs)
-    hs = train(cfgs, names, args.quiet)
-    code = _finish(hs, names[:len(hs)], out, t0=t0, n_planned=len(cfgs))
+    names = unique([slug(v) if knob == 'strategy' else slug(f"{knob}={v}") for v in values])   # '/a/x' and '/a_x' slug alike
+    with Outputs(args.out, names, args.overwrite) as o:
+        prepare(cfgs)
+        hs = train(cfgs, names, args.quiet, o)
+        code = _finish(o, hs, names[:len(hs)], t0=t0, n_planned=len(cfgs))
     if len(hs) > 1: print('\n' + '\n'.join(_wrap(explain_diff(hs[0], h)) for h in hs[1:]))
     return code
 
 def cmd_show(args) -> int:
-    hs = []
-    for f in args.files:
-        try: hs.append(RunHistory.load(f))
-        except (ValueError, OSError) as e: raise CLIError(str(e)) from None
-    stems = [slug(Path(f).stem) for f in args.files]
-    names = [s if stems.count(s) == 1 else f"{s}_{i+1}" for i, s in enumerate(stems)]
-    return _finish(hs, names, _out(args), save=False)
+    hs = [RunHistory.load(f) for f in args.files]   # a missing or damaged file: one line, exit 2 (see `failure`)
+    names = unique([slug(Path(f).stem) for f in args.files])
+    with Outputs(args.out, names, args.overwrite, histories=False) as o: return _finish(o, hs, names)
 
 # %% ../nbs/10_cli.ipynb #7e570c87
 class _Parser(argparse.ArgumentParser):
@@ -258,6 +328,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _common(p, out=True):
     if out: p.add_argument('--out', default=DEFAULT_OUT, metavar='DIR', help=f"folder for the PNGs, histories and explain.txt (default: ./{DEFAULT_OUT})")
+    if out: p.add_argument('--overwrite', action='store_true', help="replace the files an earlier run left in --out "
+                           "(default: keep them and number the new files -2, -3, ...)")
     p.add_argument('--quiet', action='store_true', help="no progress bars or phase lines (default: off)")
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,15 +360,21 @@ def build_parser() -> argparse.ArgumentParser:
     _common(s); s.set_defaults(func=cmd_show)
     return p
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"finetune-lab: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
 def main(argv:list|None=None) -> int:
-    "Run `finetune-lab` with `argv` (default: `sys.argv[1:]`) and return the exit code."
-    p = build_parser()
-    try:
-        args = p.parse_args(argv)
-        if args.command is None: p.print_help(); return 2
-        return args.func(args)
-    except CLIError as e:
-        print(f"{p.prog}: error: {e}", file=sys.stderr); return 2
-    except SystemExit as e: return e.code if isinstance(e.code, int) else 0  # --help
-    except KeyboardInterrupt:
-        print(f"{p.prog}: interrupted", file=sys.stderr); return 130
+    "Run `finetune-lab` with `argv` (default: `sys.argv[1:]`) and return the exit code; whatever stops it is one line (`failure`)."
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning   # a warning is a line for the user, not a line of our source code
+        try:
+            p = build_parser()
+            args = p.parse_args(argv)
+            if args.command is None: p.print_help(); return 2
+            return args.func(args)
+        except SystemExit as e: return e.code if isinstance(e.code, int) else 0  # --help
+        except BaseException as e:
+            if os.environ.get('FINETUNE_LAB_DEBUG') and not isinstance(e, (CLIError, KeyboardInterrupt)): raise
+            code, msg = failure(e)
+            print(f"finetune-lab: {msg}", file=sys.stderr)
+            return code

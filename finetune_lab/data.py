@@ -280,7 +280,7 @@ def pets_dls(source='auto',            # 'auto', 'pets', 'bundled', 'synthetic' 
     if not 0 < valid_pct < 1: raise ValueError(f"valid_pct={valid_pct!r} must be between 0 and 1 (exclusive), e.g. 0.2.")
     if n_images is not None and n_images < 4: raise ValueError(f"n_images={n_images!r} is too small: use at least 4 (or None for all).")
     if size < 16: raise ValueError(f"size={size!r} is too small for a CNN: use at least 16 pixels (fastbook uses 224).")
-    if n_images is not None: check_split(n_images, valid_pct, bs)   # before any image is read
+    check_split(n_images or 10**6, valid_pct, bs)   # before any image is read (None: all, checked again once counted)
     folder, name = resolve_source(source, n_images, seed, verbose)
     files = get_files(folder, extensions=IMAGE_EXTS, recurse=False)
     _check_classes(files, folder)

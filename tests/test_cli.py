@@ -7,7 +7,7 @@ from finetune_lab.cli import main, flag
 from finetune_lab.strategies import Config
 from finetune_lab.history import RunHistory
 from finetune_lab.models import WeightsUnavailableError
-from finetune_lab.plots import synthetic_history
+from finetune_lab.synthetic import synthetic_history
 
 TINY = ['--source', 'synthetic', '--arch', 'efficientnet_lite0', '--n-images', '24', '--size', '64']
 
@@ -170,3 +170,162 @@ def test_console_script_is_installed_and_answers_help():
     r = subprocess.run([exe, 'run', '--size', '8'], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stdout == ''
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and 'Config.size=8 is not allowed' in r.stderr
+
+
+# --- issue 17: nothing lost, never a traceback -------------------------------------------------------------------
+
+import errno, os
+import finetune_lab.data as data
+import finetune_lab.history as history
+from fastai.data.external import fastai_cfg
+
+
+def one_line(err): return len(err.strip().splitlines()) == 1 and err.startswith('finetune-lab: ') and 'Traceback' not in err
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    "Runs that take no time: `prepare` does nothing and `run` returns a small synthetic history of the config's strategy."
+    ran = []
+    def fake_run(cfg, cbs=None, progress=True):
+        ran.append(cfg)
+        h = synthetic_history(cfg.strategy, freeze_epochs=cfg.freeze_epochs, steps_per_epoch=3)
+        h.config = cfg.asdict()
+        return h
+    monkeypatch.setattr(cli, 'prepare', lambda cfgs: None)
+    monkeypatch.setattr(cli, 'run', fake_run)
+    return ran
+
+
+def snapshot(d): return {p.name: p.read_bytes() for p in Path(d).iterdir()}
+
+
+def test_a_second_run_never_replaces_the_first(capsys, tmp_path, fake_training):
+    assert call(capsys, 'run', '--out', tmp_path)[0] == 0
+    first = snapshot(tmp_path)
+    code, out, err = call(capsys, 'run', '--epochs', '2', '--out', tmp_path)
+    assert code == 0, err
+    assert {k: v for k, v in snapshot(tmp_path).items() if k in first} == first          # byte for byte
+    assert names(tmp_path) == ['explain-2.txt', 'explain.txt', 'run-2.npz', 'run-2.png', 'run.npz', 'run.png']
+    assert 'run-2.npz' in out and '--overwrite replaces them' in out
+    assert RunHistory.load(tmp_path/'run-2.npz').config['epochs'] == 2
+    code, out, err = call(capsys, 'run', '--epochs', '3', '--overwrite', '--out', tmp_path)   # the old behaviour, asked for
+    assert code == 0 and RunHistory.load(tmp_path/'run.npz').config['epochs'] == 3 and len(names(tmp_path)) == 6
+
+
+def test_what_the_cli_says_it_wrote_exists(capsys, tmp_path, fake_training):
+    code, out, err = call(capsys, 'demo', '--out', tmp_path)
+    line = next(l for l in out.splitlines() if l.startswith('wrote '))
+    said = line.split(': ', 1)[1].split(', ')
+    assert code == 0 and sorted(said) == names(tmp_path) and f'wrote {len(said)} files' in line
+
+
+def _full_disk_after(monkeypatch, n_ok):
+    "Every write after the first `n_ok` writes half its bytes to the temporary file, then fails as a full disk does."
+    real, count = data.atomic_write, [0]
+    def writer(path, payload, durable=True):
+        count[0] += 1
+        if count[0] <= n_ok: return real(path, payload, durable)
+        def half(f):
+            if callable(payload): payload(f)
+            else: f.write(b'x' * 100)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, half, durable)
+    for m in (cli, history): monkeypatch.setattr(m, 'atomic_write', writer)
+
+
+@pytest.mark.parametrize('overwrite', [False, True])
+def test_full_disk_loses_nothing_already_there(capsys, tmp_path, fake_training, monkeypatch, overwrite):
+    assert call(capsys, 'run', '--out', tmp_path)[0] == 0
+    before = snapshot(tmp_path)
+    _full_disk_after(monkeypatch, 1)     # the history is saved; the report PNG hits the full disk
+    code, out, err = call(capsys, 'run', '--epochs', '2', '--out', tmp_path, *(['--overwrite'] if overwrite else []))
+    assert code == 1 and one_line(err), err
+    assert 'No space left on device' in err and ('run.npz' if overwrite else 'run-2.npz') in err and 'free some disk space' in err
+    after = snapshot(tmp_path)
+    if overwrite: assert RunHistory.load(tmp_path/'run.npz').config['epochs'] == 2   # the new history, whole
+    else: assert {k: after[k] for k in before} == before and RunHistory.load(tmp_path/'run-2.npz').config['epochs'] == 2
+    assert not [n for n in after if n.startswith('.')]                                   # no temporary, no lock left
+    RunHistory.load(tmp_path/'run.npz')                                                   # the earlier file still loads
+
+
+def test_ctrl_c_while_writing_keeps_every_finished_history(capsys, tmp_path, fake_training, monkeypatch):
+    real = data.atomic_write
+    def interrupted(path, payload, durable=True):
+        if str(path).endswith('.png'): raise KeyboardInterrupt
+        return real(path, payload, durable)
+    monkeypatch.setattr(cli, 'atomic_write', interrupted)
+    code, out, err = call(capsys, 'demo', '--out', tmp_path)
+    assert code == 130 and one_line(err) and 'while writing fine_tune.png' in err
+    assert names(tmp_path) == ['fine_tune.npz', 'full.npz', 'head_only.npz']
+    assert 'fine_tune.npz, head_only.npz, full.npz' in err
+    for n in names(tmp_path): RunHistory.load(tmp_path/n)
+
+
+@pytest.mark.parametrize('args,says', [
+    (['compare', '--strategies', ','], "--strategies ',' names no strategy"),
+    (['compare', '--strategies', 'full,full'], 'repeats a strategy'),
+    (['compare', '--vary', 'head_depth=,'], 'write KNOB=v1,v2'),
+    (['run', '--bs', '1'], 'Config.bs=1 is not allowed'),
+    (['run', '--n-images', '8', '--valid-pct', '0.9'], 'leaves 1 to train on'),
+])
+def test_more_mistakes_exit_2_and_write_nothing(capsys, tmp_path, args, says, fake_training):
+    code, out, err = call(capsys, *args, '--out', tmp_path/'out')
+    assert code == 2 and says in err and one_line(err), err
+    assert not (tmp_path/'out').exists() and not fake_training
+
+
+def test_values_that_slug_alike_get_files_of_their_own(capsys, tmp_path, fake_training):
+    (tmp_path/'a'/'x').mkdir(parents=True); (tmp_path/'a_x').mkdir()
+    code, out, err = call(capsys, 'compare', '--vary', f"source={tmp_path/'a'/'x'},{tmp_path/'a_x'}", '--out', tmp_path/'out')
+    assert code == 0, err
+    npz = [n for n in names(tmp_path/'out') if n.endswith('.npz')]
+    assert len(npz) == 2
+    assert sorted(RunHistory.load(tmp_path/'out'/n).config['source'] for n in npz) == sorted([str(tmp_path/'a'/'x'), str(tmp_path/'a_x')])
+
+
+def test_demo_with_a_missing_pets_folder_is_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv('FINETUNE_LAB_PETS', str(tmp_path/'nonexistent'))
+    code, out, err = call(capsys, 'demo', '--out', tmp_path/'out')
+    assert code == 2 and one_line(err) and f"No such folder: {tmp_path/'nonexistent'}" in err
+
+
+@pytest.mark.parametrize('case', ['garbage config.ini', 'unwritable FASTAI_HOME'])
+def test_fastai_config_problems_are_named(capsys, tmp_path, monkeypatch, case):
+    monkeypatch.delenv('FINETUNE_LAB_PETS', raising=False)
+    if case == 'garbage config.ini':
+        (tmp_path/'config.ini').write_text('[[[ not ini\n'); monkeypatch.setenv('FASTAI_HOME', str(tmp_path))
+    else:
+        (tmp_path/'f').write_text('x'); monkeypatch.setenv('FASTAI_HOME', str(tmp_path/'f'/'fastai'))
+    fastai_cfg.cache_clear()
+    try: code, out, err = call(capsys, 'demo', '--out', tmp_path/'out')
+    finally: fastai_cfg.cache_clear()
+    assert code in (1, 2) and one_line(err), err
+    assert ('is damaged' in err) if case == 'garbage config.ini' else ('set FASTAI_HOME to a writable folder' in err)
+
+
+def test_out_that_is_a_file_exits_1(capsys, tmp_path, fake_training):
+    (tmp_path/'taken').write_text('x')
+    code, out, err = call(capsys, 'run', '--out', tmp_path/'taken')
+    assert code == 1 and one_line(err) and '--out' in err and str(tmp_path/'taken') in err and not fake_training
+
+
+def test_warnings_are_one_line_without_source(capsys, tmp_path, fake_training, monkeypatch):
+    import warnings
+    monkeypatch.setattr(cli, 'prepare', lambda cfgs: warnings.warn("Skipped 2 file(s) in /x that could not be read as images."))
+    code, out, err = call(capsys, 'run', '--out', tmp_path)
+    assert code == 0 and err == "finetune-lab: warning: Skipped 2 file(s) in /x that could not be read as images.\n"
+
+
+def test_unexpected_errors_are_one_line_too(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, 'prepare', lambda cfgs: {}['a bug'])
+    code, out, err = call(capsys, 'run', '--out', tmp_path)
+    assert code == 1 and one_line(err) and 'unexpected KeyError' in err and 'FINETUNE_LAB_DEBUG' in err
+
+
+def test_show_into_the_folder_it_reads_keeps_everything(capsys, tmp_path, fake_training):
+    assert call(capsys, 'run', '--out', tmp_path)[0] == 0
+    before = snapshot(tmp_path)
+    code, out, err = call(capsys, 'show', tmp_path/'run.npz', '--out', tmp_path)
+    assert code == 0 and {k: v for k, v in snapshot(tmp_path).items() if k in before} == before
+    assert names(tmp_path) == ['explain-2.txt', 'explain.txt', 'run-2.png', 'run.npz', 'run.png']

@@ -63,7 +63,7 @@ def test_bad_files_converted_or_skipped_with_one_warning(tmp_path, pets_sample):
     assert len(msgs) == 1 and 'Skipped 3 file' in msgs[0]
     assert dls.n_skipped == 3
     names = {f.name for f in list(dls.train_ds.items) + list(dls.valid_ds.items)}
-    assert {'Gray_1.jpg', 'rgba_1.jpg', 'Cmyk_1.jpg'} <= names and len(names) == 7
+    assert {'Gray_1.jpg', 'rgba_1.png', 'Cmyk_1.jpg'} <= names and len(names) == 7   # cached copies keep their originals' names
     x, _ = dls.valid.one_batch()
     assert x.shape[1] == 3  # everything arrives as RGB
 
@@ -127,3 +127,123 @@ def test_bundled_set_ships_in_the_wheel(tmp_path):
     names = zipfile.ZipFile(next(tmp_path.glob('*.whl'))).namelist()
     assert 'finetune_lab/pets_mini/LICENSE.md' in names and 'finetune_lab/pets_mini/MANIFEST.tsv' in names
     assert sum(n.startswith('finetune_lab/pets_mini/images/') and n.endswith('.jpg') for n in names) == 1409
+
+
+# --- issue 17: caches that cannot lie, an environment that is named when it is wrong ---------------------------
+
+import os
+import finetune_lab.data as data
+from fastai.data.external import fastai_cfg
+
+
+def _photo(path, seed, fmt=None):
+    from finetune_lab.data import draw_pet
+    draw_pet(is_cat(path.name), seed=seed, size=48).save(path, format=fmt)
+    return path
+
+
+def _pixels(p): return np.asarray(Image.open(p)).astype(float)
+
+
+def test_same_stem_different_extension_are_two_images(tmp_path):
+    "Abyssinian_12.jpg and Abyssinian_12.png shared one cache file: one image vanished, one landed in both sets."
+    d = tmp_path/'pets'; d.mkdir()
+    a, b = _photo(d/'Abyssinian_12.jpg', 1, 'JPEG'), _photo(d/'Abyssinian_12.png', 2, 'PNG')
+    outs, n_bad = data.readable_images([a, b], d, 32)
+    assert n_bad == 0 and [o.name for o in outs] == ['Abyssinian_12.jpg', 'Abyssinian_12.png'] and outs[0] != outs[1]
+    assert np.abs(_pixels(outs[0]) - _pixels(outs[1])).mean() > 10          # two different pictures, both kept
+    for i in range(4): _photo(d/f'Bengal_{i}.jpg', 10+i); _photo(d/f'pug_{i}.jpg', 20+i)
+    dls = pets_dls(d, size=32, bs=2, valid_pct=0.2, verbose=False)
+    items = [f.name for f in list(dls.train_ds.items) + list(dls.valid_ds.items)]
+    assert sorted(items) == sorted(f.name for f in d.iterdir()) and len(set(items)) == 10   # each image once, none lost
+
+
+def test_replaced_original_with_older_mtime_is_resized_again(tmp_path):
+    d = tmp_path/'pets'; d.mkdir()
+    src = _photo(d/'Bengal_1.jpg', 1)
+    (out,), _ = data.readable_images([src], d, 32)
+    before = _pixels(out)
+    _photo(src, 99); os.utime(src, ns=(10**9, 10**9))                       # a new picture dated 1970
+    (again,), _ = data.readable_images([src], d, 32)
+    assert again == out and np.abs(_pixels(again) - before).mean() > 10     # the cache shows the new picture
+
+
+@pytest.mark.parametrize('damage', [lambda b: b[:len(b)//2], lambda b: b'', lambda b: b'garbage' * 10])
+def test_damaged_cache_entry_is_rebuilt_with_a_warning(tmp_path, damage):
+    d = tmp_path/'pets'; d.mkdir()
+    src = _photo(d/'Bengal_1.jpg', 1)
+    (out,), _ = data.readable_images([src], d, 32)
+    good = out.read_bytes()
+    out.write_bytes(damage(good))
+    with pytest.warns(UserWarning, match=r'Rebuilt 1 damaged cached image\(s\) in .*resized'):
+        (again,), n_bad = data.readable_images([src], d, 32)
+    assert n_bad == 0 and again.read_bytes() == good
+
+
+def test_cache_writes_leave_no_temporaries(tmp_path):
+    d = tmp_path/'pets'; d.mkdir()
+    files = [_photo(d/f'Bengal_{i}.jpg', i) for i in range(3)]
+    outs, _ = data.readable_images(files, d, 32)
+    assert sorted(p.name for p in outs[0].parent.iterdir()) == [f.name for f in files]
+
+
+def test_empty_or_unusable_cache_env_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv('FINETUNE_LAB_CACHE', '')
+    with pytest.raises(ValueError, match='FINETUNE_LAB_CACHE is set but empty'): pets_dls('synthetic', size=32, n_images=8, verbose=False)
+    (tmp_path/'a_file').write_text('x')
+    monkeypatch.setenv('FINETUNE_LAB_CACHE', str(tmp_path/'a_file'))
+    with pytest.raises(OSError, match=r"Cannot create finetune_lab's image cache .*a_file.*set FINETUNE_LAB_CACHE to a writable folder"):
+        pets_dls('synthetic', size=32, n_images=8, verbose=False)
+
+
+def test_unwritable_home_suggests_the_cache_variable(monkeypatch, tmp_path, pets_sample):
+    "HOME that cannot hold ~/.cache (a read-only mount; here a file, which root cannot write into either)."
+    (tmp_path/'home').write_text('not a folder')
+    monkeypatch.delenv('FINETUNE_LAB_CACHE', raising=False)
+    monkeypatch.setenv('HOME', str(tmp_path/'home'))
+    with pytest.raises(OSError, match='set FINETUNE_LAB_CACHE to a writable folder'): pets_dls(pets_sample, size=32, n_images=8, verbose=False)
+
+
+def test_read_only_cache_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv('FINETUNE_LAB_CACHE', str(tmp_path))
+    monkeypatch.setattr(os, 'access', lambda p, mode: False)     # root ignores permissions, so ask os.access to say no
+    with pytest.raises(PermissionError, match="image cache .* is read-only: set FINETUNE_LAB_CACHE"): data.cache_folder('resized')
+
+
+@pytest.fixture
+def fresh_fastai_cfg():
+    fastai_cfg.cache_clear(); yield; fastai_cfg.cache_clear()
+
+
+def test_garbage_fastai_config_is_named(monkeypatch, tmp_path, fresh_fastai_cfg):
+    (tmp_path/'config.ini').write_text('\x00\x01 garbage, not an ini file\n')
+    monkeypatch.setenv('FASTAI_HOME', str(tmp_path)); monkeypatch.delenv('FINETUNE_LAB_PETS', raising=False)
+    with pytest.raises(ValueError, match=rf"fastai's settings file {tmp_path/'config.ini'} is damaged .*delete it"): data.auto_source()
+
+
+def test_unwritable_fastai_home_is_named(monkeypatch, tmp_path, fresh_fastai_cfg):
+    (tmp_path/'file').write_text('x')
+    monkeypatch.setenv('FASTAI_HOME', str(tmp_path/'file'/'fastai')); monkeypatch.delenv('FINETUNE_LAB_PETS', raising=False)
+    with pytest.raises(OSError, match='fastai cannot write its settings file .*set FASTAI_HOME to a writable folder'): data.auto_source()
+
+
+def test_folder_of_unreadable_images_says_so_not_no_images(tmp_path):
+    d = tmp_path/'pets'; d.mkdir()
+    for i in range(8): (d/f"{'Bengal' if i % 2 else 'pug'}_{i}.jpg").write_bytes(b'\xff\xd8 not really a jpeg')
+    with pytest.warns(UserWarning, match='Skipped 8'), pytest.raises(ValueError, match='None of the 8 image files .* could be read'):
+        pets_dls(d, size=32, verbose=False)
+
+
+def test_offline_pets_download_says_what_else_to_use(monkeypatch):
+    from urllib.error import URLError
+    def offline(*a, **k): raise URLError('[Errno -3] Temporary failure in name resolution')
+    monkeypatch.setattr(data, 'untar_data', offline)
+    with pytest.raises(OSError, match=r"Could not download the Oxford-IIIT Pet dataset .*source='bundled'"): pets_dls('pets', verbose=False)
+
+
+@pytest.mark.parametrize('kw,says', [(dict(bs=1), 'bs=1'), (dict(n_images=8, valid_pct=0.8), 'leaves 2 to train on'),
+                                     (dict(n_images=8, valid_pct=0.9), 'leaves 1 to train on')])
+def test_batches_of_one_refused_before_any_image_is_read(kw, says, monkeypatch):
+    if 'leaves 2' in says: return pets_dls('synthetic', size=32, verbose=False, **kw)   # 2 train images: allowed, and trains
+    monkeypatch.setattr(data, 'resolve_source', lambda *a: pytest.fail('read images before checking the split'))
+    with pytest.raises(ValueError, match=says): pets_dls('synthetic', size=32, verbose=False, **kw)

@@ -4,7 +4,7 @@ import io, json, os, pickle, struct, tempfile, threading, time, zipfile
 from pathlib import Path
 import numpy as np, pytest
 from numpy.lib import format as npf
-from finetune_lab.plots import synthetic_history
+from finetune_lab.synthetic import synthetic_history
 from finetune_lab.history import RunHistory, LAYER_COLS, STEP_COLS, EPOCH_COLS, ARRAYS
 
 LIMIT = 10  # seconds: a load that takes longer counts as a hang (they all take ~10 ms)
@@ -446,10 +446,12 @@ def test_object_column_from_npz(tmp_path):
     _rejects(_write(tmp_path, _npz({'steps/phase': np.array(list(ARRS['steps/phase']), dtype=object)})))
 
 def test_load_asks_numpy_for_no_pickle(tmp_path, monkeypatch):
-    seen, real = [], np.load
-    monkeypatch.setattr(np, 'load', lambda *a, **k: seen.append(k) or real(*a, **k))
+    "Every array is read by numpy's own `read_array`, told not to unpickle (and `np.load`, which could, is never used)."
+    seen, real = [], npf.read_array
+    monkeypatch.setattr(npf, 'read_array', lambda *a, **k: seen.append(k) or real(*a, **k))
+    monkeypatch.setattr(np, 'load', lambda *a, **k: pytest.fail('RunHistory.load called np.load'))
     assert RunHistory.load(_write(tmp_path, RAW)).equals(GOOD)
-    assert seen and all(k.get('allow_pickle') is False for k in seen)
+    assert len(seen) == len(ARRS) and all(k.get('allow_pickle') is False for k in seen)
 
 
 # --- 10. controls: what must still load ----------------------------------------------------------------------
