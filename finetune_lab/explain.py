@@ -6,12 +6,15 @@ Docs: https://finetune-lab.github.io/finetune_lab/explain.html.md"""
 
 # %% ../nbs/07_explain.ipynb #e0000003
 from __future__ import annotations
+import math
 import numpy as np
+from fastcore.basics import even_mults
 from .history import RunHistory, NORM_KINDS
 
 # %% auto #0
-__all__ = ['TITLE_KEYS', 'check_history', 'group_change', 'final_error', 'run_titles', 'error_words', 'config_title', 'bn_words',
-           'baseline_words', 'explain', 'explain_diff']
+__all__ = ['WEIGHT_KINDS', 'TITLE_KEYS', 'check_history', 'group_change', 'diverged_at', 'final_error', 'run_titles',
+           'error_words', 'run_label', 'config_words', 'config_title', 'scheduled_peaks', 'bn_words', 'baseline_words',
+           'explain', 'explain_diff']
 
 # %% ../nbs/07_explain.ipynb #e0000006
 def check_history(h, what:str):
@@ -19,11 +22,22 @@ def check_history(h, what:str):
     if not isinstance(h, RunHistory):
         raise TypeError(f"{what} needs a RunHistory (from finetune_lab.strategies.run or RunHistory.load), got {type(h).__name__}.")
 
-def group_change(h:RunHistory)->np.ndarray:
-    "Mean relative change from the starting weights over each group's layers at the last recorded step (NaN: no steps)."
+WEIGHT_KINDS = ('conv', 'linear')   # the layers freezing is about; norm layers (NORM_KINDS) train anyway under train_bn
+
+def group_change(h:RunHistory, kinds:tuple|None=None)->np.ndarray:
+    """Mean relative change from the starting weights over each group's layers at the last recorded step, only over layers
+    of `kinds` when given (e.g. `WEIGHT_KINDS` or `NORM_KINDS`); NaN for no steps or no such layer."""
     if not len(h.steps): return np.full(h.n_groups, np.nan)
     g = h.layers.group.to_numpy()
-    return np.array([h.change[-1, g == i].mean() if (g == i).any() else np.nan for i in range(h.n_groups)])
+    ok = np.ones(len(g), bool) if kinds is None else h.layers.kind.isin(kinds).to_numpy()
+    return np.array([h.change[-1, (g == i) & ok].mean() if ((g == i) & ok).any() else np.nan for i in range(h.n_groups)])
+
+def diverged_at(h:RunHistory)->tuple|None:
+    "(step, layer name) where a weight first became NaN or infinite, or None when every recorded change is finite."
+    bad = ~np.isfinite(h.change)
+    if not bad.any(): return None
+    s, l = np.argwhere(bad)[0]
+    return int(h.steps.step.iloc[s]), str(h.layers.name.iloc[l])
 
 def final_error(h:RunHistory)->float|None:
     "The error rate of the last epoch that finished (None if none did)."
@@ -48,18 +62,57 @@ def error_words(h:RunHistory)->str:
     if e is None: return 'no epoch finished'
     return f"error {e:.1%}" + (f" (larger class: {m:.0%})" if m is not None else '')
 
+def _source_words(s)->str:
+    return dict(bundled='bundled photos', pets='Oxford-IIIT Pets', synthetic='drawn images').get(str(s), f"photos in {str(s).rstrip('/').split('/')[-1]}")
+
+def _head_words(c:dict)->str:
+    d, w = c.get('head_depth', 1), c.get('head_width', 512)
+    pool = '' if c.get('concat_pool', True) else ', avg pool'
+    return (f"head {d}×{w}" if d else "head: no hidden layer") + f", dropout {_knob(c.get('ps', .5))}" + pool
+
+def run_label(h:RunHistory, defaults:dict|None=None)->str:
+    """A short name for a finished run: its strategy, then in words what differs from `defaults` (a `Config.asdict()`)
+    among data, images, size, backbone, head and epochs, then any other knob, its error and '(interrupted)'."""
+    c, d = h.config or {}, defaults or {}
+    diff = lambda *ks: any(k in c and k in d and c[k] != d[k] for k in ks)
+    parts = [str(c.get('strategy', 'run'))]
+    if diff('source'): parts.append(_source_words(c['source']))
+    if diff('n_images'): parts.append(f"{c['n_images'] or 'all'} images")
+    if diff('size'): parts.append(f"{c['size']} px")
+    if diff('arch', 'pretrained'): parts.append(str(c.get('arch')) + ('' if c.get('pretrained', True) else ' (random init)'))
+    if diff('head_depth', 'head_width', 'ps', 'concat_pool'): parts.append(_head_words(c))
+    if diff('freeze_epochs', 'epochs'): parts.append(f"{c.get('freeze_epochs')} frozen + {c.get('epochs')} epoch{'s'*(c.get('epochs') != 1)}")
+    said = {'strategy','source','n_images','size','arch','pretrained','head_depth','head_width','ps','concat_pool','freeze_epochs','epochs'}
+    parts += [f'{k}={_knob(v)}' for k,v in c.items() if k not in said and diff(k)]
+    e = final_error(h)
+    return ', '.join(parts) + (f": error {e:.1%}" if e is not None else '') + (' (interrupted)' if h.interrupted else '')
+
+def config_words(h:RunHistory)->str:
+    "Every knob of the run's config, `key=value`, in one line (for a tooltip)."
+    return ', '.join(f'{k}={_knob(v)}' for k,v in (h.config or {}).items()) or 'no config recorded'
+
 def config_title(h:RunHistory)->str:
     "A one-line title from a run's config: strategy, arch and the main knobs."
     c = h.config or {}
     return (', '.join(f'{k}={_knob(c[k])}' for k in TITLE_KEYS if k in c) or 'fine-tuning run') + (' (interrupted)' if h.interrupted else '')
 
 # %% ../nbs/07_explain.ipynb #d0549718
-def _g(v): return f'{v:.3g}'
+def _g(v): return f'{v:.3g}' if np.isfinite(v) else 'NaN' if np.isnan(v) else 'infinite'
 def _times(v): return f'{v:,.0f}' if v >= 100 else _g(v)
 def _plural(n, w): return f'{n} {w}{"s"*(n != 1)}'
 def _groups_text(gs):
     gs = [str(g) for g in gs]
     return 'group ' + gs[0] if len(gs) == 1 else 'groups ' + ', '.join(gs[:-1]) + ' and ' + gs[-1]
+
+def scheduled_peaks(config:dict, phase:str, n_groups:int)->list|None:
+    """The peak LR of each group that the one-cycle schedule of `run`'s strategy `config['strategy']` aims at in `phase`
+    (fastai's `slice` rules, see `strategies`); None when the config does not say (a bare callback, another strategy)."""
+    c = config or {}
+    if not {'strategy', 'base_lr', 'lr_mult'} <= set(c) or c['strategy'] not in ('fine_tune', 'head_only', 'full', 'gradual', 'no_discriminative'): return None
+    b, m, G = float(c['base_lr']), float(c['lr_mult']), n_groups
+    if phase == 'frozen': return [b/10]*(G-1) + [b]                      # slice(base_lr): the head at base_lr, the rest a tenth
+    if c['strategy'] == 'no_discriminative': return [b/2/math.sqrt(m)]*G  # one LR, the middle of fine_tune's spread
+    return [float(v) for v in np.atleast_1d(even_mults(b/2/m, b/2, G))]   # base_lr halved, spread over lr_mult
 
 def _span_facts(h, phase, fit, a, b)->dict:
     "Numbers for one phase span, all computed from the history."
@@ -73,7 +126,8 @@ def _span_facts(h, phase, fit, a, b)->dict:
                 n_frozen=int(never.sum()), n_in_frozen=int(in_frozen.sum()), norm_in_frozen=int((norm & in_frozen).sum()),
                 norm_trained=int((norm & in_frozen & ~never).sum()), changed=int(moved.sum()), top=L.name.iloc[top],
                 top_kind=L.kind.iloc[top], top_group=int(L.group.iloc[top]), top_delta=float(delta[top]),
-                peak_lr=[float(h.steps[f'lr_{g}'].iloc[a:b].max()) for g in range(h.n_groups)])
+                peak_lr=[float(h.steps[f'lr_{g}'].iloc[a:b].max()) for g in range(h.n_groups)],
+                planned_lr=scheduled_peaks(h.config, phase, h.n_groups))
 
 # %% ../nbs/07_explain.ipynb #e341e8d7
 def _describe_span(h, f, last=False, why=True):
@@ -91,7 +145,19 @@ def _describe_span(h, f, last=False, why=True):
     else:
         s = f"{when} {f'all {G} groups' if G > 1 else 'the single group'} trained ({f['phase']}) and {f['changed']} of all {n} layers changed."
     if f['changed'] and f['top_delta'] > 0: s += f" The one that moved most in this phase was {f['top']} ({f['top_kind']}, group {f['top_group']}), by {_g(f['top_delta'])}."
-    return s + " Peak learning rates: " + ', '.join(f'group {g} {lr:.1e}' for g,lr in enumerate(f['peak_lr'])) + "."
+    return s + ' ' + _lr_words(f, last and h.interrupted)
+
+def _lr_words(f, cut=False)->str:
+    "The schedule's peak LR per group, and the highest at a recorded step when that fell short of it."
+    lrs = lambda v: ', '.join(f'group {g} {lr:.1e}' for g,lr in enumerate(v))
+    got, want = f['peak_lr'], f['planned_lr']
+    if want is None: return f"Highest learning rates at a recorded step: {lrs(got)}."
+    s = f"Peak learning rates (the schedule's, from base_lr): {lrs(want)}."
+    if all(.95*w <= g <= 1.05*w for g,w in zip(got, want)): return s
+    if any(g > 1.05*w for g,w in zip(got, want)):
+        return s + f" Yet the recorded steps reached {lrs(got)}: this history's LRs are not the ones its config schedules."
+    why = 'the run was stopped before' if cut else f"with only {_plural(f['steps'], 'step')} in this phase the one-cycle warm-up never got"
+    return s + f" The highest at a recorded step were lower, {lrs(got)}: {why} to the top."
 
 # %% ../nbs/07_explain.ipynb #e0000010
 def bn_words(h:RunHistory)->str:
@@ -119,6 +185,20 @@ def baseline_words(h:RunHistory)->str:
                 "learned all the body already knew.")
 
 # %% ../nbs/07_explain.ipynb #e0000011
+def _movement_words(h:RunHistory)->str:
+    "How far the head moved against group 0, conv/linear weights and norm layers apart; or that the weights diverged."
+    G, bad = h.n_groups, diverged_at(h)
+    if bad: return (f"At step {bad[0]} the weights of {bad[1]} became NaN or infinite: the run diverged, so how far the layers "
+                    "moved cannot be measured from there on. Try a lower base_lr.")
+    if G < 2: return ''
+    gc, w, n = group_change(h), group_change(h, WEIGHT_KINDS), group_change(h, NORM_KINDS)
+    s = (f"By the end the head group (group {G-1}) had moved {_g(gc[-1])} (mean relative change), " +
+         (f"{_times(gc[-1]/gc[0])} times as far as group 0 ({_g(gc[0])})." if gc[0] > 0 else "while group 0 had not moved at all."))
+    if np.isfinite(n[0]) and np.isfinite(w[0]):
+        s += (f" In group 0 the conv/linear weights moved {_g(w[0])} and the norm layers {_g(n[0])}" +
+              (": norm layers train even while their group is frozen (train_bn), so they can move further." if n[0] > w[0] else "."))
+    return s
+
 def explain(h:RunHistory)->str:
     "A short paragraph on what this run froze, for how long, and what changed; every number comes from `h`."
     check_history(h, 'explain')
@@ -126,7 +206,7 @@ def explain(h:RunHistory)->str:
     strat = f" ({h.config['strategy']})" if 'strategy' in (h.config or {}) else ''
     out = [f"This run{strat} tracked {n} layers in {_plural(G, 'param group')}" + (f", group 0 nearest the input and group {G-1} the head." if G > 1 else ".")]
     if not spans: return ' '.join(out + ["It recorded no training steps, so no layer has changed yet."])
-    facts = [_span_facts(h, *s) for s in spans]
+    with np.errstate(invalid='ignore'): facts = [_span_facts(h, *s) for s in spans]   # inf - inf in a diverged run
     out.append('It trained ' + ', then '.join(f"{f['phase']} for {_plural(f['epochs'], 'epoch')}" for f in facts) +
                (' before it was stopped.' if h.interrupted else '.'))
     if not any(f['frozen_groups'] for f in facts):
@@ -137,11 +217,7 @@ def explain(h:RunHistory)->str:
         said_why |= bool(f['frozen_groups'] and f['norm_trained'])
     if facts[-1]['frozen_groups']:
         out.append(f"The run never fully unfroze: {_groups_text(facts[-1]['frozen_groups'])} {'was' if len(facts[-1]['frozen_groups']) == 1 else 'were'} still frozen at its last step.")
-    gc = group_change(h)
-    if G > 1 and gc[0] > 0:
-        out.append(f"By the end the head group (group {G-1}) had moved {_times(gc[-1]/gc[0])} times as far from its starting weights "
-                   f"as group 0 (mean relative change {_g(gc[-1])} vs {_g(gc[0])}).")
-    elif G > 1: out.append(f"By the end group 0 had not moved at all, while the head group (group {G-1}) moved {_g(gc[-1])} (mean relative change).")
+    out.append(_movement_words(h))
     out.append(bn_words(h))
     ep = h.epochs.dropna(subset=['error_rate'])
     if len(ep): out.append(f"The last finished epoch ({int(ep.epoch.iloc[-1])}) had error_rate {_g(ep.error_rate.iloc[-1])} and valid loss {_g(ep.valid_loss.iloc[-1])}.")
@@ -152,6 +228,23 @@ def explain(h:RunHistory)->str:
 # %% ../nbs/07_explain.ipynb #f295cc1c
 def _frozen_epochs(h): return int(h.steps.epoch[h.steps.phase != 'unfrozen'].nunique())
 
+def _error_diff(h1, h2)->str:
+    e1, e2 = final_error(h1), final_error(h2)
+    return f"Final error_rate: {_g(e2)} for B against {_g(e1)} for A." if e1 is not None and e2 is not None else ''
+
+def _group0_diff(h1, h2, f1, f2)->str:
+    "Group 0 in both runs, conv/linear weights and norm layers apart, and why a longer-frozen body's norm layers can move further."
+    (w1, n1), (w2, n2) = ((group_change(h, WEIGHT_KINDS)[0], group_change(h, NORM_KINDS)[0]) for h in (h1, h2))
+    if not all(np.isfinite([w1, n1, w2, n2])): return f"Group 0, nearest the input, moved {_g(group_change(h2)[0])} in B and {_g(group_change(h1)[0])} in A."
+    s = (f"Group 0, nearest the input: its conv/linear weights moved {_g(w2)} in B and {_g(w1)} in A, its norm layers "
+         f"{_g(n2)} in B and {_g(n1)} in A.")
+    (lo, hi) = ('A', 'B') if f2 > f1 else ('B', 'A')
+    if f1 != f2 and (n2 > n1) == (f2 > f1) and (w2 > w1) != (f2 > f1):
+        s += (f" {hi} kept the body frozen longer, yet its group 0 moved further in its norm layers: fastai's train_bn=True keeps "
+              f"BatchNorm weights training in a frozen group, and {hi} trained them frozen for {max(f1, f2)} epochs against "
+              f"{min(f1, f2)} for {lo}, while its frozen conv/linear weights stayed put.")
+    return s
+
 def explain_diff(h1:RunHistory, h2:RunHistory)->str:
     "A short paragraph comparing two runs, named by the config knobs that differ; every number comes from the histories."
     check_history(h1, 'explain_diff'); check_history(h2, 'explain_diff')
@@ -160,6 +253,9 @@ def explain_diff(h1:RunHistory, h2:RunHistory)->str:
     out = [f"Comparing A ({t1}) with B ({t2}):"]
     if not (len(h1.steps) and len(h2.steps)):
         return ' '.join(out + [f"run {'A' if not len(h1.steps) else 'B'} recorded no training steps, so there is nothing to compare yet."])
+    for k,h in (('A', h1), ('B', h2)):
+        if diverged_at(h): out.append(f"Run {k}'s weights became NaN or infinite at step {diverged_at(h)[0]} (it diverged), so how far its layers moved cannot be compared.")
+    if diverged_at(h1) or diverged_at(h2): return ' '.join(out + [_error_diff(h1, h2)])
     c1, c2 = group_change(h1), group_change(h2)
     n1, n2 = ((h.layers.part == 'head').sum() for h in (h1, h2))
     if n1 != n2: out.append(f"B's head has {n2} layers with weights, A's {n1}.")
@@ -171,9 +267,8 @@ def explain_diff(h1:RunHistory, h2:RunHistory)->str:
     ratio = f", {_times(c2[-1]/c1[-1])} times as far" if c1[-1] > 0 else ''
     out.append(f"{f'With {t2} (B)' if differ else 'In B'} the head (last group) moved {_g(c2[-1])} (mean relative change at the end) "
                f"against {_g(c1[-1])} {f'with {t1} (A)' if differ else 'in A'}{ratio}.")
-    if h1.n_groups > 1 and h2.n_groups > 1: out.append(f"Group 0, nearest the input, moved {_g(c2[0])} in B and {_g(c1[0])} in A.")
-    e1, e2 = (h.epochs.dropna(subset=['error_rate']) for h in (h1, h2))
-    if len(e1) and len(e2): out.append(f"Final error_rate: {_g(e2.error_rate.iloc[-1])} for B against {_g(e1.error_rate.iloc[-1])} for A.")
+    if h1.n_groups > 1 and h2.n_groups > 1: out.append(_group0_diff(h1, h2, f1, f2))
+    out.append(_error_diff(h1, h2))
     for k,h in (('A', h1), ('B', h2)):
         if h.interrupted: out.append(f"Run {k} was interrupted after {_plural(len(h.steps), 'recorded step')}.")
     return ' '.join(out)

@@ -7,21 +7,25 @@ Docs: https://finetune-lab.github.io/finetune_lab/lab.html.md"""
 
 # %% ../nbs/09_lab.ipynb #5b3d9e23
 from __future__ import annotations
-import hashlib, html, json, math, os, threading, time
+import hashlib, html, json, math, os, threading, time, warnings
 from pathlib import Path
 import ipywidgets as W
+with warnings.catch_warnings():   # fastai scripts a few activations with torch.jit.script at import, which torch now deprecates
+    warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=FutureWarning)
+    import fastai.layers
 from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback
 from . import __version__
-from .data import cache_dir, SOURCES
+from .data import cache_dir, atomic_write, SOURCES
 from .models import ARCHS, weights_available, make_head, describe_head, keeps_bn_stats
 from .history import RunHistory, phase_name
-from .strategies import Config, run, describe_run, STRATEGIES
-from .plots import plot_report, plot_heatmap, plot_compare, explain, explain_diff, fig_to_png, HeatmapPNG
-from .plots import config_title
+from .strategies import Config, run, describe_run, check_cbs, STRATEGIES
+from .plots import plot_report, plot_heatmap, plot_compare, fig_to_png, HeatmapPNG
+from .explain import explain, explain_diff, config_title, run_label, config_words
 
 # %% auto #0
-__all__ = ['N_IMAGES', 'CMAPS', 'planned_epochs', 'WidgetProgress', 'head_html', 'run_file', 'Lab']
+__all__ = ['N_IMAGES', 'HEAD_WIDTHS', 'CMAPS', 'REPORT_W', 'DEFAULT_VIEW', 'planned_epochs', 'WidgetProgress', 'head_html',
+           'run_file', 'Lab', 'data_words']
 
 # %% ../nbs/09_lab.ipynb #5010e188
 def planned_epochs(cfg:Config, n_groups:int=3) -> int:
@@ -51,11 +55,12 @@ class WidgetProgress(Callback):
     def after_epoch(self): self.epochs_done += 1
 
 # %% ../nbs/09_lab.ipynb #44ba31dc
-def head_html(arch:str, head_depth:int, head_width:int=512, ps:float=0.5) -> str:
+def head_html(arch:str, head_depth:int, head_width:int=512, ps:float=0.5, concat_pool:bool=True) -> str:
     "An HTML table of the head `build_learner` would put on `arch`, with a one-line summary above it."
-    df = describe_head(make_head(arch, head_depth, head_width, ps))
+    df = describe_head(make_head(arch, head_depth, head_width, ps, concat_pool))
     n_lin = int(df['what it does'].str.startswith('Linear').sum())
-    cap = (f"Head on {arch} with head_depth={head_depth}: {len(df)} layers, {n_lin} of them Linear, "
+    pool = 'average and max pooling' if concat_pool else 'average pooling'
+    cap = (f"Head on {arch} with head_depth={head_depth} ({pool}): {len(df)} layers, {n_lin} of them Linear, "
            f"{int(df.params.sum()):,} parameters.")
     return f"<div><b>{html.escape(cap)}</b></div>" + df.to_html(index=False, border=0, classes='fl-head')
 
@@ -66,29 +71,37 @@ def run_file(run_dir:Path, cfg:Config) -> Path:
 
 # %% ../nbs/09_lab.ipynb #1d087a77
 N_IMAGES = (32, 64, 100, 200, 500, 1000, None)
+HEAD_WIDTHS = (64, 128, 256, 512, 1024, 2048)
 CMAPS = ('viridis', 'magma', 'cividis')
 _STYLE = dict(description_width='10em')
 _LAY = dict(width='26em')
 _COLORS = dict(info='#333', ok='#1a7f37', warn='#9a6700', error='#cf222e')
 
 def _snap(w):
-    "A control's value; log sliders give 3 significant digits (a browser moves them to 10**-2.7 = 0.0019953 for 2e-3)."
-    return float(f'{w.value:.3g}') if isinstance(w, W.FloatLogSlider) else w.value
+    "A control's value; sliders give 3 significant digits (a browser moves a log slider to 10**-2.7 = 0.0019953 for 2e-3)."
+    return float(f'{w.value:.3g}') if isinstance(w, (W.FloatLogSlider, W.FloatSlider)) else w.value
 
 def _arch_label(a):
     return a if weights_available(a) else f"{a} (weights not on this machine)"
 
+def _menu(values, default): return sorted(dict.fromkeys([*values, default]))
+
 def _controls(d:Config) -> dict:
     "One widget per `Config` field the panel lets you change, keyed by field name, starting at `d`'s values."
     kw = lambda desc: dict(description=desc, style=_STYLE, layout=W.Layout(**_LAY))
+    box = lambda v, desc: W.Checkbox(value=v, indent=False, description=desc, layout=W.Layout(width='26em'))
     arch = d.arch if d.arch != 'auto' else d.resolved().arch
     sources = list(SOURCES) + ([str(d.source)] if str(d.source) not in SOURCES else [])
     n_imgs = list(dict.fromkeys(list(N_IMAGES[:-1]) + [d.n_images]*(d.n_images is not None)))
     e = lambda v: math.log10(v)
     return dict(
         arch=W.Dropdown(options=[(_arch_label(a), a) for a in ARCHS], value=arch, **kw('backbone')),
-        pretrained=W.Checkbox(value=d.pretrained, indent=False, description='start from ImageNet weights'),
-        head_depth=W.IntSlider(value=d.head_depth, min=0, max=max(3, d.head_depth), **kw('head depth')),
+        pretrained=box(d.pretrained, 'start from ImageNet weights'),
+        head_depth=W.IntSlider(value=d.head_depth, min=0, max=5, **kw('head depth')),   # Config allows 0-5
+        head_width=W.Dropdown(options=_menu(HEAD_WIDTHS, d.head_width), value=d.head_width, **kw('head width')),
+        ps=W.FloatSlider(value=d.ps, min=0, max=max(.9, d.ps), step=.05, readout_format='.2f', **kw('head dropout')),
+        concat_pool=W.Dropdown(options=[('average and max (concat)', True), ('average only', False)], value=d.concat_pool,
+                               **kw('pooling')),
         strategy=W.Dropdown(options=STRATEGIES, value=d.strategy, **kw('strategy')),
         freeze_epochs=W.IntSlider(value=d.freeze_epochs, min=0, max=max(5, d.freeze_epochs), **kw('frozen epochs')),
         epochs=W.IntSlider(value=d.epochs, min=1, max=max(10, d.epochs), **kw('epochs (unfrozen)')),
@@ -96,14 +109,16 @@ def _controls(d:Config) -> dict:
                                  step=0.1, readout_format='.1e', **kw('base LR')),
         lr_mult=W.FloatLogSlider(value=d.lr_mult, base=10, min=0, max=max(3, math.ceil(e(d.lr_mult))), step=0.1,
                                  readout_format='.3g', **kw('LR multiplier')),
-        train_bn=W.Checkbox(value=d.train_bn, indent=False, description='train BatchNorm while frozen (train_bn)'),
-        keep_bn_stats=W.Checkbox(value=d.resolved().keep_bn_stats, indent=False,
-                                 description='keep BN statistics (keep_bn_stats)'),
+        train_bn=box(d.train_bn, 'train BatchNorm while frozen (train_bn)'),
+        keep_bn_stats=box(d.resolved().keep_bn_stats, 'keep BN statistics (keep_bn_stats)'),
         source=W.Dropdown(options=sources, value=str(d.source), **kw('images')),
         n_images=W.Dropdown(options=[(str(n), n) for n in sorted(n_imgs)] + [('all', None)], value=d.n_images,
                             **kw('number of images')))
 
 # %% ../nbs/09_lab.ipynb #7146cd87
+REPORT_W = 10.   # inches: 1,000 px at 100 dpi, shown pixel for pixel in a notebook, so 8-pt row names are 11 px on screen
+DEFAULT_VIEW = dict(figure='report', group_by='block', cmap='viridis')   # one named row per block; all layers one click away
+
 class Lab:
     "A panel to fine-tune with any setup, in the background, and see what every layer did."
     def __init__(self, run_dir:str|Path|None='auto', # where finished runs are saved and found again (None: memory only)
@@ -111,7 +126,7 @@ class Lab:
                  **defaults):                        # any `Config` field: its starting value
         self.defaults = Config(**defaults)  # a bad keyword or value fails here, naming the field
         self.run_dir = None if run_dir is None else Path(cache_dir()/'runs' if run_dir == 'auto' else run_dir)
-        self.cbs, self.runs, self.n_trained, self.error = list(cbs or []), [], 0, None
+        self.cbs, self.runs, self.n_trained, self.error = check_cbs(cbs), [], 0, None   # a bad cbs fails here, not at Run
         self._cache, self._thread, self._stop, self._busy = {}, None, threading.Event(), False
         self._shown, self._compared, self._pngs, self._heatmaps = None, None, {}, {}
         self._build()
@@ -121,6 +136,7 @@ class Lab:
         self.controls = _controls(self.defaults)
         for w in self.controls.values(): w.observe(self._handler('_on_change'), 'value')
         self.controls['head_depth'].add_class('fl-head-depth')
+        for k in ('head_width', 'ps', 'concat_pool'): self.controls[k].add_class(f"fl-{k.replace('_', '-')}")
         self.head_table = W.HTML().add_class('fl-head-table')
         self.run_button = W.Button(description='Run', button_style='success', icon='play').add_class('fl-run')
         self.stop_button = W.Button(description='Stop', button_style='danger', icon='stop', disabled=True).add_class('fl-stop')
@@ -129,23 +145,25 @@ class Lab:
         self.progress_label = W.Label().add_class('fl-progress-label')
         self.status = W.HTML().add_class('fl-status')
         self.data_line = W.HTML().add_class('fl-data')
-        self.report = W.Image(format='png', layout=W.Layout(max_width='100%')).add_class('fl-report')
+        self.report = W.Image(format='png', layout=W.Layout(max_width='100%', display='none')).add_class('fl-report')
         self.explanation = W.HTML().add_class('fl-explain')
         self.view = dict(
-            figure=W.Dropdown(options=[('full report', 'report'), ('heatmap only', 'heatmap')],
+            figure=W.Dropdown(options=[('full report', 'report'), ('heatmap only', 'heatmap')], value=DEFAULT_VIEW['figure'],
                               description='figure', style=_STYLE),
-            group_by=W.Dropdown(options=[('one per layer', 'layer'), ('one per block', 'block')],
+            group_by=W.Dropdown(options=[('one per block', 'block'), ('one per layer', 'layer')], value=DEFAULT_VIEW['group_by'],
                                 description='heatmap rows', style=_STYLE),
-            cmap=W.Dropdown(options=CMAPS, description='heatmap colours', style=_STYLE),
-            scale=W.Dropdown(options=[('shared by the runs', 'shared'), ('per run', 'per run')],
-                             description='compare colour scale', style=_STYLE))
+            cmap=W.Dropdown(options=CMAPS, value=DEFAULT_VIEW['cmap'], description='heatmap colours', style=_STYLE),
+            scale=W.Dropdown(options=[('shared by the runs', 'shared'), ('one per run', 'per run')],
+                             description='colour scale', style=_STYLE, layout=W.Layout(width='22em')))
         for k, w in self.view.items(): w.add_class(f'fl-view-{k}'.replace('_', '-')); w.observe(self._handler('_on_view'), 'value')
         self.runs_list = W.SelectMultiple(options=[], rows=6, description='finished runs', style=_STYLE,
-                                          layout=W.Layout(width='60em')).add_class('fl-runs')
+                                          layout=W.Layout(width='98%')).add_class('fl-runs')
+        self.runs_list.observe(self._handler('_on_pick'), 'value')
+        self.run_details = W.HTML().add_class('fl-run-details')
         self.show_button = W.Button(description='Show', icon='eye').add_class('fl-show')
         self.compare_button = W.Button(description='Compare two', icon='columns').add_class('fl-compare')
         self.show_button.on_click(self._handler('_on_show')); self.compare_button.on_click(self._handler('_on_compare'))
-        self.compare_image = W.Image(format='png', layout=W.Layout(max_width='100%')).add_class('fl-compare-image')
+        self.compare_image = W.Image(format='png', layout=W.Layout(max_width='100%', display='none')).add_class('fl-compare-image')
         self.diff = W.HTML().add_class('fl-diff')
         self.widget = self._layout().add_class('fl-lab')
 
@@ -160,14 +178,17 @@ class Lab:
 
     def _layout(self):
         c, h = self.controls, lambda s: W.HTML(f'<b>{s}</b>')
-        model = W.VBox([h('Model'), c['arch'], c['pretrained'], c['head_depth'], self.head_table])
+        col = W.Layout(width='27em', overflow='visible')   # as wide as a control: nothing cut off, no scroll bar
+        model = W.VBox([h('Model'), c['arch'], c['pretrained'], c['head_depth'], c['head_width'], c['ps'], c['concat_pool'],
+                        self.head_table], layout=W.Layout(overflow='visible'))
         train = W.VBox([h('Training'), c['strategy'], c['freeze_epochs'], c['epochs'], c['base_lr'], c['lr_mult'],
-                        c['train_bn'], c['keep_bn_stats'], h('Data'), c['source'], c['n_images']])
+                        c['train_bn'], c['keep_bn_stats'], h('Data'), c['source'], c['n_images']], layout=col)
         bar = W.HBox([self.run_button, self.stop_button, self.progress, self.progress_label])
-        runs = W.VBox([h('Finished runs (pick one to show, two to compare)'), self.runs_list,
+        runs = W.VBox([h('Finished runs (pick one to show, two to compare; hover for every setting)'), self.runs_list, self.run_details,
                        W.HBox([self.show_button, self.compare_button, self.view['scale']]), self.compare_image, self.diff])
-        return W.VBox([W.HTML('<h3>finetune_lab: what fine-tuning does to every layer</h3>'), W.HBox([train, model]), self.data_line, bar,
-                       self.status, W.HBox([self.view['figure'], self.view['group_by'], self.view['cmap']]),
+        return W.VBox([W.HTML('<h3>finetune_lab: what fine-tuning does to every layer</h3>'),
+                       W.HBox([train, model], layout=W.Layout(flex_flow='row wrap', overflow='visible')), bar, self.data_line,
+                       self.status, W.HBox([self.view['figure'], self.view['group_by'], self.view['cmap']], layout=W.Layout(flex_flow='row wrap')),
                        self.report, self.explanation, runs])
 
     def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
@@ -206,9 +227,7 @@ def _remember(self:Lab, cfg:Config, h:RunHistory) -> str:
     self._cache[cfg.key()] = h
     if self.run_dir is None: return ''
     p = run_file(self.run_dir, cfg)
-    try:
-        tmp = h.save(p.with_suffix(f'.{os.getpid()}.{threading.get_ident()}.tmp'))
-        os.replace(tmp, p)  # atomic: another panel never reads half a file
+    try: h.save(p)   # atomic: another panel never reads half a file
     except Exception as e: return f" in memory only (could not save it to {p.parent}: {type(e).__name__}: {e})"
     return ''
 
@@ -219,6 +238,8 @@ def say(self:Lab, msg:str, kind:str='info'):
     self.status.value = (f'<div class="fl-msg fl-{kind}" style="color:{_COLORS[kind]}; white-space:pre-wrap">'
                          f'{html.escape(msg)}</div>')
 
+def _plural(n, w): return f"{n} {w}{'s'*(n != 1)}"
+
 @patch
 def _check(self:Lab, cfg:Config) -> tuple[str, str]:
     "(message, kind) about `cfg` before it runs: a warning when its weights would need a download."
@@ -227,16 +248,20 @@ def _check(self:Lab, cfg:Config) -> tuple[str, str]:
                "Choose efficientnet_lite0 (its weights ship with pip) or untick 'ImageNet weights'.")
         return msg, 'warn'
     if self.cached(cfg) is not None: return "This setup has been run before: Run shows it at once, without training.", 'ok'
-    return f"Ready: Run trains {planned_epochs(cfg)} epochs ({cfg.strategy}) in the background.", 'info'
+    return f"Ready: Run trains {_plural(planned_epochs(cfg), 'epoch')} ({cfg.strategy}) in the background.", 'info'
+
+def data_words(cfg:Config) -> str:
+    "The line under Run: which images and which backbone `cfg` uses on this machine (what 'auto' chose)."
+    return describe_run(cfg).removeprefix('finetune_lab: ').replace('images: ', 'Run uses ', 1)
 
 @patch
 def _on_change(self:Lab, change=None):
     c = self.controls
     if change is not None and change.get('owner') is c['arch'] and self.defaults.keep_bn_stats == 'auto':
         c['keep_bn_stats'].value = keeps_bn_stats('auto', c['arch'].value)  # what 'auto' means for the new backbone
-    try: self.data_line.value = f'<div style="color:#555">{html.escape(describe_run(self.config()))}</div>'
+    try: self.data_line.value = f'<div style="color:#555">{html.escape(data_words(self.config()))}.</div>'
     except ValueError: pass
-    self.head_table.value = head_html(c['arch'].value, c['head_depth'].value, self.defaults.head_width, self.defaults.ps)
+    self.head_table.value = head_html(c['arch'].value, c['head_depth'].value, c['head_width'].value, _snap(c['ps']), c['concat_pool'].value)
     if self.running: return  # the status line belongs to the run until it ends
     try: self.say(*self._check(self.config()))
     except ValueError as e: self.say(str(e), 'error')
@@ -248,12 +273,22 @@ def _set_running(self:Lab, on:bool):
     self.run_button.disabled, self.stop_button.disabled = on, not on
 
 @patch
+def _label_of(self:Lab, h:RunHistory) -> str: return run_label(h, self.defaults.resolved().asdict())
+
+@patch
 def _add(self:Lab, h:RunHistory):
-    "Put `h` in `runs` (once) and in the list of finished runs."
+    "Put `h` in `runs` (once) and in the list of finished runs, labelled by what differs from the panel's defaults."
     if not any(r is h for r in self.runs): self.runs.append(h)
     sel = self.runs_list.value
-    self.runs_list.options = [(f"{i+1}. {config_title(r)}", i) for i, r in enumerate(self.runs)]
+    self.runs_list.options = [(f"{i+1}. {self._label_of(r)}", i) for i, r in enumerate(self.runs)]
+    self.runs_list.tooltip = '\n'.join(f"{i+1}. {config_words(r)}" for i, r in enumerate(self.runs))   # every setting, on hover
     self.runs_list.value = tuple(i for i in sel if i < len(self.runs))
+
+@patch
+def _on_pick(self:Lab, change=None):
+    "Every setting of the picked runs, under the list."
+    self.run_details.value = ''.join(f'<div style="color:#555; font-size:90%">{i+1}. {html.escape(config_words(self.runs[i]))}</div>'
+                                     for i in self.runs_list.value)
 
 @patch
 def _on_run(self:Lab, _=None):
@@ -290,9 +325,13 @@ def _train(self:Lab, cfg:Config):
     t0 = time.perf_counter()
     try:
         h = run(cfg, cbs=[WidgetProgress(self.progress, self.progress_label, cfg)] + self.cbs, stop=self._stop, progress=False)
+        secs = time.perf_counter() - t0
+        if h.interrupted and not len(h.steps):   # stopped while preparing: nothing trained, nothing to keep or show
+            self.progress_label.value = 'stopped before training began'
+            return self.say(f"Stopped before the first training step ({secs:.0f} s): nothing was trained, so no run was added.", 'warn')
         self._add(h)
         note = '' if h.interrupted else self._remember(cfg, h)
-        secs = time.perf_counter() - t0
+        self.progress_label.value = f"{'stopped after' if h.interrupted else 'done:'} {_plural(len(h.steps), 'step')}"
         msg = (f"Stopped after {len(h.steps)} steps ({secs:.0f} s): the partial run is kept in the list, not cached."
                if h.interrupted else f"Finished in {secs:.0f} s ({len(h.steps)} steps); cached{note}.")
         try: self._show(h)
@@ -300,18 +339,19 @@ def _train(self:Lab, cfg:Config):
         self.say(msg, 'warn' if h.interrupted or 'failed' in msg else 'ok')
     except Exception as e:  # a thread's exception would only reach stderr: show it in the panel instead
         self.error = e
+        self.progress_label.value = 'failed'
         self.say(_error_text(e), 'error')
     finally: self._set_running(False)
 
 # %% ../nbs/09_lab.ipynb #40574dc9
 @patch
 def _report_png(self:Lab, h:RunHistory) -> bytes:
-    "The figure for `h` as the view options say, drawn once per run and view (so a cached run shows at once)."
+    "The figure for `h` as the view menus say, drawn once per run and view (the default view of a saved run is read from disk)."
     v = {k: w.value for k, w in self.view.items() if k != 'scale'}
-    k = (id(h), v['figure']) + ((v['cmap'], v['group_by']) if v['figure'] == 'heatmap' else ())
+    k = (id(h), v['figure'], v['group_by'], v['cmap'])
     if k not in self._pngs:
-        if v['figure'] == 'heatmap': self._pngs[k] = self._heatmap(h, v['group_by']).png(v['cmap'])
-        else: self._pngs[k] = self._saved_report(h)
+        self._pngs[k] = self._saved_report(h) if v == DEFAULT_VIEW else self._figure(h, v['figure'], v['group_by']).png(v['cmap'])
+        while len(self._pngs) > 24: self._pngs.pop(next(iter(self._pngs)))   # oldest first: ~0.3 MB each
     return self._pngs[k]
 
 @patch
@@ -324,43 +364,52 @@ def _report_file(self:Lab, h:RunHistory) -> Path|None:
 
 @patch
 def _saved_report(self:Lab, h:RunHistory) -> bytes:
-    "`plot_report(h)` as PNG: read from `run_dir` when a session drew it before, else drawn and saved there for the next one."
+    "The default view of `h` as PNG: read from `run_dir` when a session drew it before, else drawn and saved there for the next one."
     p = self._report_file(h)
     if p is not None and p.exists():
         b = p.read_bytes()
         if b.startswith(b'\x89PNG\r\n\x1a\n'): return b
-    b = fig_to_png(plot_report(h))
+    b = fig_to_png(plot_report(h, width=REPORT_W, group_by=DEFAULT_VIEW['group_by'], cmap=DEFAULT_VIEW['cmap']))
     if p is not None:
-        try: tmp = p.with_suffix(f'.{os.getpid()}.{threading.get_ident()}.tmp'); tmp.write_bytes(b); os.replace(tmp, p)
+        try: atomic_write(p, b)
         except OSError: pass   # a read-only run_dir: the run is still shown, it is just drawn again next session
     return b
 
 @patch
-def _heatmap(self:Lab, h:RunHistory, group_by:str) -> HeatmapPNG:
-    "`h`'s heatmap, drawn once per row grouping: a new colour map only re-colours it (the last few are kept)."
-    k = (id(h), group_by)
+def _figure(self:Lab, h:RunHistory, figure:str, group_by:str) -> HeatmapPNG:
+    "`h`'s report or heatmap, drawn once per row grouping: a new colour map only re-colours it (the last few are kept)."
+    k = (id(h), figure, group_by)
     if k not in self._heatmaps:
-        self._heatmaps[k] = HeatmapPNG(plot_heatmap(h, cmap=self.view['cmap'].value, group_by=group_by, title=config_title(h)))
+        cm = self.view['cmap'].value
+        fig = (plot_report(h, width=REPORT_W, group_by=group_by, cmap=cm) if figure == 'report' else
+               plot_heatmap(h, cmap=cm, group_by=group_by, title=config_title(h)))
+        self._heatmaps[k] = HeatmapPNG(fig)
         while len(self._heatmaps) > 6: self._heatmaps.pop(next(iter(self._heatmaps)))   # oldest first: ~3 MB of pixels each
     return self._heatmaps[k]
+
+def _shown_image(w:W.Image, png:bytes):
+    "Set an image widget's PNG and show it (it is hidden while empty: a browser draws an empty image as a broken icon)."
+    w.value = png
+    w.layout.display = None if png else 'none'
 
 @patch
 def _show(self:Lab, h:RunHistory):
     "Draw `h`'s figure and its explanation."
     self._shown = h
-    self.report.value = self._report_png(h)
+    _shown_image(self.report, self._report_png(h))
     self.explanation.value = f'<p style="max-width:60em">{html.escape(explain(h))}</p>'
 
 @patch
 def _compare_png(self:Lab, hs:list) -> bytes:
     v = self.view
-    return fig_to_png(plot_compare(hs, cmap=v['cmap'].value, group_by=v['group_by'].value, shared_scale=v['scale'].value == 'shared'))
+    return fig_to_png(plot_compare(hs, cmap=v['cmap'].value, group_by=v['group_by'].value, shared_scale=v['scale'].value == 'shared',
+                                   max_width=REPORT_W))
 
 @patch
 def compare(self:Lab, i:int, j:int):
     "Compare `runs[i]` with `runs[j]`: side-by-side heatmaps and a paragraph."
     self._compared = [self.runs[i], self.runs[j]]
-    self.compare_image.value = self._compare_png(self._compared)
+    _shown_image(self.compare_image, self._compare_png(self._compared))
     self.diff.value = f'<p style="max-width:60em">{html.escape(explain_diff(*self._compared))}</p>'
 
 @patch
@@ -379,5 +428,5 @@ def _on_show(self:Lab, _=None):
 
 @patch
 def _on_view(self:Lab, change=None):
-    if self._shown is not None: self.report.value = self._report_png(self._shown)
-    if self._compared is not None: self.compare_image.value = self._compare_png(self._compared)
+    if self._shown is not None: _shown_image(self.report, self._report_png(self._shown))
+    if self._compared is not None: _shown_image(self.compare_image, self._compare_png(self._compared))

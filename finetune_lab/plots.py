@@ -6,7 +6,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/plots.html.md"""
 
 # %% ../nbs/06_plots.ipynb #7c8ce504
 from __future__ import annotations
-import io, functools, threading
+import io, functools, re, threading
 from types import SimpleNamespace
 import numpy as np, pandas as pd
 import matplotlib as mpl
@@ -25,8 +25,8 @@ from .explain import check_history, run_titles, config_title, error_words, group
 
 # %% auto #0
 __all__ = ['PAD', 'PT', 'TICK', 'PHASE_LABEL_H', 'FROZEN_STYLE', 'CBAR_GAP', 'CBAR_W', 'PHASE_BAR_LABEL_H', 'BASELINE_LINES',
-           'HEAT_AX_W', 'fig_to_png', 'group_colors', 'text_width', 'layer_blocks', 'color_limits', 'row_labels',
-           'plot_heatmap', 'HeatmapPNG', 'plot_phase_bars', 'plot_lrs', 'plot_losses', 'update_ratios',
+           'HEAT_AX_W', 'fig_to_png', 'group_colors', 'text_width', 'wrap_text', 'layer_blocks', 'color_limits',
+           'row_labels', 'plot_heatmap', 'HeatmapPNG', 'plot_phase_bars', 'plot_lrs', 'plot_losses', 'update_ratios',
            'plot_update_ratio', 'plot_compare', 'plot_report', 'plot_importance']
 
 # %% ../nbs/06_plots.ipynb #f0000001
@@ -72,6 +72,14 @@ def text_width(texts, size:float=10.)->float:
     "Width in inches of the widest line of `texts` at font `size`: measured by FreeType, no figure or renderer needed."
     lines = {l for t in texts for l in str(t).split('\n')}
     return max((_line_width(l, size) for l in sorted(lines, key=len)[-8:]), default=0.)*PT   # the longest few: widths per character differ by < 2x
+
+def wrap_text(text:str, width:float, size:float=10.)->str:
+    "`text` broken after ', ', ': ' or ' · ' into lines at most `width` inches wide at font `size` (never inside a phrase)."
+    lines = []
+    for part in re.split(r'(?<=[,:·]) ', text):
+        if lines and text_width([lines[-1] + ' ' + part], size) <= width: lines[-1] += ' ' + part
+        else: lines.append(part)
+    return '\n'.join(lines)
 
 def _fig_ax(ax, figsize, margins):
     """`ax`'s figure and `ax` when it is an Axes; else new axes inside `margins` (left, right, top, bottom; inches) of
@@ -163,8 +171,8 @@ def _mark_phases(ax, h, label=True, shade=False):
                           ha='center', va='bottom', fontsize=8, clip_on=False)
 
 # %% ../nbs/06_plots.ipynb #5bb65810
-def _runs(keys):
-    "(key, start, end) for each run of equal consecutive `keys`."
+def _stretches(keys):
+    "(key, start, end) for each stretch of equal consecutive `keys` (rows of one group, one block)."
     out = []
     for i,k in enumerate(keys):
         if out and out[-1][0] == k: out[-1][2] = i+1
@@ -180,7 +188,7 @@ def layer_blocks(layers:pd.DataFrame, max_blocks:int=24)->list:
     for depth in range(max(map(len, paths), default=1), 0, -1):
         keys = [(g, 'head' if hd else '.'.join(p[:depth])) for p,hd,g in zip(paths, heads, groups)]
         runs = []
-        for (g,k),a,b in _runs(keys):
+        for (g,k),a,b in _stretches(keys):
             same = runs and runs[-1][0] == g and (runs[-1][1] == k or _is_block(runs[-1][1]) and k.startswith(runs[-1][1]+'.')
                                                   and not k.split('.')[-1].isdigit())
             if same: runs[-1][3] = b
@@ -238,14 +246,14 @@ FROZEN_STYLE = dict(facecolor='#e6e6e6', edgecolor='#8c8c8c', hatch='////', line
 def _row_ticks(h, labels, group_by, max_labels):
     "Row label positions, texts and font size, and where thin lines separate blocks (when not every row is named)."
     n = len(labels)
-    if n <= max_labels: return list(range(n)), list(labels), 7 if n > 20 else 8, []
+    if n <= max_labels: return list(range(n)), list(labels), 8, []
     blocks = layer_blocks(h.layers, max_labels) if group_by == 'layer' else [(l,i,i+1) for i,l in enumerate(labels)]
     keep, last = [], -n
     for k,a,b in blocks:
         if (a+b-1)/2 - last >= n/max_labels: keep.append((k, a, b)); last = (a+b-1)/2
-    return [(a+b-1)/2 for _,a,b in keep], [k for k,_,_ in keep], 7, [a-.5 for _,a,_ in blocks[1:]]
+    return [(a+b-1)/2 for _,a,b in keep], [k for k,_,_ in keep], 8, [a-.5 for _,a,_ in blocks[1:]]
 
-def _group_texts(h, groups): return [(g, a, b, _group_label(h, g).replace(' (', '\n(')) for g,a,b in _runs(list(groups))]
+def _group_texts(h, groups): return [(g, a, b, _group_label(h, g).replace(' (', '\n(')) for g,a,b in _stretches(list(groups))]
 
 def row_labels(ax)->list:
     "The row names a heatmap drew (texts with gid 'row_label', top to bottom)."
@@ -256,12 +264,12 @@ def _label_rows(ax, h, r):
     pos, texts, size, lines = r.ticks
     ax.set_yticks([])
     tr = _offset(ax, ax.get_yaxis_transform(), dx=-3*PT)
-    for y,t in zip(pos, texts): ax.text(0, y, t, transform=tr, fontsize=size, ha='right', va='center', gid='row_label')
+    for y,t in ((y,t) for y,t in zip(pos, texts) if t): ax.text(0, y, t, transform=tr, fontsize=size, ha='right', va='center', gid='row_label')
     if lines: ax.hlines(lines, 0, 1, transform=ax.get_yaxis_transform(), colors='w', lw=.5, alpha=.7)
     gt = r.group_texts
     ax.hlines([a-.5 for _,a,_,_ in gt[1:]], 0, 1, transform=ax.get_yaxis_transform(), colors='k', lw=1.5, gid='group_boundary')
     cols, tr = group_colors(h.n_groups), _offset(ax, ax.get_yaxis_transform(), dx=3*PT)
-    for g,a,b,t in gt:   # plain text, not a second axis: cheaper to lay out
+    for g,a,b,t in (x for x in gt if x[3]):   # plain text, not a second axis: cheaper to lay out
         ax.text(1, (a+b-1)/2, t, transform=tr, color=cols[g], fontsize=8, ha='left', va='center', gid='group_label')
 
 # %% ../nbs/06_plots.ipynb #6439e0c2
@@ -278,9 +286,9 @@ def _heat_rows(h, group_by, max_labels):
 
 def _heat_margins(r, colorbar=True)->tuple:
     "(left, right, top, bottom) inches around the heatmap of rows `r`: row names and y label; group names and colour bar; title and phase names; steps and x label."
-    left = PAD + _line() + 6*PT + r.row_w
+    left = PAD + (_line() + 6*PT + r.row_w if r.row_w else 0)
     right = PAD + 3*PT + r.group_w + (_cbar_room() if colorbar else 0)
-    return left, right, PAD + _line(11) + 7*PT + PHASE_LABEL_H, PAD + _xlabel_drop() + _line()
+    return left, right, PAD + _line(11, getattr(r, 'title_lines', 1)) + 7*PT + PHASE_LABEL_H, PAD + _xlabel_drop() + _line()
 
 def _bar_ticks(lo:float, hi:float)->list:
     "(position 0..1 along the bar, label) for a log colour bar from 10**lo to 10**hi: every decade, or three values when under two decades fit."
@@ -345,7 +353,8 @@ def _draw_heatmap(h, r, vmin, vmax, cm, group_by, ax, title, colorbar)->Figure:
     _mark_phases(ax, h)
     _label_rows(ax, h, r)
     ax.set_xlim(x[0], x[-1]); ax.set_ylim(n-.5, -.5)
-    _few_ticks(ax.xaxis, n=8); _labels(ax, 'training step', 'layer (input at top, head at bottom)' if group_by == 'layer' else 'block of layers (input at top)',
+    ylabel = '' if not r.row_w else 'layer (input at top, head at bottom)' if group_by == 'layer' else 'block of layers (input at top)'
+    _few_ticks(ax.xaxis, n=8); _labels(ax, 'training step', ylabel,
             r.row_w + 3*PT - TICK, xloc='left')
     if colorbar: _colorbar(ax, im, colorbar if isinstance(colorbar, str) else '‖W − W₀‖ / ‖W₀‖ (log)', 3*PT + r.group_w + CBAR_GAP)
     if frozen.any():
@@ -483,7 +492,8 @@ def plot_losses(h:RunHistory, ax=None, smooth:int=10)->Figure:
     for k, (name, ls) in BASELINE_LINES.items():
         v = h.baselines.get(k)
         if v is not None: ax2.axhline(v, color='C3', ls=ls, lw=1, alpha=.7, label=f'{name} ({v:.0%})', gid=f'baseline_{k}')
-    ax2.set_ylim(bottom=0, top=max(ax2.get_ylim()[1], 1.1*max([v for v in h.baselines.values() if v is not None], default=0)))
+    top = max([v for v in [*h.epochs.error_rate, *h.baselines.values()] if v is not None and np.isfinite(v)], default=0)
+    ax2.set_ylim(bottom=0, top=max(1.15*top, .05))   # room above the highest marker, so it is never cut in half
     _mark_phases(ax, h, shade=True)
     ax.set_xlim(_step_edges(h)[[0, -1]]); ax.set_ylim(bottom=0)
     _few_ticks(ax.xaxis, ax.yaxis, ax2.yaxis); _labels(ax, 'training step', 'loss', _tick_w('num'))
@@ -520,11 +530,15 @@ def plot_update_ratio(h:RunHistory, ax=None)->Figure:
     return fig
 
 # %% ../nbs/06_plots.ipynb #ae7518a4
-HEAT_AX_W = 4.3   # inches of steps per run in plot_compare
+HEAT_AX_W = 4.3   # inches of steps per run in plot_compare (less when `max_width` asks for it)
+
+def _same_rows(rows)->bool: return all(r.labels == rows[0].labels and list(r.groups) == list(rows[0].groups) for r in rows)
 
 def plot_compare(histories:list, titles:list|None=None, cmap:str='viridis', group_by:str='layer',
-                 shared_scale:bool=True)->Figure: # one colour scale for all runs (else each run its own colour bar)
-    "Heatmaps of several runs side by side, titled by the knobs that differ; on one shared colour scale unless `shared_scale=False`."
+                 shared_scale:bool=True,      # one colour scale for all runs (else each run its own colour bar)
+                 max_width:float=13.)->Figure: # inches: panels narrow to fit (13 in shows ~9 px row names in a notebook)
+    """Heatmaps of several runs side by side, titled by the knobs that differ; on one shared colour scale unless
+    `shared_scale=False`. Runs with the same rows name them once, on the left, and their groups once, on the right."""
     hs = list(histories)
     if not hs: raise ValueError("plot_compare needs at least one RunHistory.")
     for h in hs: check_history(h, 'plot_compare')
@@ -534,27 +548,46 @@ def plot_compare(histories:list, titles:list|None=None, cmap:str='viridis', grou
     last = len(hs) - 1
     cbars = [True if not shared_scale else '‖W − W₀‖ / ‖W₀‖ (shared log scale)' if i == last else False for i in range(len(hs))]
     cm, rows = _cmap(cmap), [_heat_rows(h, group_by, 40) for h in hs]
-    widths = [left + right + HEAT_AX_W for left,right,_,_ in (_heat_margins(r, bool(cb)) for r,cb in zip(rows, cbars))]
-    fig, H = Figure(figsize=(sum(widths), 6.5)), 6.5
+    if shared_scale and _same_rows(rows):
+        rows = [SimpleNamespace(**{**vars(r), **(dict(row_w=0, ticks=(r.ticks[0], ['']*len(r.ticks[1]), *r.ticks[2:])) if i else {}),
+                                   **(dict(group_w=0, group_texts=[(*g[:3], '') for g in r.group_texts]) if i < last else {})})
+                for i,r in enumerate(rows)]
+    margins = [(left + right) for left,right,_,_ in (_heat_margins(r, bool(cb)) for r,cb in zip(rows, cbars))]
+    heat_w = min(HEAT_AX_W, max(2., (max_width - sum(margins))/len(hs)))
+    widths = [m + heat_w for m in margins]
+    titles = [wrap_text(t, w - 2*PAD, 11) for t,w in zip(titles, widths)]
+    n_lines = max(t.count('\n') + 1 for t in titles)
+    H = 6.5 + _line(11, n_lines - 1)
+    fig = Figure(figsize=(sum(widths), H))
     vmin, vmax = color_limits(hs) if shared_scale else (None, None)
     for i,(h,r,t,w) in enumerate(zip(hs, rows, titles, widths)):
-        size = min(11., 11*(w - 2*PAD)/max(text_width([t], 11), 1e-3))   # a long title shrinks to its panel
+        r.title_lines = n_lines
         _draw_heatmap(h, r, vmin, vmax, cm, group_by, (fig, (sum(widths[:i]), 0, w, H)), t, cbars[i])
-        fig.axes[-1].title.set_fontsize(size)
     return fig
 
 # %% ../nbs/06_plots.ipynb #9282004c
-def plot_report(h:RunHistory, title:str|None=None)->Figure:
+def plot_report(h:RunHistory, title:str|None=None,
+                width:float=16.,          # inches; under 12 the phase bars get a row of their own (10 fits a notebook at 1:1)
+                group_by:str='layer',     # heatmap rows: 'layer' or 'block'
+                cmap:str='viridis')->Figure:
     "One figure: the heatmap on top; change per phase, learning rates and losses below (group colours named once, under the phase bars)."
     check_history(h, 'plot_report')
-    W, H = 16, 11
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 6 <= width <= 40:
+        raise ValueError(f"plot_report(width={width!r}): give the figure's width in inches, from 6 to 40 (16 for a wide screen, 10 for a notebook).")
+    W, narrow = float(width), width < 12
+    title = wrap_text(title or f"{config_title(h)} · {error_words(h)}", W - 2*PAD, 13)
+    top = PAD + _line(13, title.count('\n') + 1)
+    low, heat = (3.4, 5.6) if narrow else (10.7/2.6, 10.7 - 10.7/2.6)
+    H = top + heat + low*(1 + narrow)
     fig = Figure(figsize=(W, H))
-    title = title or f"{config_title(h)} · {error_words(h)}"
-    size = min(13., 13*(W - 2*PAD)/max(text_width([title], 13), 1e-3))   # a long title shrinks to the figure's width
-    fig.suptitle(title, fontsize=size, y=1 - PAD/H, va='top')
-    rest = H - PAD - _line(13)
-    low, w = rest/2.6, [W*1.5/3.5, W/3.5, W/3.5]
-    plot_heatmap(h, ax=(fig, (0, low, W, rest - low)), max_labels=30)
+    fig.suptitle(title, fontsize=13, y=1 - PAD/H, va='top')
+    plot_heatmap(h, cmap=cmap, group_by=group_by, ax=(fig, (0, H - top - heat, W, heat)), max_labels=30)
+    if narrow:
+        plot_phase_bars(h, ax=(fig, (0, low, W, low)))
+        plot_lrs(h, ax=(fig, (0, 0, W/2, low)), legend=False)
+        plot_losses(h, ax=(fig, (W/2, 0, W/2, low)))
+        return fig
+    w = [W*1.5/3.5, W/3.5, W/3.5]
     plot_phase_bars(h, ax=(fig, (0, 0, w[0], low)))
     plot_lrs(h, ax=(fig, (w[0], 0, w[1], low)), legend=False)
     plot_losses(h, ax=(fig, (w[0]+w[1], 0, w[2], low)))

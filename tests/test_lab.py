@@ -113,10 +113,52 @@ def test_view_changes_redraw_the_shown_run_exactly(lab):
         lab.view['cmap'].value = cmap
         want = fig_to_png(plot_heatmap(h, cmap=cmap, group_by=lab.view['group_by'].value, title=config_title(h)))
         assert (pixels(lab.report.value) == pixels(want)).all(), cmap
-    assert len([k for k in lab._heatmaps if k[0] == id(h)]) == 1 and lab.n_trained == n   # drawn once, re-coloured twice, nothing trained
-    lab.view['group_by'].value = 'block'                                                     # new rows: a new drawing
-    assert (pixels(lab.report.value) == pixels(fig_to_png(plot_heatmap(h, cmap='viridis', group_by='block', title=config_title(h))))).all()
-    lab.view['figure'].value, lab.view['group_by'].value = 'report', 'layer'
+    assert len([k for k in lab._heatmaps if k[:2] == (id(h), 'heatmap')]) == 1 and lab.n_trained == n   # drawn once, re-coloured twice
+    lab.view['group_by'].value = 'layer'                                                     # new rows: a new drawing
+    assert (pixels(lab.report.value) == pixels(fig_to_png(plot_heatmap(h, cmap='viridis', group_by='layer', title=config_title(h))))).all()
+    lab.view['figure'].value, lab.view['group_by'].value = 'report', 'block'
+
+def test_every_view_menu_acts_on_the_full_report(lab):
+    "Item 4 of issue #15: with 'full report' shown, 'heatmap rows' and 'heatmap colours' change it too (nothing retrains)."
+    import io, numpy as np
+    from PIL import Image
+    from finetune_lab.plots import plot_report, fig_to_png
+    from finetune_lab.lab import REPORT_W, DEFAULT_VIEW
+    pixels = lambda png: np.asarray(Image.open(io.BytesIO(bytes(png))).convert('RGBA'))
+    lab.runs_list.value = (1,); lab.show_button.click()
+    h, n, default = lab.runs[1], lab.n_trained, lab.report.value
+    assert lab.view['figure'].value == 'report'
+    lab.view['group_by'].value = 'layer'
+    by_layer = lab.report.value
+    assert (pixels(by_layer) == pixels(fig_to_png(plot_report(h, width=REPORT_W, group_by='layer')))).all()
+    lab.view['cmap'].value = 'magma'
+    assert (pixels(lab.report.value) == pixels(fig_to_png(plot_report(h, width=REPORT_W, group_by='layer', cmap='magma')))).all()
+    for k, v in DEFAULT_VIEW.items(): lab.view[k].value = v
+    assert lab.report.value == default and lab.n_trained == n
+
+def test_finished_runs_are_told_apart_and_the_panel_names_data_and_backbone(lab):
+    "Items 2 and 3 of issue #15: labels name what differs from the defaults, in full; every setting on hover and on pick."
+    labels = [l for l, _ in lab.runs_list.options]
+    assert labels[0].startswith('1. fine_tune') and labels[0].endswith('(interrupted)')   # the panel's default epochs=5: not named
+    assert labels[1].startswith('2. fine_tune, 1 frozen + 1 epoch: error ')               # epochs=1 differs: named
+    assert lab.runs_list.layout.width == '98%'                 # as wide as the panel: nothing cut off
+    tip = lab.runs_list.tooltip.split('\n')
+    assert len(tip) == 2 and 'epochs=5' in tip[0] and 'epochs=1' in tip[1] and all('n_images=32' in t and 'source=synthetic' in t for t in tip)
+    lab.runs_list.value = (0, 1)
+    assert 'epochs=5' in lab.run_details.value and 'epochs=1,' in lab.run_details.value
+    more = Lab(run_dir=None, **{**TINY, 'n_images': 48})
+    r = lab.runs[1]
+    assert '32 images' in more._label_of(r) and '48' not in more._label_of(r)   # 32 differs from this panel's 48
+    assert 'drawn' in lab.data_line.value and 'efficientnet_lite0' in lab.data_line.value and '32 of them at 64 px' in lab.data_line.value
+
+def test_stop_while_preparing_adds_no_empty_run():
+    "Item 5 of issue #15: Stop before the first training step cancels cleanly: no 0-step run, no empty figure, a clear label."
+    lab = Lab(run_dir=None, **TINY)
+    lab.run_button.click(); lab.stop_button.click()     # at once: the worker is still building the data and the model
+    assert lab.wait(300)
+    assert lab.runs == [] and lab.runs_list.options == () and lab.report.value == b'' and lab.report.layout.display == 'none'
+    assert 'Stopped before the first training step' in lab.status.value and 'no run was added' in lab.status.value
+    assert 'preparing' not in lab.progress_label.value and not lab.run_button.disabled and lab.stop_button.disabled
 
 def test_css_classes(lab):
     for w, cls in ((lab.controls['head_depth'], 'fl-head-depth'), (lab.run_button, 'fl-run'), (lab.stop_button, 'fl-stop'),

@@ -166,7 +166,8 @@ def test_compare_shares_one_colour_scale_and_names_the_knobs():
     fig = plot_compare(hs)
     norms = {(a.images[0].norm.vmin, a.images[0].norm.vmax) for a in fig.axes if a.images}
     assert norms == {color_limits(hs)}
-    titles = [a.get_title() for a in fig.axes if a.images]
+    titles = [a.get_title().replace('\n', ' ') for a in fig.axes if a.images]   # long titles wrap at ', ' or ': '
+    assert fig.get_size_inches()[0] <= 13.01                                     # max_width: narrower panels, not smaller text
     knobs = ['head_depth=1, strategy=fine_tune, freeze_epochs=1', 'head_depth=2, strategy=fine_tune, freeze_epochs=2',
              'head_depth=1, strategy=full, freeze_epochs=1']
     assert titles == [f"{k}: error {h.epochs.error_rate.iloc[-1]:.1%}" for k, h in zip(knobs, hs)]   # each run's final error
@@ -234,6 +235,9 @@ LAYOUT_CASES = {
     'report': lambda: plot_report(synthetic_history()),
     'report, long names': lambda: plot_report(long_names(synthetic_history(blocks=(1,1,1,1)))),
     'compare, shared scale': lambda: plot_compare([synthetic_history(), synthetic_history(head_depth=2, freeze_epochs=2)]),
+    'compare, three runs, rows named once': lambda: plot_compare([synthetic_history(s) for s in ('fine_tune', 'head_only', 'full')], group_by='block'),
+    'report, 10 in, blocks': lambda: plot_report(synthetic_history('gradual'), width=10, group_by='block'),
+    'report, 10 in, layers': lambda: plot_report(long_names(synthetic_history()), width=10),
     'compare, own scales, long titles': lambda: plot_compare([synthetic_history(), synthetic_history('gradual', seed=1)],
                                                              titles=['a title far too long to fit above one panel of the figure']*2,
                                                              shared_scale=False),
@@ -332,7 +336,9 @@ def test_explain_states_the_facts_of_fine_tune():
               'group 2 2.0e-03', 'For 3 epochs (60 steps, fit 1) all 3 groups trained (unfrozen) and 76 of all 76 layers changed']:
         assert s in t, s
     gc_ = group_change(h)
-    assert f'mean relative change {gc_[2]:.3g} vs {gc_[0]:.3g}' in t
+    assert f'had moved {gc_[2]:.3g} (mean relative change), {gc_[2]/gc_[0]:,.0f} times as far as group 0 ({gc_[0]:.3g})' in t
+    w, n = group_change(h, ('conv', 'linear')), group_change(h, ('batchnorm', 'layernorm'))
+    assert f'In group 0 the conv/linear weights moved {w[0]:.3g} and the norm layers {n[0]:.3g}' in t   # apart (issue #15, item 7)
 
 @pytest.mark.parametrize('kw,facts,absent', [
     (dict(strategy='head_only'), ['It trained frozen for 2 epochs.', 'never fully unfroze: groups 0 and 1 were still frozen'], ['unfrozen for']),
@@ -351,24 +357,25 @@ def test_explain_handles_every_shape(kw, facts, absent):
 
 def test_explain_numbers_come_from_the_history():
     "Scale the history's changes and LRs: every change figure and LR in the text scales with them."
-    h = synthetic_history()
+    h = RunHistory(**{**vars(synthetic_history()), 'config': {}})   # no config: the LRs said are the recorded ones
     steps = h.steps.copy()
     for g in range(3): steps[f'lr_{g}'] *= 10
     h2 = RunHistory(**{**vars(h), 'steps': steps, 'change': h.change*4})
     t, t2 = explain(h), explain(h2)
     lr = lambda s: [float(x) for x in re.findall(r'group \d (\d\.\de[+-]\d\d)', s)]
     np.testing.assert_allclose(lr(t2), np.array(lr(t))*10, rtol=.06)
-    (c,) = re.findall(r'mean relative change ([\d.e+-]+) vs ([\d.e+-]+)\)', t)
-    (c2,) = re.findall(r'mean relative change ([\d.e+-]+) vs ([\d.e+-]+)\)', t2)
+    (c,) = re.findall(r'had moved ([\d.e+-]+) \(mean relative change\), [\d,.]+ times as far as group 0 \(([\d.e+-]+)\)', t)
+    (c2,) = re.findall(r'had moved ([\d.e+-]+) \(mean relative change\), [\d,.]+ times as far as group 0 \(([\d.e+-]+)\)', t2)
     np.testing.assert_allclose(np.array(c2, float), np.array(c, float)*4, rtol=.01)
 
 def test_explain_diff_names_knobs_and_compares_numbers():
     a, b = synthetic_history(), synthetic_history(head_depth=2, freeze_epochs=2)
     t = explain_diff(a, b)
     ca, cb = group_change(a), group_change(b)
+    (wa, na), (wb, nb_) = ((group_change(h, ('conv', 'linear'))[0], group_change(h, ('batchnorm', 'layernorm'))[0]) for h in (a, b))
     for s in ['A (head_depth=1, freeze_epochs=1) with B (head_depth=2, freeze_epochs=2)', "B's head has 6 layers with weights, A's 4",
               'A trained 1 epoch with part of the model frozen, B 2 epochs', f'With head_depth=2, freeze_epochs=2 (B) the head',
-              f'moved {cb[-1]:.3g}', f'against {ca[-1]:.3g}', f'moved {cb[0]:.3g} in B and {ca[0]:.3g} in A']:
+              f'moved {cb[-1]:.3g}', f'against {ca[-1]:.3g}', f'conv/linear weights moved {wb:.3g} in B and {wa:.3g} in A', f'its norm layers {nb_:.3g} in B and {na:.3g} in A']:
         assert s in t, s
     assert 'Run B was interrupted' in explain_diff(a, synthetic_history(interrupt_at=.5))
     assert 'nothing to compare' in explain_diff(a, synthetic_history(interrupt_at=0))
@@ -438,3 +445,35 @@ def test_explain_says_how_the_body_batchnorm_normalised():
     assert 'kept their pretrained running statistics (keep_bn_stats=True)' in explain(h)
     h.config = {**h.config, 'keep_bn_stats': False}
     assert "fastai's default, keep_bn_stats=False" in explain(h)
+
+
+# ---------------------------------------------------------------- sized for where they are shown (issue #15)
+def test_report_width_and_views():
+    "The Lab's report: 10 in (shown 1:1, 1,000 px), phase bars on their own row; rows and colour map as asked."
+    h = synthetic_history('gradual')
+    fig = plot_report(h, width=10, group_by='block', cmap='magma')
+    assert fig.get_size_inches()[0] == 10 and len(fig.axes) >= 4
+    heat = next(a for a in fig.axes if a.images)
+    assert heat.images[0].get_cmap().name == 'magma' and row_labels(heat) == [k for k,_,_ in layer_blocks(h.layers)]
+    assert min(t.get_fontsize() for t in heat.texts if t.get_gid() == 'row_label') >= 8   # 11 px at 100 dpi, 1:1
+    with pytest.raises(ValueError, match='width'): plot_report(h, width=3)
+
+def test_compare_names_shared_rows_once_and_keeps_text_readable():
+    hs = [synthetic_history(s) for s in ('fine_tune', 'head_only', 'full')]
+    fig = plot_compare(hs, group_by='block')
+    axs = [a for a in fig.axes if a.images]
+    names = [row_labels(a) for a in axs]
+    assert names[0] == [k for k,_,_ in layer_blocks(hs[0].layers)] and names[1] == names[2] == []   # named once, on the left
+    groups = [[t for t in a.texts if t.get_gid() == 'group_label'] for a in axs]
+    assert [len(g) for g in groups] == [0, 0, 3]                                                  # groups once, on the right
+    assert all(a.title.get_fontsize() == 11 for a in axs) and fig.get_size_inches()[0] <= 13.01
+    own = plot_compare(hs, group_by='block', shared_scale=False)                                  # own scales: every panel whole
+    assert all(row_labels(a) for a in own.axes if a.images)
+
+def test_error_rate_markers_are_never_clipped():
+    "The highest error-rate marker sits below the top of the loss panel's error axis, with room for the marker."
+    h = synthetic_history(epochs=2)
+    h.epochs['error_rate'] = [.58, .33, .2]
+    fig = plot_losses(h)
+    (e,) = [l for a in fig.axes for l in a.lines if l.get_gid() == 'error_rate']
+    assert e.axes.get_ylim()[1] >= 1.1*.58
