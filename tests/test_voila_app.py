@@ -110,6 +110,22 @@ def test_app_shows_the_lab_and_the_head_slider_redraws_the_head(page):
     page.keyboard.press('ArrowLeft')
     page.wait_for_function("document.querySelector('.fl-head-table').innerText.includes('head_depth=1')", timeout=10_000)
 
+def test_page_shows_no_developer_text_no_broken_image_and_nothing_cut_off(page):
+    "Item 11 of issue #15: before any run the page is for a student: no env-var notes, no empty image, every label whole."
+    body = page.locator('body').inner_text()
+    for dev in ('FINETUNE_LAB_APP', 'Serve this page', 'the tests use', 'voila'):
+        assert dev not in body, f"developer text {dev!r} on the page"
+    assert not page.locator('.fl-report').is_visible() and not page.locator('.fl-compare-image').is_visible()
+    clipped = page.evaluate("""() => [...document.querySelectorAll('.fl-lab .widget-vbox, .fl-lab .widget-label, .fl-lab label')]
+        .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1).map(e => e.innerText.slice(0, 40))""")
+    assert clipped == [], f"cut off or scrolling: {clipped}"
+    assert 'colour scale' in text(page, '.fl-view-scale')
+
+def test_line_under_run_names_the_images_and_the_backbone(page):
+    "Item 3 of issue #15: what 'auto' chose is on the page before Run."
+    line = text(page, '.fl-data')
+    assert line.startswith('Run uses') and 'synthetic' in line and 'efficientnet_lite0' in line
+
 def report_size(page):
     return page.evaluate("""() => { const i = document.querySelector('img.fl-report, .fl-report img');
                                    return i ? [i.naturalWidth, i.naturalHeight] : null }""")
@@ -124,8 +140,38 @@ def test_run_draws_the_report(page):
     assert w > 400 and h > 300, f"the report figure is only {w}x{h} px"
     assert 'fl-ok' in page.locator('.fl-status').inner_html()
     assert page.locator('.fl-run').is_enabled() and page.locator('.fl-stop').is_disabled()
+    shown = page.evaluate("() => document.querySelector('.fl-report img, img.fl-report').getBoundingClientRect().width")
+    assert shown >= .82*w, f"the report ({w} px) is shown {shown:.0f} px wide: its 11-px row names would be under 9 px"
+    labels = [l.replace('\xa0', ' ') for l in page.locator('.fl-runs option').all_inner_texts()]   # the select shows spaces as nbsp
+    assert len(labels) == 1 and labels[0].startswith('1. fine_tune: error ')
+    assert page.evaluate("() => { const s = document.querySelector('.fl-runs select'); return s.scrollWidth <= s.clientWidth + 1 }")
     page.screenshot(path=page.tmp/'report.png')
     keep_screenshot(page.tmp/'report.png')
+
+def report_src(page): return page.evaluate("() => document.querySelector('.fl-report img, img.fl-report').src")
+
+def test_view_menus_act_on_the_full_report(page):
+    "Item 4 of issue #15: with 'full report' shown, the rows and colours menus redraw it."
+    before = report_src(page)
+    page.select_option('.fl-view-group-by select', label='one per layer')
+    page.wait_for_function("(s) => document.querySelector('.fl-report img, img.fl-report').src != s", arg=before, timeout=30_000)
+    by_layer = report_src(page)
+    page.select_option('.fl-view-cmap select', label='magma')
+    page.wait_for_function("(s) => document.querySelector('.fl-report img, img.fl-report').src != s", arg=by_layer, timeout=30_000)
+    magma = report_src(page)
+    page.select_option('.fl-view-group-by select', label='one per block'); page.select_option('.fl-view-cmap select', label='viridis')
+    page.wait_for_function("(s) => document.querySelector('.fl-report img, img.fl-report').src != s", arg=magma, timeout=30_000)
+
+def test_stop_while_preparing_adds_no_run(page):
+    "Item 5 of issue #15: Stop pressed while the images and model are being prepared cancels cleanly."
+    n = page.locator('.fl-runs option').count()
+    page.select_option('.fl-view-cmap select', label='cividis')   # nothing to do with it: just a setup not yet run...
+    page.locator('.fl-head-depth .noUi-handle').focus(); page.keyboard.press('ArrowRight')   # ...this is: head_depth=2
+    wait_text(page, '.fl-status', 'Run trains', 10_000)
+    page.click('.fl-run'); page.click('.fl-stop')
+    wait_text(page, '.fl-status', 'Stopped before the first training step', 60_000)
+    assert page.locator('.fl-runs option').count() == n and 'preparing' not in text(page, '.fl-progress-label')
+    page.keyboard.press('ArrowLeft'); page.select_option('.fl-view-cmap select', label='viridis')
 
 def test_stop_ends_a_long_run_early(page):
     epochs = page.locator('.widget-slider').filter(has=page.get_by_text('epochs (unfrozen)', exact=True))
