@@ -6,7 +6,8 @@ Docs: https://finetune-lab.github.io/finetune_lab/cli.html.md"""
 
 # %% ../nbs/10_cli.ipynb #803950e4
 from __future__ import annotations
-import argparse, os, re, sys, textwrap, time, warnings
+import argparse, os, re, signal, sys, textwrap, threading, time, warnings
+from contextlib import contextmanager
 from fastcore.basics import patch
 from pathlib import Path
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=FutureWarning)  # timm's import-time noise, not the user's concern
@@ -20,8 +21,9 @@ from .explain import explain, explain_diff
 
 # %% auto #0
 __all__ = ['DEMO', 'DEMO_STRATEGIES', 'DEFAULT_OUT', 'CLIError', 'flag', 'parse_value', 'failure', 'config_from',
-           'add_config_flags', 'config_overrides', 'PhaseLine', 'slug', 'unique', 'explain_text', 'Outputs', 'prepare',
-           'train', 'cmd_demo', 'cmd_run', 'parse_vary', 'cmd_compare', 'cmd_show', 'build_parser', 'main']
+           'add_config_flags', 'config_overrides', 'PhaseLine', 'slug', 'unique', 'explain_text', 'Outputs',
+           'hold_ctrl_c', 'prepare', 'train', 'cmd_demo', 'cmd_run', 'parse_vary', 'cmd_compare', 'cmd_show',
+           'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #2b171127
 class CLIError(Exception):
@@ -166,12 +168,24 @@ class Outputs:
 @patch
 def path(self:Outputs, stem:str, ext:str) -> Path: return self.out/f'{stem}{self.sfx}{ext}'
 
+@contextmanager
+def hold_ctrl_c():
+    "Ctrl-C waits until the block is done (main thread only): the file being written is finished, then the interrupt counts."
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    got = []
+    old = signal.signal(signal.SIGINT, lambda *a: got.append(a))
+    try: yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if got: raise KeyboardInterrupt
+
 @patch
 def write(self:Outputs, p:Path, data) -> Path:
-    "Write `data` (a RunHistory, bytes, text) to `p` whole (`atomic_write`), and remember that it is there."
+    "Write `data` (a RunHistory, bytes, text) to `p` whole (`atomic_write`, Ctrl-C held for those milliseconds), and note it."
     self.writing = p
-    data.save(p) if isinstance(data, RunHistory) else atomic_write(p, data)
-    self.written.append(p); self.writing = None
+    with hold_ctrl_c():
+        data.save(p) if isinstance(data, RunHistory) else atomic_write(p, data)
+        self.written.append(p); self.writing = None
     return p
 
 @patch
@@ -225,8 +239,8 @@ def train(cfgs:list, names:list, quiet:bool=False, outputs:Outputs|None=None, st
         t = time.perf_counter()
         h = run(c, cbs=None if quiet else [PhaseLine()], progress=not quiet)
         hs.append(h)
-        print(f"  -> {_result(h)} ({time.perf_counter()-t:.1f} s){' INTERRUPTED' if h.interrupted else ''}", flush=True)
         if outputs is not None: outputs.save_history(h, (stems or names)[i])   # at once: a later Ctrl-C or full disk cannot lose it
+        print(f"  -> {_result(h)} ({time.perf_counter()-t:.1f} s){' INTERRUPTED' if h.interrupted else ''}", flush=True)
         if h.interrupted: break
     return hs
 
@@ -242,7 +256,8 @@ def _finish(o:Outputs, hs:list, names:list, t0=None, n_planned=None) -> int:
     if o.sfx: print(f"  (numbered {o.sfx}: {o.out} already holds files of an earlier run, kept as they were; --overwrite replaces them)")
     if t0 is not None: print(f"done in {time.perf_counter()-t0:.0f} s")
     if n_planned and (len(hs) < n_planned or hs[-1].interrupted):
-        print(f"interrupted: {len(hs)} of {n_planned} runs written (the last one partial).")
+        print(f"finetune-lab: interrupted: {len(hs)} of {n_planned} runs written to {o.out} (the last one partial); "
+              "run the command again for the rest.", file=sys.stderr)
         return 130
     return 0
 

@@ -22,6 +22,9 @@ def call(capsys, *args):
 def names(d): return sorted(p.name for p in Path(d).iterdir())
 
 
+def one_line(err): return len(err.strip().splitlines()) == 1 and err.startswith('finetune-lab: ') and 'Traceback' not in err
+
+
 def test_run_help_lists_every_config_field(capsys):
     code, out, _ = call(capsys, 'run', '--help')
     assert code == 0
@@ -149,7 +152,7 @@ def test_an_interrupted_run_stops_the_rest_and_keeps_what_ran(capsys, tmp_path, 
     monkeypatch.setattr(cli, 'run', fake_run)
     code, out, err = call(capsys, 'compare', '--vary', 'freeze_epochs=0,1,2', '--quiet', '--out', tmp_path)
     assert code == 130 and ran == [0, 1]
-    assert 'interrupted: 2 of 3 runs written' in out
+    assert 'interrupted: 2 of 3 runs written' in err and one_line(err)
     assert 'freeze_epochs=1.npz' in names(tmp_path) and 'freeze_epochs=2.npz' not in names(tmp_path)
     assert RunHistory.load(tmp_path/'freeze_epochs=1.npz').interrupted
 
@@ -180,7 +183,6 @@ import finetune_lab.history as history
 from fastai.data.external import fastai_cfg
 
 
-def one_line(err): return len(err.strip().splitlines()) == 1 and err.startswith('finetune-lab: ') and 'Traceback' not in err
 
 
 @pytest.fixture

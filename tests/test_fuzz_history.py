@@ -515,3 +515,59 @@ def test_duplicate_column_breaks_the_next_save(tmp_path):
     try: h = RunHistory.load(_write(tmp_path, _npz(_tables(steps=META['tables']['steps'] + ['loss']))))
     except ValueError: return  # fixed: refused at the door
     with pytest.raises(ValueError, match="column 'steps/loss' has shape"): RunHistory.load(h.save(tmp_path/'again.npz'))
+
+
+# --- 11. `show`: everything `load` accepts is drawn; everything else is refused in one line ------------------------
+
+import random
+from finetune_lab import cli as _cli
+
+
+def _show(capsys, path, out):
+    code = _cli.main(['show', str(path), '--out', str(out), '--quiet'])
+    o = capsys.readouterr()
+    return code, o.out, o.err
+
+
+def _flipped(seed):
+    rng, b = random.Random(seed), bytearray(RAW)
+    for _ in range(rng.randint(1, 3)):
+        i = rng.randrange(len(b)); b[i] ^= 1 << rng.randrange(8)
+    return bytes(b)
+
+def _odd(kind):
+    "Files `load` accepts though no clean run writes them: a diverged run, a run stopped before its first step, no epochs."
+    if kind == 'diverged':
+        ch = ARRS['change'].copy(); ch[-1] = np.inf; ch[-2, :3] = np.nan
+        loss = ARRS['steps/loss'].copy(); loss[-1] = np.nan
+        return _npz({'change': ch, 'steps/loss': loss})
+    if kind == 'no_steps': return _saved_bytes(synthetic_history(steps_per_epoch=3, blocks=(1, 1, 1, 1), interrupt_at=0.0))
+    if kind == 'no_epochs': return _saved_bytes(synthetic_history(steps_per_epoch=3, blocks=(1, 1, 1, 1), interrupt_at=0.3))
+    if kind == 'all_zero': return _npz({k: np.zeros_like(ARRS[k]) for k in ('change', 'update', 'bn_stats')})
+
+SHOW_CASES = [('flip', s) for s in range(30)] + [('odd', k) for k in ('diverged', 'no_steps', 'no_epochs', 'all_zero')] + \
+             [('foreign', k) for k in list(FOREIGN)[:6]]
+
+@pytest.mark.parametrize('kind,case', SHOW_CASES, ids=[f'{k}-{c}' for k, c in SHOW_CASES])
+def test_show_draws_what_load_accepts_and_refuses_the_rest_in_one_line(tmp_path, capsys, kind, case):
+    data = _flipped(case) if kind == 'flip' else _odd(case) if kind == 'odd' else FOREIGN[case]()
+    p = _write(tmp_path, data)
+    try: _load(p); accepted = True
+    except ValueError: accepted = False
+    code, out, err = _show(capsys, p, tmp_path/'out')
+    assert 'Traceback' not in out + err
+    if accepted:
+        assert code == 0, err
+        assert (tmp_path/'out'/'h.png').read_bytes()[:4] == b'\x89PNG' and (tmp_path/'out'/'explain.txt').stat().st_size > 10
+    else:
+        assert code == 2 and len(err.strip().splitlines()) == 1 and f'Cannot read {p} as a RunHistory' in err, err
+        assert not (tmp_path/'out').exists() or not list((tmp_path/'out').iterdir())
+
+
+def test_show_cases_cover_both_outcomes(tmp_path):
+    ok = 0
+    for kind, case in SHOW_CASES:
+        p = _write(tmp_path, _flipped(case) if kind == 'flip' else _odd(case) if kind == 'odd' else FOREIGN[case](), f'{kind}-{case}.npz')
+        try: _load(p); ok += 1
+        except ValueError: pass
+    assert 5 <= ok < len(SHOW_CASES)   # the sweep draws some files and refuses others
