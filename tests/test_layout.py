@@ -7,7 +7,7 @@ import finetune_lab
 PKG = Path(finetune_lab.__file__).parent
 # lowest first: a module may import only modules before it. `synthetic` is a test helper the library never imports.
 ORDER = ['data', 'models', 'history', 'freezing', 'tracker', 'strategies', 'synthetic', 'explain', 'plots', 'importance',
-         'representation', 'lab', 'cli']
+         'representation', 'lab', 'cli', 'console']
 LIBRARY = [m for m in ORDER if m != 'synthetic']
 
 def own_imports(mod:str) -> set:
