@@ -1,0 +1,65 @@
+"""Run by tests/test_distributed.py: fine_tune a tiny learner with a `WeightChangeTracker`, either inside fastai's
+`distrib_ctx` on 2 CPU processes (`python -m torch.distributed.run --nproc_per_node 2 ddp_worker.py ddp OUT`, what
+`accelerate launch` runs on GPUs) or in one process on the same global batches (`python ddp_worker.py single OUT`)."""
+import json, sys, warnings
+from pathlib import Path
+warnings.filterwarnings('ignore')
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import TensorDataset
+from fastcore.basics import patch
+from fastai.vision.all import (DataLoaders, Learner, Callback, TrainEvalCallback, CrossEntropyLossFlat, error_rate, params,
+                               set_seed, rank_distrib)
+from fastai.distributed import DistributedDL
+from finetune_lab.tracker import WeightChangeTracker
+
+# fastai's DistributedTrainer is written for GPUs (nccl): it broadcasts the batch order as a CUDA tensor and asks DDP for
+# `.device`, which DDP sets only on a GPU. These two shims let the same code path run on CPU processes (gloo).
+DistributedDataParallel.device = torch.device('cpu')
+@patch
+def _broadcast(self:DistributedDL, t, rank):
+    t = torch.tensor(t, dtype=torch.long); torch.distributed.broadcast(t, rank); return t.tolist()
+
+N_TRAIN, BS = 24, 4     # per process: 12 images, 3 batches of 4; together 3 global batches of 8
+
+class BNEval(Callback):
+    "All BatchNorm in eval mode: each process then normalises its half-batch as one process does the whole (DDP on a CPU has no SyncBatchNorm)."
+    run_after = TrainEvalCallback
+    def before_train(self):
+        for m in self.learn.model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)): m.eval()
+
+class HalfLoss(Callback):
+    "The loss of the first `n` images of each training batch: what rank 0 sees of a global batch."
+    def __init__(self, n): self.n, self.losses = n, []
+    def after_loss(self):
+        if self.training: self.losses.append(float(self.learn.loss_func(self.pred[:self.n], self.yb[0][:self.n])))
+
+def tiny_learner(order, bs):
+    set_seed(0, reproducible=True)
+    x = torch.randn(32, 3, 16, 16); y = (x[:, 0].mean((1, 2)) > 0).long()
+    dls = DataLoaders.from_dsets(TensorDataset(x[:N_TRAIN][order], y[:N_TRAIN][order]), TensorDataset(x[N_TRAIN:], y[N_TRAIN:]),
+                                 bs=bs, device='cpu', shuffle=False, drop_last=False)
+    blk = lambda ni, nf: nn.Sequential(nn.Conv2d(ni, nf, 3, padding=1), nn.BatchNorm2d(nf), nn.ReLU())
+    model = nn.Sequential(nn.Sequential(blk(3, 8), blk(8, 8)),
+                          nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.BatchNorm1d(8), nn.Linear(8, 2)))
+    split = lambda m: [params(m[0][0]), params(m[0][1]), params(m[1])]
+    return Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=error_rate, splitter=split, cbs=BNEval())
+
+def main(mode, out):
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    if mode == 'ddp':
+        learn = tiny_learner(torch.arange(N_TRAIN), BS)   # rank r gets images 12r..12r+11, in order (fastai's DistributedDL)
+        tr = WeightChangeTracker(fname=out/'history.npz')
+        with learn.no_bar(), learn.distrib_ctx(sync_bn=False): learn.fine_tune(1, base_lr=1e-2, cbs=tr)
+        (out/f'rank{rank_distrib()}.json').write_text(json.dumps(dict(steps=len(tr.history.steps), took_reference=tr._ref is not None)))
+    else:   # global batch i = rank 0's batch i, then rank 1's
+        half = N_TRAIN//2
+        order = torch.cat([torch.cat([torch.arange(i, i+BS), torch.arange(half+i, half+i+BS)]) for i in range(0, half, BS)])
+        learn = tiny_learner(order, 2*BS)
+        hl = HalfLoss(BS)
+        with learn.no_bar(): learn.fine_tune(1, base_lr=1e-2, cbs=[tr := WeightChangeTracker(fname=out/'single.npz'), hl])
+        (out/'half_loss.json').write_text(json.dumps(hl.losses))
+
+if __name__ == '__main__': main(*sys.argv[1:3])

@@ -1,0 +1,44 @@
+"""The tracker inside fastai's distributed training (issue 16): 2 CPU processes (gloo) under `learn.distrib_ctx()`,
+started by torch's launcher (what `accelerate launch` starts on GPUs), against one process on the same global batches."""
+import json, os, subprocess, sys
+from pathlib import Path
+import numpy as np, pytest
+from finetune_lab.history import RunHistory
+
+ROOT, WORKER = Path(__file__).resolve().parents[1], Path(__file__).with_name('ddp_worker.py')
+
+def _run(args, timeout=180):
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]),
+           'ACCELERATE_USE_CPU': '1', 'OMP_NUM_THREADS': '1'}
+    r = subprocess.run([sys.executable, *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    pytest.importorskip('accelerate', reason="fastai's distrib_ctx needs accelerate (pip install accelerate)")
+    ddp, one = tmp_path_factory.mktemp('ddp'), tmp_path_factory.mktemp('one')
+    _run(['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', WORKER, 'ddp', ddp])
+    _run([WORKER, 'single', one])
+    return ddp, one
+
+def test_rank0_records_once_other_ranks_do_nothing(runs):
+    ddp, _ = runs
+    assert sorted(p.name for p in ddp.iterdir()) == ['history.npz', 'rank0.json', 'rank1.json']
+    r0, r1 = (json.loads((ddp/f'rank{r}.json').read_text()) for r in (0, 1))
+    assert r0 == dict(steps=6, took_reference=True) and r1 == dict(steps=0, took_reference=False)
+
+def test_rank0_history_equals_one_process_on_the_global_batch(runs):
+    ddp, one = runs
+    d, s = RunHistory.load(ddp/'history.npz'), RunHistory.load(one/'single.npz')
+    assert d.layers.equals(s.layers) and not d.layers.name.str.startswith('module.').any()
+    assert d.steps[['step', 'fit', 'epoch', 'phase']].equals(s.steps[['step', 'fit', 'epoch', 'phase']]) and len(d.steps) == 6
+    lrs = [c for c in s.steps.columns if c.startswith(('lr_', 'mom_'))]
+    np.testing.assert_allclose(d.steps[lrs].to_numpy(), s.steps[lrs].to_numpy(), rtol=1e-6)
+    for k in ('change', 'update'): np.testing.assert_allclose(getattr(d, k), getattr(s, k), rtol=1e-4, atol=1e-7)
+    np.testing.assert_array_equal(d.trainable, s.trainable)
+    body_convs = ((d.layers.part == 'body') & (d.layers.kind == 'conv')).to_numpy()
+    assert (d.change[-1] > 0).all() and (d.change[(d.steps.phase == 'frozen').to_numpy()][:, body_convs] == 0).all()
+    cols = ['train_loss', 'valid_loss', 'error_rate']   # the Recorder's, gathered over both processes
+    np.testing.assert_allclose(d.epochs[cols].to_numpy(float), s.epochs[cols].to_numpy(float), rtol=1e-4)
+    # the per-step loss is rank 0's half of each global batch
+    np.testing.assert_allclose(d.steps['loss'], json.loads((one/'half_loss.json').read_text()), rtol=1e-4)
