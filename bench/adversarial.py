@@ -1,0 +1,160 @@
+"""Issue 17's adversarial pass, scripted: bad environments, bad flags, colliding outputs, hostile history files,
+unreadable images, damaged caches and Ctrl-C, each against the real `finetune-lab` console script in its own process.
+Every case must end without a traceback, with its expected exit code, in one line on stderr when it fails, and
+without losing or changing any file that was there before (a snapshot of every protected file is compared after).
+
+    python bench/adversarial.py            # about 3 minutes on 2 CPU cores
+"""
+import hashlib, os, shutil, signal, subprocess, sys, tempfile, time, zipfile
+from pathlib import Path
+import numpy as np
+from finetune_lab.synthetic import synthetic_history
+from finetune_lab.data import draw_pet, is_cat, bundled_pets, _cached, _stamp
+
+START = "import sys; from finetune_lab.console import start; sys.argv[0] = 'finetune-lab'; sys.exit(start())"
+TINY = ['--source', 'synthetic', '--arch', 'efficientnet_lite0', '--n-images', '16', '--size', '32', '--bs', '8', '--quiet']
+W = Path(tempfile.mkdtemp(prefix='finetune_lab_adversarial_'))
+BASE_ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'FINETUNE_LAB_CACHE': str(W/'cache'), 'PYTHONUNBUFFERED': '1'}
+
+
+def snapshot(root:Path) -> dict:
+    "sha1 of every file under `root` (outputs of earlier cases, the histories given to show, the image folders)."
+    return {str(p): hashlib.sha1(p.read_bytes()).hexdigest() for p in root.rglob('*') if p.is_file() and 'cache' not in p.parts}
+
+
+def one_line(err, code) -> bool:
+    "A failure is one finetune-lab error line (its warnings, one line each, may precede it; other libraries' are counted apart)."
+    ours = [l for l in err.strip().splitlines() if l.startswith('finetune-lab: ') and not l.startswith('finetune-lab: warning: ')]
+    return len(ours) == (code != 0)
+
+
+def foreign(err) -> list:
+    "stderr lines not written by finetune-lab (e.g. matplotlib's own warning when HOME is unusable)."
+    return [l for l in err.strip().splitlines() if l.strip() and not l.startswith('finetune-lab: ')]
+
+
+def launch(args, env=None):
+    return subprocess.Popen([sys.executable, '-c', START, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**BASE_ENV, **(env or {})}, cwd=W)
+
+
+def case(name, args, codes, env=None, sigint_at=None, check=None):
+    "Run one case (Ctrl-C after `sigint_at` seconds, or once stdout shows that text); return what was seen."
+    before = snapshot(W)
+    p, seen = launch(args, env), ''
+    if isinstance(sigint_at, float): time.sleep(sigint_at); p.send_signal(signal.SIGINT)
+    elif callable(sigint_at):
+        while not sigint_at() and p.poll() is None: time.sleep(0.05)
+        p.send_signal(signal.SIGINT)
+    elif sigint_at is not None:
+        while sigint_at not in seen and p.poll() is None: seen += p.stdout.readline()
+        p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=900)
+    out = seen + out
+    after = snapshot(W)
+    changed = [k for k, v in before.items() if after.get(k) != v]            # lost or silently changed
+    said = [l.split(': ', 1)[1].split(', ') for l in out.splitlines() if l.startswith('wrote ')]
+    outdir = next((Path(a) for a, b in zip(args, args[1:] + ['']) if a == '--out' for a in [b]), None)
+    missing = [n for s in said for n in s if outdir is not None and not (outdir/n).exists()]
+    r = dict(name=name, code=p.returncode, traceback='Traceback' in out + err, changed=changed, missing=missing,
+             one_line=one_line(err, p.returncode), expected=p.returncode in codes,
+             extra=check() if check else True, err=err.strip()[-200:], foreign=foreign(err))
+    ok = r['expected'] and not r['traceback'] and not changed and not missing and r['one_line'] and r['extra']
+    print(f"{'ok  ' if ok else 'FAIL'} {name:55s} exit {p.returncode:3d}  {r['err'][:110] if ok else err}", flush=True)
+    return r
+
+
+def cache_sound() -> bool:
+    "After a Ctrl-C while resizing: no temporaries, and every cached copy whole and made from its current original."
+    fs = list((W/'cache').rglob('photos_*/*'))
+    return bool(fs) and all(f.suffix != '.tmp' and _cached(f, _stamp(W/'photos'/f.name)) == 'fresh' for f in fs)
+
+
+def setup():
+    "Files the cases use: a finished run to protect, image folders, hostile histories."
+    h = synthetic_history(steps_per_epoch=3)
+    for d in ('a', 'b'): (W/d).mkdir(); h.save(W/d/'run.npz')
+    (W/'notes.npz').write_text('cats are upper-case\n')
+    (W/'a_file').write_text('x')
+    with zipfile.ZipFile(W/'huge.npz', 'w') as z:   # meta is fine, arrays claim 40,000 x 4,000
+        import json; from finetune_lab.history import FORMAT, VERSION, ARRAYS
+        meta = dict(format=FORMAT, version=VERSION, interrupted=False, config={}, tables=dict(layers=['name'], steps=['step'], epochs=[]))
+        heads = {'layers/name': (4000,), 'steps/step': (40000,), **{k: (40000, 4000) for k in ARRAYS}}
+        with z.open('meta.npy', 'w') as f: np.save(f, np.array(json.dumps(meta)))
+        for k, s in heads.items():
+            with z.open(k + '.npy', 'w') as f: np.lib.format.write_array_header_1_0(f, dict(descr='<f4', fortran_order=False, shape=s))
+    (W/'trunc.npz').write_bytes((W/'a'/'run.npz').read_bytes()[:500])
+    bad = W/'unreadable'; bad.mkdir()
+    for i in range(16): (bad/f"{'Bengal' if i % 2 else 'pug'}_{i}.jpg").write_bytes(b'\xff\xd8 not a jpeg')
+    ext = W/'same_stem'; ext.mkdir()
+    for i in range(8):
+        for e, fmt in (('.jpg', 'JPEG'), ('.png', 'PNG')):
+            n = f"{'Bengal' if i % 2 else 'pug'}_{i}{e}"; draw_pet(is_cat(n), seed=i * 2 + (e == '.png'), size=48).save(ext/n, format=fmt)
+    (W/'cfg').mkdir(); (W/'cfg'/'config.ini').write_text('[[ garbage\n')
+    shutil.copytree(bundled_pets(), W/'photos')
+    (W/'onecls').mkdir()
+    for i in range(8): draw_pet(True, seed=i, size=48).save(W/'onecls'/f'Bengal_{i}.jpg')
+
+
+def main():
+    setup()
+    o = lambda d: ['--out', W/'out'/d]
+    cases = [
+        # 1. environment
+        ('FINETUNE_LAB_PETS missing, demo', ['demo', *o('e1')], {2}, dict(FINETUNE_LAB_PETS=str(W/'nonexistent'))),
+        ('FINETUNE_LAB_PETS is a file, demo', ['demo', *o('e2')], {2}, dict(FINETUNE_LAB_PETS=str(W/'a_file'))),
+        ('FINETUNE_LAB_PETS one class only', ['run', *o('e3'), '--arch', 'efficientnet_lite0'], {2}, dict(FINETUNE_LAB_PETS=str(W/'onecls'))),
+        ('FINETUNE_LAB_CACHE empty', ['run', *TINY, *o('e4')], {2}, dict(FINETUNE_LAB_CACHE='')),
+        ('FINETUNE_LAB_CACHE is a file', ['run', *TINY, *o('e5')], {1, 2}, dict(FINETUNE_LAB_CACHE=str(W/'a_file'))),
+        ('HOME and FINETUNE_LAB_CACHE unusable', ['run', *TINY, *o('e6')], {1, 2}, dict(HOME=str(W/'a_file'), FINETUNE_LAB_CACHE=str(W/'a_file'/'x'))),
+        ('FASTAI_HOME garbage config.ini', ['demo', *o('e7')], {2}, dict(FASTAI_HOME=str(W/'cfg'), FINETUNE_LAB_PETS='')),
+        ('FASTAI_HOME unwritable', ['demo', *o('e8')], {1, 2}, dict(FASTAI_HOME=str(W/'a_file'/'fastai'), FINETUNE_LAB_PETS='')),
+        # 2. flags
+        ('--bs 1', ['run', *TINY, '--bs', '1', *o('f1')], {2}), ('--valid-pct 0.9 of 8', ['run', *TINY, '--n-images', '8', '--valid-pct', '0.9', *o('f2')], {2}),
+        ("--strategies ','", ['compare', '--strategies', ',', *o('f3')], {2}), ('--strategies full,full', ['compare', '--strategies', 'full,full', *o('f4')], {2}),
+        ('--vary head_depth=,', ['compare', '--vary', 'head_depth=,', *o('f5')], {2}), ('--size abc', ['run', '--size', 'abc', *o('f6')], {2}),
+        ('--out is a file', ['run', *TINY, '--out', W/'a_file'], {1}),
+        # 3. history files given to show
+        ('show a text file', ['show', W/'notes.npz', *o('h1')], {2}), ('show a 2.4 GB claim', ['show', W/'huge.npz', *o('h2')], {2}),
+        ('show a truncated history', ['show', W/'trunc.npz', *o('h3')], {2}), ('show a folder', ['show', W/'a', *o('h4')], {2}),
+        ('show /dev/null', ['show', '/dev/null', *o('h5')], {2}),
+        ('show a/run.npz b/run.npz', ['show', W/'a'/'run.npz', W/'b'/'run.npz', *o('h6')], {0}),
+        ('show into the folder it reads', ['show', W/'a'/'run.npz', '--out', W/'a'], {0}),
+        ('show into the folder it reads, again', ['show', W/'a'/'run.npz', '--out', W/'a'], {0}),
+        # 4. images and caches
+        ('16 unreadable .jpg files', ['run', '--source', W/'unreadable', '--arch', 'efficientnet_lite0', '--size', '32', *o('d1')], {2}),
+        ('same stems, .jpg and .png', ['run', '--source', W/'same_stem', '--arch', 'efficientnet_lite0', '--size', '32', '--bs', '4',
+                                       '--n-images', 'none', '--quiet', *o('d2')], {0}),
+        # 5. outputs that would collide
+        ('run into an empty folder', ['run', *TINY, *o('o1')], {0}), ('run into the same folder again', ['run', *TINY, *o('o1')], {0}),
+        ('compare --vary source= values that slug alike', ['compare', '--vary', f"source={W/'same_stem'},{W/'same_stem'}/", *TINY[2:], *o('o2')], {0, 2}),
+        # 6. Ctrl-C
+        ('SIGINT while importing', ['run', *TINY, *o('s1')], {130}, None, 0.8),
+        ('SIGINT while training', ['run', *TINY[:-1], '--epochs', '30', *o('s2')], {130}, None, 'phase: unfrozen'),
+        ('SIGINT while resizing', ['run', '--source', W/'photos', '--n-images', 'none', '--size', '64', '--arch', 'efficientnet_lite0', *o('s3')],
+         {130}, None, lambda: len(list((W/'cache').rglob('photos_*/*'))) > 50, cache_sound),
+    ]
+    t0, res = time.time(), []
+    for c in cases: res.append(case(*c))
+    # two at once into one folder
+    before = snapshot(W)
+    ps = [launch(['run', *TINY, '--seed', s, *o('c1')]) for s in (1, 2)]
+    outs = [p.communicate(timeout=900) for p in ps]
+    files = sorted(p.name for p in (W/'out'/'c1').iterdir())
+    ok = [p.returncode for p in ps] == [0, 0] and files == ['explain-2.txt', 'explain.txt', 'run-2.npz', 'run-2.png', 'run.npz', 'run.png']
+    print(f"{'ok  ' if ok else 'FAIL'} {'two runs at once into one folder':55s} files {files}")
+    after = snapshot(W)
+    res.append(dict(name='concurrent', traceback=any('Traceback' in a + b for a, b in outs), changed=[k for k, v in before.items() if after.get(k) != v],
+                    missing=[], one_line=True, expected=ok, extra=True, foreign=[l for _, e in outs for l in foreign(e)]))
+    bad = [r for r in res if r['traceback'] or r['changed'] or r['missing'] or not r['one_line'] or not r['expected'] or not r['extra']]
+    print(f"\n{len(res)} cases in {time.time()-t0:.0f} s: {sum(r['traceback'] for r in res)} tracebacks, "
+          f"{sum(len(r['changed']) for r in res)} files lost or changed, {sum(len(r['missing']) for r in res)} files said written but missing, "
+          f"{sum(not r['one_line'] for r in res)} commands not ending in one error line, {sum(not r['expected'] for r in res)} unexpected exit codes; "
+          f"{len(bad)} failed. Other libraries' stderr lines: {sum(len(r['foreign']) for r in res)} in {sum(bool(r['foreign']) for r in res)} case(s)")
+    for r in res:
+        for l in r['foreign']: print(f"  [{r['name']}] {l[:160]}")
+    shutil.rmtree(W, ignore_errors=True)
+    return 1 if bad else 0
+
+
+if __name__ == '__main__': sys.exit(main())
