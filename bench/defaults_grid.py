@@ -8,16 +8,16 @@ error, the always-majority-class error, and the wall time.
 Grids are named below; rows are appended to the CSV (one line per run), `--table` prints the markdown summary
 (mean and min-max over seeds) that bench/RESULTS.md quotes.
 """
-import argparse, itertools, time
+import argparse, itertools, shutil, time
 from pathlib import Path
 import common  # noqa: F401  (BENCH_THREADS, warnings)
 import numpy as np, pandas as pd, torch
 from fastai.vision.all import get_image_files
-from finetune_lab.data import is_cat
+from finetune_lab.data import is_cat, atomic_write
 from finetune_lab.strategies import Config, run_learner, release_memory, STRATEGIES
 
 UNSEEN = Path(__file__).resolve().parents[2]/'shared'/'data'/'pets_sample'/'images'
-KNOBS = ('n_images', 'size', 'bs', 'freeze_epochs', 'epochs', 'base_lr', 'lr_mult', 'keep_bn_stats', 'train_bn', 'strategy')
+KNOBS = ('n_images', 'size', 'bs', 'freeze_epochs', 'epochs', 'base_lr', 'lr_mult', 'keep_bn_stats', 'train_bn', 'strategy', 'surgical_group')
 
 def unseen_errors(learn, folder=UNSEEN):
     "(overall, cat, dog) error of `learn` on the photos in `folder` (fastai's test_dl: the validation transforms)."
@@ -34,10 +34,12 @@ def squished_unseen(size:int) -> Path:
     from PIL import Image
     import tempfile
     dest = Path(tempfile.gettempdir())/f'finetune_lab_unseen_squished_{size}'
-    if not dest.is_dir():
-        dest.mkdir()
+    if not dest.is_dir():   # built beside it, then renamed: a Ctrl-C never leaves a half-filled folder that looks done
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=dest.name + '.'))
         for f in get_image_files(UNSEEN):
-            with Image.open(f) as im: im.convert('RGB').resize((size, size), Image.BICUBIC).save(dest/f.name, quality=95)
+            with Image.open(f) as im: im.convert('RGB').resize((size, size), Image.BICUBIC).save(tmp/f.name, quality=95)
+        try: tmp.rename(dest)
+        except OSError: shutil.rmtree(tmp)   # another process finished first: use its copy
     return dest
 
 def balanced_pets() -> Path:
@@ -94,6 +96,8 @@ GRIDS = {
                      for src, sz in (('/tmp/pets160', 144), ('/tmp/pets160', 160), ('/tmp/pets144q80', 144))],
     'defaults': lambda: [{}],   # Config()'s own defaults
     'strategies': lambda: [dict(strategy=s) for s in STRATEGIES],
+    'papers': lambda: [dict(strategy='lp_ft'), dict(strategy='surgical', surgical_group=0), dict(strategy='surgical', surgical_group=1),
+                       dict(strategy='ulmfit_lrs')],   # issue 16; the other strategies' rows: --grid strategies (bench/strategies.csv)
     'head_lr_everywhere': lambda: [dict(strategy='no_discriminative', lr_mult=1.0)],
     'seeds': lambda: [dict(BASE, n_images=400, size=128, bs=16, keep_bn_stats=True, **k) for k in (
         dict(base_lr=2e-3), dict(base_lr=3e-3), dict(base_lr=2e-3, freeze_epochs=2))],
@@ -119,7 +123,7 @@ def main():
         r = trial(seed, **knobs)
         print(r, flush=True)
         old = pd.read_csv(a.out) if Path(a.out).exists() else None   # columns added later stay empty in older rows
-        pd.concat([old, pd.DataFrame([r])], ignore_index=True).to_csv(a.out, index=False)
+        atomic_write(a.out, pd.concat([old, pd.DataFrame([r])], ignore_index=True).to_csv(index=False))   # all rows or the old file
 
 def _val(v):
     for t in (int, float):
@@ -135,7 +139,8 @@ def markdown(df) -> str:
 def table(df) -> str:
     "Mean (min-max) over seeds of each setting's errors, in %; best unseen error first."
     df = df.assign(source=df['source'].fillna('bundled') if 'source' in df else 'bundled',
-                   lr_mult=df['lr_mult'].fillna(100.0) if 'lr_mult' in df else 100.0)   # rows from before lr_mult was a column
+                   lr_mult=df['lr_mult'].fillna(100.0) if 'lr_mult' in df else 100.0,   # rows from before lr_mult was a column
+                   surgical_group=df['surgical_group'].fillna(0).astype(int) if 'surgical_group' in df else 0)
     def fmt(s): return f"{s.mean()*100:.1f} ({s.min()*100:.1f}-{s.max()*100:.1f})" if s.notna().any() else ''
     cols = dict(unseen=('unseen_error', fmt), unseen_cat=('unseen_cat', fmt), unseen_dog=('unseen_dog', fmt),
                 valid=('valid_error', fmt), after_frozen=('frozen_error', fmt), majority=('valid_majority', fmt),

@@ -15,7 +15,7 @@ from .data import atomic_write
 
 # %% auto #0
 __all__ = ['FORMAT', 'VERSION', 'KINDS', 'PARTS', 'NORM_KINDS', 'LAYER_COLS', 'STEP_COLS', 'EPOCH_COLS', 'ARRAYS',
-           'MAX_LOAD_BYTES', 'RunHistory', 'phase_name']
+           'MAX_LOAD_BYTES', 'RunHistory', 'phase_name', 'phase_of']
 
 # %% ../nbs/02_history.ipynb #f778252f
 FORMAT, VERSION = 'finetune_lab.RunHistory', 1
@@ -84,7 +84,7 @@ def _jsonable(o):
     return json.loads(json.dumps(o, default=str))
 
 # %% ../nbs/02_history.ipynb #c8e1d2f0
-_PHASE = re.compile(r'(unfrozen|frozen|frozen_to [1-9][0-9]*)')
+_PHASE = re.compile(r'(unfrozen|frozen|frozen_to [1-9][0-9]*|training groups [0-9]+(\+[0-9]+)*)')
 
 def _check_values(h)->None:
     "Refuse values no tracked run can produce: negative counts or norms, steps out of order, unknown phases."
@@ -96,7 +96,7 @@ def _check_values(h)->None:
     if (s.fit < 0).any() or (np.diff(s.fit.to_numpy()) < 0).any(): bad('steps.fit', "must be 0 or more and never decrease")
     for t in ('steps', 'epochs'):
         odd = sorted({p for p in getattr(h, t).phase if not _PHASE.fullmatch(p)})
-        if odd: bad(f'{t}.phase', f"has {odd[:3]}; phases are 'frozen', 'unfrozen' or 'frozen_to k'")
+        if odd: bad(f'{t}.phase', f"has {odd[:3]}; phases are 'frozen', 'unfrozen', 'frozen_to k' or 'training groups i+j'")
     for k in ('change', 'update', 'bn_stats'):  # ratios of norms; NaN/inf stay allowed (a diverged run makes them)
         if (getattr(h, k) < 0).any(): bad(k, "has negative values; it holds ratios of norms")
 
@@ -113,7 +113,7 @@ def _check_baselines(b)->dict:
 @dataclass(eq=False, repr=False)
 class RunHistory:
     "What a tracked run did to every layer: tables of layers, steps and epochs plus `[steps x layers]` arrays."
-    layers:pd.DataFrame      # one row per layer: name, kind, group, part, n_params
+    layers:pd.DataFrame      # one row per layer: name (readable), path (in the model), kind, group, part, n_params
     steps:pd.DataFrame       # one row per recorded step: step, fit, epoch, phase, loss, lr_i, mom_i
     change:np.ndarray        # ||W_t - W_0|| / ||W_0|| against the weights at the start of the first fit
     update:np.ndarray        # ||W_t - W_prev|| / ||W_prev|| against the previous recorded step
@@ -126,6 +126,7 @@ class RunHistory:
 
     def __post_init__(self):
         self.layers = _norm_table(self.layers, LAYER_COLS, 'layers')
+        if 'path' not in self.layers: self.layers.insert(1, 'path', self.layers.name)  # older files: the name was the module path
         self.steps  = _norm_table(self.steps, STEP_COLS, 'steps')
         self.epochs = _norm_table(self.epochs, EPOCH_COLS, 'epochs')
         _check_groups(self.steps, self.layers)
@@ -215,8 +216,10 @@ def _open_npz(path:Path) -> zipfile.ZipFile:
     if not path.is_file(): raise ValueError("it is not a regular file")  # a folder, a pipe or a device would block or fail oddly
     with open(path, 'rb') as f: head = f.read(6)
     if head == b'\x93NUMPY': raise ValueError("it is a single .npy array, not an .npz archive")
-    if not zipfile.is_zipfile(path): raise ValueError("it is not an .npz archive (a zip of .npy arrays): "
-                                                      + ("a text file" if head.isascii() and head.strip() else "unknown bytes"))
+    if not zipfile.is_zipfile(path):
+        text = head.strip() and all(32 <= b < 127 or b in b'\t\n\r' for b in head)
+        what = "a truncated or damaged zip" if head.startswith(b'PK') else "a text file" if text else "unknown bytes"
+        raise ValueError(f"it is not an .npz archive (a zip of .npy arrays): {what}")
     return zipfile.ZipFile(path)
 
 def _header(z:zipfile.ZipFile, name:str) -> tuple:
@@ -305,3 +308,10 @@ def phase_name(frozen_idx:int, n_groups:int)->str:
     "'unfrozen' (index 0), 'frozen' (all but the last group) or 'frozen_to k'."
     if frozen_idx==0: return 'unfrozen'
     return 'frozen' if frozen_idx==n_groups-1 else f'frozen_to {frozen_idx}'
+
+def phase_of(trains:list)->str:
+    """The phase, from whether each param group's weights train: fastai's `phase_name` when the frozen groups come first
+    (what `freeze_to` does), else the groups that train, e.g. 'training groups 0+2' (groups frozen by hand: `surgical`)."""
+    k = next((i for i,t in enumerate(trains) if t), len(trains))
+    if all(trains[k:]): return phase_name(k, len(trains))
+    return 'training groups ' + '+'.join(str(g) for g,t in enumerate(trains) if t)

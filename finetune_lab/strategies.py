@@ -13,58 +13,64 @@ from pathlib import Path
 import numpy as np, torch
 from fastcore.all import L
 from fastai.vision.all import set_seed, Callback, CancelFitException, Learner
-from .data import pets_dls, auto_source, describe_source, is_cat, SOURCES
-from .models import build_learner, ARCHS, weights_available, keeps_bn_stats, zero_shot_error
+from .data import pets_dls, auto_source, describe_source, is_cat, check_split, SOURCES
+from .models import build_learner, KeepBNStats, ARCHS, weights_available, keeps_bn_stats, zero_shot_error
 from .history import RunHistory
 from .tracker import WeightChangeTracker
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'STRATEGY_FUNCS', 'Config', 'fine_tune', 'head_only', 'full', 'gradual', 'one_lr', 'no_discriminative',
-           'get_dls', 'baselines', 'describe_run', 'StopOnRequest', 'run_learner', 'release_memory', 'run',
-           'body_change']
+__all__ = ['STRATEGIES', 'ULMFIT_FACTOR', 'STRATEGY_FUNCS', 'Config', 'fine_tune', 'head_only', 'full', 'gradual', 'one_lr',
+           'no_discriminative', 'lp_ft', 'surgical', 'ulmfit_lr_mult', 'ulmfit_lrs', 'get_dls', 'baselines',
+           'describe_run', 'StopOnRequest', 'check_cbs', 'run_learner', 'release_memory', 'run', 'body_change']
 
 # %% ../nbs/04_strategies.ipynb #69652f43
-STRATEGIES = ('fine_tune', 'head_only', 'full', 'gradual', 'no_discriminative')
+STRATEGIES = ('fine_tune', 'head_only', 'full', 'gradual', 'no_discriminative', 'lp_ft', 'surgical', 'ulmfit_lrs')
 
-def _opt(f, help, **check): return field(default=f, metadata=dict(help=help, **check))
+def _setting(f, help, **check): return field(default=f, metadata=dict(help=help, **check))
 
 @dataclass(frozen=True)
 class Config:
     "Every knob of one fine-tuning run."
-    source: str = _opt('auto', "images: 'auto' (FINETUNE_LAB_PETS, else fastai's downloaded Pets, else the bundled real photos), 'pets', 'bundled', 'synthetic' or a folder")
-    n_images: int|None = _opt(400, "a class-stratified subset of this many images (None: all)", lo=8, hi=100_000, none=True)
-    size: int = _opt(128, "image size in pixels (fastbook uses 224; the bundled photos are 128)", lo=32, hi=1024)
-    arch: str = _opt('auto', f"backbone: 'auto' (resnet34 if its weights are cached, else efficientnet_lite0) or one of {list(ARCHS)}")
-    pretrained: bool = _opt(True, "start from ImageNet weights")
-    head_depth: int = _opt(1, "hidden layers in the head between pooling and the classifier (fastai's default: 1)", lo=0, hi=5)
-    head_width: int = _opt(512, "units in each hidden head layer", lo=1, hi=8192)
-    ps: float = _opt(0.5, "dropout probability of the head's last layer (hidden layers get half)", lo=0.0, hi=0.99)
-    strategy: str = _opt('fine_tune', f"how to train: one of {list(STRATEGIES)}")
-    freeze_epochs: int = _opt(1, "epochs with the body frozen before unfreezing", lo=0, hi=20)
-    epochs: int = _opt(1, "epochs after unfreezing (for gradual: per unfreezing stage)", lo=1, hi=100)
-    base_lr: float = _opt(2e-3, "fine_tune's base_lr: the head's peak LR while frozen", lo=1e-7, hi=1.0)
-    lr_mult: float = _opt(100.0, "unfrozen: first group's LR = last group's LR / lr_mult", lo=1.0, hi=1e4)
-    train_bn: bool = _opt(True, "norm layers keep training while the body is frozen (fastai's default)")
-    keep_bn_stats: bool|str = _opt('auto', "body BatchNorm normalises with its pretrained statistics (KeepBNStats): 'auto' (on for the TF-trained efficientnet_lite0, off for resnets, fastai's default), True or False")
-    bs: int = _opt(16, "batch size", lo=1, hi=4096)
-    seed: int = _opt(42, "random seed for the subset, the split, the head's init and the batch order", lo=0, hi=2**32-1)
-    track_every: int = _opt(1, "record weight changes every this many steps", lo=1, hi=10_000)
-    valid_pct: float = _opt(0.2, "share of images held out for validation", lo=0.05, hi=0.9)
+    source: str = _setting('auto', "images: 'auto' (FINETUNE_LAB_PETS, else fastai's downloaded Pets, else the bundled real photos), 'pets', 'bundled', 'synthetic' or a folder")
+    n_images: int|None = _setting(400, "a class-stratified subset of this many images (None: all)", lo=8, hi=100_000, none=True)
+    size: int = _setting(128, "image size in pixels (fastbook uses 224; the bundled photos are 128)", lo=32, hi=1024)
+    arch: str = _setting('auto', f"backbone: 'auto' (resnet34 if its weights are cached, else efficientnet_lite0) or one of {list(ARCHS)}")
+    pretrained: bool = _setting(True, "start from ImageNet weights")
+    head_depth: int = _setting(1, "hidden layers in the head between pooling and the classifier (fastai's default: 1)", lo=0, hi=5)
+    head_width: int = _setting(512, "units in each hidden head layer", lo=1, hi=8192)
+    ps: float = _setting(0.5, "dropout probability of the head's last layer (hidden layers get half)", lo=0.0, hi=0.99)
+    concat_pool: bool = _setting(True, "pool each feature map by average and max side by side (fastai's concat pooling, doubling the head's inputs); False: average only")
+    strategy: str = _setting('fine_tune', f"how to train: one of {list(STRATEGIES)}")
+    freeze_epochs: int = _setting(1, "epochs with the body frozen before unfreezing", lo=0, hi=20)
+    epochs: int = _setting(1, "epochs after unfreezing (for gradual: per unfreezing stage)", lo=1, hi=100)
+    base_lr: float = _setting(2e-3, "fine_tune's base_lr: the head's peak LR while frozen", lo=1e-7, hi=1.0)
+    lr_mult: float = _setting(100.0, "unfrozen: first group's LR = last group's LR / lr_mult", lo=1.0, hi=1e4)
+    surgical_group: int = _setting(0, "surgical: the one body param group that trains with the head (0: the early blocks, 1: the later ones)", lo=0, hi=1)
+    train_bn: bool = _setting(True, "norm layers keep training while the body is frozen (fastai's default)")
+    keep_bn_stats: bool|str = _setting('auto', "body BatchNorm normalises with its pretrained statistics (KeepBNStats): 'auto' (on for the TF-trained efficientnet_lite0, off for resnets, fastai's default), True or False")
+    bs: int = _setting(16, "batch size (at least 2: BatchNorm needs two images to normalise a batch)", lo=2, hi=4096)
+    seed: int = _setting(42, "random seed for the subset, the split, the head's init and the batch order", lo=0, hi=2**32-1)
+    track_every: int = _setting(1, "record weight changes every this many steps", lo=1, hi=10_000)
+    valid_pct: float = _setting(0.2, "share of images held out for validation", lo=0.05, hi=0.9)
 
     def __post_init__(self):
-        for f in fields(self): _check_field(f, getattr(self, f.name))
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, np.generic): object.__setattr__(self, f.name, v := v.item())  # np.int64(64) is 64
+            _check_field(f, v)
+        if self.n_images is not None: check_split(self.n_images, self.valid_pct, self.bs)  # every batch >= 2 images
         if self.strategy == 'head_only' and not self.pretrained:
             raise ValueError("strategy='head_only' with pretrained=False would train a random body that never moves: "
                              "use pretrained=True, or another strategy.")
 
 # %% ../nbs/04_strategies.ipynb #2202c498
-def _kind(f) -> str:
+def _type_name(f) -> str:
     "'int', 'int|None', 'float', 'bool' or 'str', whether annotations are strings or types."
     t = f.type if isinstance(f.type, str) else getattr(f.type, '__name__', str(f.type))
     return t.replace(' ', '').replace('NoneType', 'None')
 
 def _allowed(f) -> str:
-    m, t = f.metadata, _kind(f)
+    m, t = f.metadata, _type_name(f)
     if f.name == 'strategy': return f"one of {list(STRATEGIES)}"
     if f.name == 'arch': return f"'auto' or one of {list(ARCHS)}"
     if f.name == 'source': return f"one of {list(SOURCES)} or an existing folder"
@@ -75,7 +81,7 @@ def _allowed(f) -> str:
 def _bad(f, v): return ValueError(f"Config.{f.name}={v!r} is not allowed: use {_allowed(f)}. ({f.metadata['help']})")
 
 def _check_field(f, v):
-    m, t = f.metadata, _kind(f)
+    m, t = f.metadata, _type_name(f)
     if v is None and m.get('none'): return
     if f.name == 'strategy' and v not in STRATEGIES: raise _bad(f, v)
     if f.name == 'arch' and (not isinstance(v, str) or v != 'auto' and v not in ARCHS): raise _bad(f, v)
@@ -164,7 +170,39 @@ def no_discriminative(learn, cfg):
     learn.unfreeze()
     learn.fit_one_cycle(cfg.epochs, one_lr(cfg), pct_start=0.3, div=5.0)
 
-STRATEGY_FUNCS = dict(fine_tune=fine_tune, head_only=head_only, full=full, gradual=gradual, no_discriminative=no_discriminative)
+# %% ../nbs/04_strategies.ipynb #h16str01
+ULMFIT_FACTOR = 2.6
+
+def lp_ft(learn, cfg):
+    "Linear probe (body fixed: frozen with its norm layers, BatchNorm in eval mode), then fine_tune's unfrozen phase."
+    learn.train_bn = False
+    learn.create_opt()   # fastai marks norm layers as always trainable when it makes the optimizer (train_bn)
+    learn.freeze()
+    keep = [] if any(isinstance(c, KeepBNStats) for c in learn.cbs) else [KeepBNStats()]
+    learn.fit_one_cycle(cfg.freeze_epochs, slice(cfg.base_lr), pct_start=0.99, cbs=keep)
+    learn.train_bn, lr = cfg.train_bn, cfg.base_lr/2
+    learn.unfreeze()
+    learn.fit_one_cycle(cfg.epochs, slice(lr/cfg.lr_mult, lr), pct_start=0.3, div=5.0)
+
+def surgical(learn, cfg):
+    "Only body group `cfg.surgical_group` and the head train, as `full` trains everything; the other groups stay frozen."
+    G, g = len(learn.opt.param_lists), cfg.surgical_group
+    if not 0 <= g < G-1: raise ValueError(f"Config.surgical_group={g}: this learner's body has groups 0 to {G-2} (group {G-1} is the head).")
+    learn.freeze_to(g)   # the groups before g, fastai's way; then the ones between g and the head, the same way
+    for p in L(learn.opt.param_lists[g+1:G-1]).concat(): p.requires_grad_(bool(learn.opt.state[p].get('force_train', False)))
+    lr = cfg.base_lr/2
+    learn.fit_one_cycle(cfg.freeze_epochs + cfg.epochs, slice(lr/cfg.lr_mult, lr), pct_start=0.3, div=5.0)
+
+def ulmfit_lr_mult(n_groups:int) -> float:
+    "The `lr_mult` that gives each group `ULMFIT_FACTOR` (2.6) times the LR of the group before it."
+    return ULMFIT_FACTOR**(n_groups - 1)
+
+def ulmfit_lrs(learn, cfg):
+    "fine_tune with ULMFiT's discriminative LRs (2.6 per group) in place of `cfg.lr_mult`."
+    learn.fine_tune(cfg.epochs, cfg.base_lr, freeze_epochs=cfg.freeze_epochs, lr_mult=ulmfit_lr_mult(len(learn.opt.param_lists)))
+
+STRATEGY_FUNCS = dict(fine_tune=fine_tune, head_only=head_only, full=full, gradual=gradual, no_discriminative=no_discriminative,
+                      lp_ft=lp_ft, surgical=surgical, ulmfit_lrs=ulmfit_lrs)
 
 # %% ../nbs/04_strategies.ipynb #dbacf8b3
 _DLS, _BASELINES = {}, {}
@@ -214,14 +252,22 @@ class StopOnRequest(Callback):
         if self.event.is_set(): raise CancelFitException()
     before_fit = before_batch = _check
 
+def check_cbs(cbs) -> list:
+    "`cbs` (None, one fastai `Callback`, or a list of them or of their classes) as a list; anything else is a TypeError."
+    cbs = [] if cbs is None else [cbs] if isinstance(cbs, Callback) or isinstance(cbs, type) else cbs
+    ok = lambda c: isinstance(c, Callback) or isinstance(c, type) and issubclass(c, Callback)
+    if isinstance(cbs, (str, bytes)) or not isinstance(cbs, (list, tuple, L)) or not all(map(ok, cbs)):
+        raise TypeError(f"cbs={cbs!r}: give fastai Callbacks, e.g. cbs=[ShowGraphCallback()], or None.")
+    return list(cbs)
+
 def run_learner(cfg:Config, cbs=None, stop:threading.Event|None=None, progress:bool=True) -> tuple[Learner, RunHistory]:
     "Train as `cfg` says, watched by a `WeightChangeTracker`; return the learner and its history."
     if not isinstance(cfg, Config): raise TypeError(f"run needs a Config, got {type(cfg).__name__}: e.g. run(Config(head_depth=2)).")
-    cfg = cfg.resolved()
+    cbs, cfg = check_cbs(cbs), cfg.resolved()
     if progress: print(describe_run(cfg), flush=True)
     dls = get_dls(cfg)
     _reseed(dls, cfg.seed)
-    learn = build_learner(dls, cfg.arch, cfg.head_depth, cfg.head_width, cfg.ps, pretrained=cfg.pretrained, train_bn=cfg.train_bn,
+    learn = build_learner(dls, cfg.arch, cfg.head_depth, cfg.head_width, cfg.ps, cfg.concat_pool, pretrained=cfg.pretrained, train_bn=cfg.train_bn,
                           keep_bn_stats=cfg.keep_bn_stats)
     base = baselines(cfg, dls)
     if dls.device.type == 'cpu': learn.to_channelslast(use_amp=False)  # fastai's ChannelsLast: 1.4x faster effnet steps on CPU (bench/channels_last.py)

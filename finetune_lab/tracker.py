@@ -6,19 +6,22 @@ Docs: https://finetune-lab.github.io/finetune_lab/tracker.html.md"""
 
 # %% ../nbs/03_tracker.ipynb #4058eaa2
 from __future__ import annotations
-import time
+import time, warnings
+from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import nn
 from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
 from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Learner, Recorder
-from .history import RunHistory, LAYER_COLS, STEP_COLS, EPOCH_COLS, phase_name
+from fastai.torch_core import rank_distrib
+from .history import RunHistory, LAYER_COLS, STEP_COLS, EPOCH_COLS, NORM_KINDS, phase_name, phase_of
+from .freezing import bare_model, check_freezing
 
 # %% auto #0
-__all__ = ['fused_sq_norms', 'fused_sq_dist', 'layer_kind', 'owning_modules', 'param_groups', 'layer_part', 'layer_table',
-           'group_hypers', 'sq_norms', 'per_layer', 'layer_norms', 'sq_diff_norms', 'relative', 'flat_view', 'is_dense',
-           'recorder_values', 'epoch_results', 'WeightChangeTracker']
+__all__ = ['fused_sq_norms', 'fused_sq_dist', 'layer_kind', 'owning_modules', 'param_groups', 'layer_part', 'layer_names',
+           'layer_table', 'group_hypers', 'sq_norms', 'per_layer', 'layer_norms', 'sq_diff_norms', 'relative',
+           'flat_view', 'is_dense', 'recorder_values', 'epoch_results', 'WeightChangeTracker']
 
 # %% ../nbs/03_tracker.ipynb #f8eb8dc8
 def layer_kind(m:nn.Module)->str:
@@ -41,13 +44,34 @@ def layer_part(model:nn.Module, name:str, group:int, n_groups:int)->str:
     if isinstance(model, nn.Sequential) and len(model)==2: return 'head' if name.split('.')[0]=='1' else 'body'
     return 'head' if group==n_groups-1 else 'body'
 
-def layer_table(model:nn.Module, opt)->tuple:
-    "The `layers` table of `model` with groups from `opt`, and the matching `(name, module)` list (layers outside `opt` are skipped)."
+_SHORT = dict(conv='conv', linear='lin', batchnorm='bn', layernorm='ln', other='layer')
+
+def layer_names(paths:list, kinds:list, model:nn.Module, body_names:list|None=None)->list:
+    """Names a person can read for the layers at module `paths` of `model`: in a `Sequential(body, head)` the body's
+    children are named by `body_names` (`layer2.0.conv1`; else `body.5.0.conv1`) and the head's layers are counted by kind
+    (`head.bn1`, `head.lin1`, ...); any other model keeps its own module paths."""
+    if not (isinstance(model, nn.Sequential) and len(model)==2): return list(paths)
+    out, seen = [], {}
+    for p,k in zip(paths, kinds):
+        top, *rest = p.split('.')
+        if top == '1':
+            seen[k] = seen.get(k, 0) + 1
+            out.append(f'head.{_SHORT[k]}{seen[k]}')
+        elif rest and rest[0].isdigit() and body_names is not None and int(rest[0]) < len(body_names):
+            out.append('.'.join([body_names[int(rest[0])], *rest[1:]]))
+        else: out.append('.'.join(['body', *rest]))
+    return out
+
+def layer_table(model:nn.Module, opt, body_names:list|None=None)->tuple:
+    """The `layers` table of `model` with groups from `opt` (`name`: readable, from `layer_names`; `path`: the module's path
+    in `model`), and the matching `(path, module)` list (layers outside `opt` are skipped)."""
     pg,G = param_groups(opt),len(opt.param_lists)
     mods = owning_modules(model).filter(lambda o: id(next(o[1].parameters(recurse=False))) in pg)
-    rows = [dict(name=n, kind=layer_kind(m), group=(g:=pg[id(next(m.parameters(recurse=False)))]),
+    rows = [dict(path=n, kind=layer_kind(m), group=(g:=pg[id(next(m.parameters(recurse=False)))]),
                  part=layer_part(model, n, g, G), n_params=sum(p.numel() for p in m.parameters(recurse=False))) for n,m in mods]
-    return pd.DataFrame(rows, columns=list(LAYER_COLS)), mods
+    df = pd.DataFrame(rows, columns=['path', *list(LAYER_COLS)[1:]])
+    df.insert(0, 'name', layer_names(list(df.path), list(df.kind), model, body_names))
+    return df, mods
 
 # %% ../nbs/03_tracker.ipynb #11ba839b
 def group_hypers(opt)->tuple:
@@ -129,11 +153,13 @@ class WeightChangeTracker(Callback):
     def __init__(self,
                  every:int=1,       # record every `every`-th training step (and always a fit's last step)
                  config:dict=None,  # stored as `RunHistory.config` (the run's Config, if any)
-                 flush:int=256):    # recorded rows kept on the device before one copy to the host
+                 flush:int=256,     # recorded rows kept on the device before one copy to the host
+                 fname:str|Path|None=None): # save the history here after every fit, from rank 0 only (one file however many processes train)
         for k,v in dict(every=every, flush=flush).items():
             if not isinstance(v, int) or v<1: raise ValueError(f"WeightChangeTracker({k}={v!r}): {k} must be a whole number >= 1.")
         if config is not None and not isinstance(config, dict): raise ValueError(f"WeightChangeTracker(config=...) must be a dict, got {type(config).__name__}.")
         store_attr('every,flush'); self.config = dict(config or {})
+        self.fname, self._warned = None if fname is None else Path(fname), set()
         self.reset()
 
     def reset(self):
@@ -141,6 +167,7 @@ class WeightChangeTracker(Callback):
         self._layers,self._mods,self._ref,self._prev,self._bn_ref,self._np = None,None,None,None,None,None
         self._rows_dev,self._rows_host,self._meta,self._trainable,self._epochs = [],[],[],[],[]
         self._n_step,self._n_epoch,self._fit,self._in_fit,self._cancelled = 0,0,-1,False,False
+        self._validating,self._trained,self._phase = False,False,None   # after_fit reads them even when an earlier callback cancelled before_fit
 
 # %% ../nbs/03_tracker.ipynb #c7a40fcf
 @patch
@@ -159,10 +186,13 @@ def _collect(self:WeightChangeTracker):
 @torch.no_grad()
 def _take_reference(self:WeightChangeTracker):
     "Layer table and on-device reference copies, from the model and optimizer as they are now."
-    self._layers,mods = layer_table(self.learn.model, self.learn.opt)
+    self._layers,mods = layer_table(bare_model(self.learn.model), self.learn.opt, getattr(self.learn, 'body_names', None))
     if not len(mods): raise ValueError("WeightChangeTracker found no layer whose parameters are in the optimizer; nothing to track.")
     self._names,self._mods,self._G = list(mods.itemgot(0)),list(mods.itemgot(1)),len(self.learn.opt.param_lists)
+    weights = ~self._layers.kind.isin(NORM_KINDS).to_numpy()   # what freezing is about: train_bn keeps norm layers training
+    self._weights_of = [np.flatnonzero(weights & (self._layers.group.to_numpy() == g)) for g in range(self._G)]
     self._collect()
+    self._pids = [[id(p) for p in m.parameters(recurse=False)] for m in self._mods]
     n,dev = len(self._mods),self._params[0].device
     self._ref = [p.detach().clone() for p in self._params]
     self._prev = [p.clone() for p in self._ref]
@@ -179,11 +209,14 @@ def _take_reference(self:WeightChangeTracker):
 
 @patch
 def _check_model(self:WeightChangeTracker):
-    "Refuse to continue on a model that is not the one the reference weights came from."
-    cur = dict(owning_modules(self.learn.model))
-    if not all(cur.get(n) is m for n,m in zip(self._names, self._mods)) or len(self.learn.opt.param_lists)!=self._G:
+    """Refuse to continue on a model that is not the one the reference weights came from. The same parameters under the
+    same names are the same model, even in new modules: `distrib_ctx` wraps the model and converts BatchNorm at every fit."""
+    cur = dict(owning_modules(bare_model(self.learn.model)))
+    same = lambda n,ids: n in cur and [id(p) for p in cur[n].parameters(recurse=False)] == ids
+    if not all(same(n, ids) for n,ids in zip(self._names, self._pids)) or len(self.learn.opt.param_lists)!=self._G:
         raise ValueError("This WeightChangeTracker holds reference weights of another model (or another param-group split). "
                          "Use a new WeightChangeTracker for a new Learner, or call `tracker.reset()` to start over.")
+    self._mods = [cur[n] for n in self._names]
     self._collect()
 
 # %% ../nbs/03_tracker.ipynb #3400f817
@@ -257,14 +290,22 @@ def _device_row(self:WeightChangeTracker)->torch.Tensor:
     return torch.cat([change, update, bn, loss])
 
 @patch
+def _phase_now(self:WeightChangeTracker, trainable:np.ndarray)->str:
+    "The phase from which groups' weights train now (a group without conv/linear weights follows fastai's `frozen_idx`)."
+    fidx = self.learn.opt.frozen_idx
+    return phase_of([trainable[ix].any() if len(ix) else g >= fidx for g,ix in enumerate(self._weights_of)])
+
+@patch
 def _record(self:WeightChangeTracker):
     "Append this step's device row, its step/phase/LR/momentum record and the trainable flags."
     self._rows_dev.append(self._device_row())
     opt = self.learn.opt
     lrs,moms = group_hypers(opt)
-    self._meta.append([self._n_step, self._fit, self._n_epoch, phase_name(opt.frozen_idx, len(opt.param_lists)), *lrs, *moms])
     # a layer is trainable when any of its parameters requires grad (counted per layer in one numpy call)
-    self._trainable.append(np.bincount(self._pidx_np, [p.requires_grad for p in self._params], len(self._mods)) > 0)
+    tr = np.bincount(self._pidx_np, [p.requires_grad for p in self._params], len(self._mods)) > 0
+    self._trainable.append(tr)
+    self._phase = self._phase_now(tr)
+    self._meta.append([self._n_step, self._fit, self._n_epoch, self._phase, *lrs, *moms])
     if len(self._rows_dev) >= self.flush: self._flush()
 
 @patch
@@ -275,17 +316,30 @@ def _flush(self:WeightChangeTracker):
 
 # %% ../nbs/03_tracker.ipynb #88fd8470
 @patch
+def _warn_freezing(self:WeightChangeTracker):
+    "Warn, once per trap, when freezing has less effect than it says (`check_freezing`)."
+    for k,w in check_freezing(self.learn).warnings.items():
+        if k not in self._warned: self._warned.add(k); warnings.warn(f"WeightChangeTracker: {w}", stacklevel=2)
+
+@patch
 def before_fit(self:WeightChangeTracker):
+    # like fastai's own loggers: record on rank 0 only, and never lr_find's or get_preds' throwaway passes
+    self.run = rank_distrib()==0 and not hasattr(self.learn, 'lr_finder') and not hasattr(self.learn, 'gather_preds')
+    if not self.run: return
+    self._warn_freezing()
     if self._ref is None: self._take_reference()
     else: self._check_model()
     self._index(self._live())   # made now, not at the first step: on a GPU a step never waits for the host
     if self._in_fit: self._cancelled = True  # the previous fit never reached after_fit (KeyboardInterrupt, error)
     self._fit += 1
-    self._in_fit = True
+    self._in_fit,self._validating = True,False
     self.learn.weight_tracker = self  # a plain attribute fastai won't remove: `learn.weight_history` reads it
 
 @patch
-def before_epoch(self:WeightChangeTracker): self._t0 = time.perf_counter()
+def before_epoch(self:WeightChangeTracker): self._t0,self._trained,self._phase = time.perf_counter(),False,None
+
+@patch
+def before_train(self:WeightChangeTracker): self._trained = True
 
 @patch
 def after_batch(self:WeightChangeTracker):
@@ -296,8 +350,10 @@ def after_batch(self:WeightChangeTracker):
 
 @patch
 def after_epoch(self:WeightChangeTracker):
+    if not self._trained: self._validating = True; return   # `validate()`/`tta()` run fit and epoch events around no training
     opt = self.learn.opt
-    self._epochs.append(dict(epoch=self._n_epoch, phase=phase_name(opt.frozen_idx, len(opt.param_lists)),
+    phase = self._phase if self._phase is not None else phase_name(opt.frozen_idx, len(opt.param_lists))   # the epoch's last recorded step
+    self._epochs.append(dict(epoch=self._n_epoch, phase=phase,
                              **epoch_results(getattr(self.learn, 'recorder', None)), time=time.perf_counter()-self._t0))
     self._n_epoch += 1
 
@@ -308,6 +364,8 @@ def after_cancel_fit(self:WeightChangeTracker): self._cancelled = True
 def after_fit(self:WeightChangeTracker):
     self._flush()
     self._in_fit = False
+    if self._validating: self._fit -= 1; return   # a validation pass is not a fit
+    if self.fname is not None: self.history.save(self.fname)
 
 # %% ../nbs/03_tracker.ipynb #d7f6cd69
 @patch(as_prop=True)
@@ -329,5 +387,7 @@ def history(self:WeightChangeTracker)->RunHistory:
 def weight_history(self:Learner)->RunHistory:
     "The `RunHistory` of the last `WeightChangeTracker` that ran on this Learner."
     tr = self.__dict__.get('weight_tracker')
+    if tr is None and rank_distrib(): raise RuntimeError(f"WeightChangeTracker records on rank 0 only; this process is rank {rank_distrib()}. "
+                                                         "Read the history on rank 0, or pass fname= to save it once.")
     if tr is None: raise RuntimeError("No WeightChangeTracker has run on this Learner: fit with `cbs=WeightChangeTracker()` first.")
     return tr.history

@@ -88,9 +88,9 @@ def test_history_records_resolved_config(ft):
 
 # Every Config field rejects a wrong type and an out-of-range value with a message naming it.
 BAD = dict(source=[3, 'nowhere_folder'], n_images=['many', 2], size=[64.5, 8], arch=[None, 'vgg'], pretrained=['yes', 1],
-           head_depth=[1.0, 6], head_width=['wide', 0], ps=['half', 1.0], strategy=[None, 'fast'], freeze_epochs=[True, 21],
+           head_depth=[1.0, 6], head_width=['wide', 0], ps=['half', 1.0], concat_pool=[1, 'no'], strategy=[None, 'fast'], freeze_epochs=[True, 21],
            epochs=[1.5, 0], base_lr=['1e-3', 0.0], lr_mult=[None, 0.5], train_bn=[0, 'no'], keep_bn_stats=[1, 'yes'], bs=[None, 0],
-           seed=[-1, 'x'], track_every=[0.5, 0], valid_pct=['0.2', 0.99])
+           seed=[-1, 'x'], track_every=[0.5, 0], valid_pct=['0.2', 0.99], surgical_group=[0.5, 2])
 
 def test_every_field_has_bad_values_listed():
     assert set(BAD) == {f.name for f in dataclasses.fields(Config)}
@@ -135,3 +135,68 @@ def test_keep_bn_stats_keeps_the_body_running_statistics():
     kept, drift = (run(TINY.replace(keep_bn_stats=k, freeze_epochs=1, epochs=1), progress=False) for k in (True, False))
     assert (body_bn(kept) == 0).all() and (body_bn(drift) > 0).all()
     assert (kept.config['keep_bn_stats'], drift.config['keep_bn_stats']) == (True, False)
+
+
+# --- the papers' strategies (issue 16): lp_ft, surgical, ulmfit_lrs -----------------------------------------------------------
+from finetune_lab.strategies import ulmfit_lr_mult, STRATEGY_FUNCS
+
+def _group_cols(h, g, kinds=('conv', 'linear')): return ((h.layers['group'] == g) & h.layers['kind'].isin(kinds)).values
+
+def test_every_strategy_has_a_function_and_reaches_lab_and_cli():
+    from finetune_lab import cli, lab
+    assert set(STRATEGY_FUNCS) == set(STRATEGIES) >= {'lp_ft', 'surgical', 'ulmfit_lrs'}
+    p = cli.build_parser()
+    args = p.parse_args(['run', '--strategy', 'surgical', '--surgical-group', '1'])
+    assert cli.config_from(**cli.config_overrides(args)).surgical_group == 1
+    assert set(lab.Lab(run_dir=None).controls['strategy'].options) == set(STRATEGIES)
+
+def test_lp_ft_probe_is_a_real_linear_probe():
+    "While probing, nothing in the body moves: weights, norm layers, BatchNorm statistics (even with fastai's BN handling)."
+    h = run(TINY.replace(strategy='lp_ft', keep_bn_stats=False, train_bn=True), progress=False)
+    fr, un, body = _rows(h, 'frozen'), _rows(h, 'unfrozen'), _cols(h, 'body')
+    assert fr.sum() > 0 and un.sum() > 0
+    assert h.change[fr][:, body].max() == 0.0 and np.nanmax(h.bn_stats[fr][:, body]) == 0.0 and not h.trainable[fr][:, body].any()
+    assert (h.change[fr][-1, _cols(h, 'head', ['linear'])] > 0).all()
+    assert h.change[un][-1, _cols(h, 'body', ['conv'])].max() > 0 and np.nanmax(h.bn_stats[un][:, _cols(h, 'body', ['batchnorm'])]) > 0
+    # ...whereas fastai's own frozen phase trains the body's norm layers and lets their statistics drift
+    ft = run(TINY.replace(keep_bn_stats=False), progress=False)
+    assert ft.change[_rows(ft, 'frozen')][:, _cols(ft, 'body', ['batchnorm'])].max() > 0
+
+def test_lp_ft_lrs_are_fine_tunes():
+    cfg = TINY.replace(strategy='lp_ft', bs=8)
+    h, G, lr = run(cfg, progress=False), None, cfg.base_lr
+    G = h.n_groups
+    for ph, peaks, pct, div in [('frozen', [lr/10]*(G-1) + [lr], 0.99, 25.), ('unfrozen', even_mults(lr/2/cfg.lr_mult, lr/2, G), 0.3, 5.)]:
+        rec = h.steps[h.steps.phase == ph][[f'lr_{i}' for i in range(G)]].values
+        np.testing.assert_allclose(rec, _expected_lrs(peaks, len(rec), pct, div), rtol=1e-5)
+
+@pytest.mark.parametrize('g', [0, 1])
+def test_surgical_trains_one_body_group_and_the_head(g):
+    cfg = TINY.replace(strategy='surgical', surgical_group=g, bs=8)
+    h = run(cfg, progress=False)
+    G, other = h.n_groups, 1 - g
+    assert h.change[:, _group_cols(h, other)].max() == 0.0 and not h.trainable[:, _group_cols(h, other)].any()
+    assert h.change[-1, _group_cols(h, g, ['conv'])].max() > 0 and (h.change[-1, _group_cols(h, G-1, ['linear'])] > 0).all()
+    assert h.trainable[:, _group_cols(h, g)].all()
+    norms = ((h.layers['group'] == other) & (h.layers['kind'] == 'batchnorm')).values   # train_bn=True: fastai's frozen
+    assert h.trainable[:, norms].all()
+    assert len(h.epochs) == cfg.freeze_epochs + cfg.epochs
+    rec = h.steps[[f'lr_{i}' for i in range(G)]].values    # one fit_one_cycle at full's spread
+    np.testing.assert_allclose(rec, _expected_lrs(even_mults(cfg.base_lr/2/cfg.lr_mult, cfg.base_lr/2, G), len(rec), 0.3, 5.), rtol=1e-5)
+
+def test_surgical_refuses_the_head_group():
+    from finetune_lab.strategies import surgical, get_dls
+    from finetune_lab.models import build_learner
+    learn = build_learner(get_dls(TINY), 'efficientnet_lite0')
+    with pytest.raises(ValueError, match='surgical_group=2'): surgical(learn, dataclasses.replace(TINY, surgical_group=2))
+
+def test_ulmfit_lrs_spaces_groups_by_2_6():
+    cfg = TINY.replace(strategy='ulmfit_lrs', bs=8)
+    h = run(cfg, progress=False)
+    G, lr = h.n_groups, cfg.base_lr
+    assert ulmfit_lr_mult(G) == pytest.approx(2.6**(G-1))
+    un = h.steps[h.steps.phase == 'unfrozen'][[f'lr_{i}' for i in range(G)]].values
+    np.testing.assert_allclose(un[:, 1:]/un[:, :-1], 2.6, rtol=1e-6)
+    np.testing.assert_allclose(un, _expected_lrs(even_mults(lr/2/2.6**(G-1), lr/2, G), len(un), 0.3, 5.), rtol=1e-5)
+    fr = _rows(h, 'frozen')
+    assert h.change[fr][:, _cols(h, 'body', ['conv'])].max() == 0.0

@@ -50,16 +50,20 @@ def test_resnet_layer_table(resnet_run):
     learn, _, h = resnet_run
     model = learn.model
     owners = [n for n, m in model.named_modules() if list(m.parameters(recurse=False))]
-    assert h.layers.name.tolist() == owners
+    assert h.layers.path.tolist() == owners
     assert h.layers.n_params.sum() == sum(p.numel() for p in model.parameters())
     assert h.layers.group.is_monotonic_increasing and h.n_groups == 3 == len(learn.opt.param_lists)
-    assert (h.layers.part == np.where(h.layers.name.str.startswith('1.'), 'head', 'body')).all()
-    kinds = dict(zip(h.layers.name, h.layers.kind))
+    assert (h.layers.part == np.where(h.layers.path.str.startswith('1.'), 'head', 'body')).all()
+    kinds = dict(zip(h.layers.path, h.layers.kind))
     assert kinds['0.0'] == 'conv' and kinds['0.1'] == 'batchnorm' and kinds[owners[-1]] == 'linear'
     # every layer's group is the optimizer group that holds its weight
     groups = {id(p): g for g, pg in enumerate(learn.opt.param_lists) for p in pg}
     mods = dict(model.named_modules())
-    assert [groups[id(mods[n].weight)] for n in h.layers.name] == h.layers.group.tolist()
+    assert [groups[id(mods[n].weight)] for n in h.layers.path] == h.layers.group.tolist()
+    # names a person can read (issue #15): torchvision's own module paths in the body, the head's layers counted by kind
+    names = dict(zip(h.layers.path, h.layers.name))
+    assert (names['0.0'], names['0.1'], names['0.4.0.conv1'], names['0.7.1.bn2']) == ('conv1', 'bn1', 'layer1.0.conv1', 'layer4.1.bn2')
+    assert h.layers.name[h.layers.part == 'head'].tolist() == ['head.bn1', 'head.lin1', 'head.bn2', 'head.lin2']
 
 
 def test_resnet_frozen_phase(resnet_run):
@@ -73,10 +77,10 @@ def test_resnet_frozen_phase(resnet_run):
     assert (d[~body & (kind != 'batchnorm')] > 0).all()
     assert (h.change[-1] > 0).all()                             # everything moved once unfrozen
     # reference = the weights before fine_tune, for a body conv deep in the net
-    n = [x for x in h.layers.name if x.startswith('0.7') and h.layers.set_index('name').kind[x] == 'conv'][-1]
+    n = [x for x in h.layers.path if x.startswith('0.7') and h.layers.set_index('path').kind[x] == 'conv'][-1]
     W = dict(resnet_run[0].model.named_parameters())[f'{n}.weight'].detach()
     expect = float((W - w0[f'{n}.weight']).norm() / w0[f'{n}.weight'].norm())
-    assert h.change[-1, h.layers.name.tolist().index(n)] == pytest.approx(expect, rel=1e-4)
+    assert h.change[-1, h.layers.path.tolist().index(n)] == pytest.approx(expect, rel=1e-4)
 
 
 def test_resnet_epochs_match_recorder(resnet_run):
