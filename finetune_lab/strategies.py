@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np, torch
 from fastcore.all import L
 from fastai.vision.all import set_seed, Callback, CancelFitException, Learner
+from fastai.optimizer import Optimizer
 from .data import pets_dls, auto_source, describe_source, is_cat, check_split, SOURCES
 from .models import build_learner, KeepBNStats, ARCHS, weights_available, keeps_bn_stats, zero_shot_error
 from .history import RunHistory
@@ -20,8 +21,9 @@ from .tracker import WeightChangeTracker
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'ULMFIT_FACTOR', 'STRATEGY_FUNCS', 'Config', 'fine_tune', 'head_only', 'full', 'gradual', 'one_lr',
-           'no_discriminative', 'lp_ft', 'surgical', 'ulmfit_lr_mult', 'ulmfit_lrs', 'get_dls', 'baselines',
-           'describe_run', 'StopOnRequest', 'check_cbs', 'run_learner', 'release_memory', 'run', 'body_change']
+           'no_discriminative', 'lp_ft', 'surgical', 'ulmfit_lr_mult', 'ulmfit_lrs', 'Rehearsal', 'planned_fits',
+           'get_dls', 'baselines', 'describe_run', 'StopOnRequest', 'check_cbs', 'run_learner', 'release_memory', 'run',
+           'body_change']
 
 # %% ../nbs/04_strategies.ipynb #69652f43
 STRATEGIES = ('fine_tune', 'head_only', 'full', 'gradual', 'no_discriminative', 'lp_ft', 'surgical', 'ulmfit_lrs')
@@ -203,6 +205,26 @@ def ulmfit_lrs(learn, cfg):
 
 STRATEGY_FUNCS = dict(fine_tune=fine_tune, head_only=head_only, full=full, gradual=gradual, no_discriminative=no_discriminative,
                       lp_ft=lp_ft, surgical=surgical, ulmfit_lrs=ulmfit_lrs)
+
+# %% ../nbs/04_strategies.ipynb #r0000002
+class Rehearsal:
+    "A stand-in `Learner` on which strategy functions run without training: each `fit` is recorded, not run."
+    fine_tune, fit_one_cycle = Learner.fine_tune, Learner.fit_one_cycle
+    freeze_to, freeze, unfreeze = Learner.freeze_to, Learner.freeze, Learner.unfreeze
+    moms, train_bn, cbs = (0.95, 0.85, 0.95), True, L()   # Learner's defaults
+    def __init__(self, n_groups:int): self.n_groups, self.fits = n_groups, []; self.create_opt()
+    def create_opt(self): self.opt = Optimizer([[torch.zeros(1, requires_grad=True)] for _ in range(self.n_groups)], [], lr=1e-3, mom=.9)
+    def fit(self, n_epoch, cbs=None, **kwargs):
+        "Record the fit: the groups whose weights train, `train_bn`, epochs and the `ParamScheduler`'s schedules."
+        trains = [p.requires_grad for ps in self.opt.param_lists for p in ps]
+        self.fits.append(dict(trains=trains, train_bn=self.train_bn, n_epoch=n_epoch, scheds=L(cbs)[0].scheds))
+
+def planned_fits(cfg:Config, n_groups:int=3)->list:
+    "The fits `cfg.strategy` makes on a learner with `n_groups` param groups, as a `Rehearsal` records them."
+    r = Rehearsal(n_groups)
+    r.train_bn = cfg.train_bn   # as build_learner gives it
+    STRATEGY_FUNCS[cfg.strategy](r, cfg)
+    return r.fits
 
 # %% ../nbs/04_strategies.ipynb #dbacf8b3
 _DLS, _BASELINES = {}, {}

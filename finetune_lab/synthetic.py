@@ -6,34 +6,12 @@ Docs: https://finetune-lab.github.io/finetune_lab/synthetic.html.md"""
 
 # %% ../nbs/05_synthetic.ipynb #s0000003
 from __future__ import annotations
-import numpy as np, pandas as pd, torch
-from fastai.learner import Learner
-from fastai.optimizer import Optimizer
-from .history import RunHistory, phase_name, NORM_KINDS
-from .strategies import Config, STRATEGY_FUNCS
+import numpy as np, pandas as pd
+from .history import RunHistory, phase_of, NORM_KINDS
+from .strategies import Config, planned_fits
 
 # %% auto #0
-__all__ = ['Rehearsal', 'fits_of', 'synthetic_history']
-
-# %% ../nbs/05_synthetic.ipynb #s0000005
-class Rehearsal:
-    "A stand-in `Learner` on which strategy functions run without training: each `fit` is recorded, not run."
-    fine_tune, fit_one_cycle = Learner.fine_tune, Learner.fit_one_cycle
-    freeze_to, freeze, unfreeze = Learner.freeze_to, Learner.freeze, Learner.unfreeze
-    moms = (0.95, 0.85, 0.95)   # Learner's default
-    def __init__(self, n_groups:int):
-        self.opt = Optimizer([[torch.zeros(1, requires_grad=True)] for _ in range(n_groups)], [], lr=1e-3, mom=.9)
-        self.fits = []
-    def fit(self, n_epoch, cbs=None, **kwargs):
-        "Record `(frozen_idx, n_epoch, schedules)`: the schedules are the `ParamScheduler`'s that fit_one_cycle passes."
-        self.fits.append((self.opt.frozen_idx, n_epoch, cbs[0].scheds))
-
-def fits_of(strategy:str, n_groups:int=3, **cfg)->list:
-    "The fits `strategy` makes on a learner with `n_groups` param groups: `[(frozen_idx, n_epoch, schedules), ...]`."
-    if strategy not in STRATEGY_FUNCS: raise ValueError(f"Unknown strategy {strategy!r}: use one of {', '.join(STRATEGY_FUNCS)}.")
-    r = Rehearsal(n_groups)
-    STRATEGY_FUNCS[strategy](r, Config(strategy=strategy, **cfg))
-    return r.fits
+__all__ = ['synthetic_history']
 
 # %% ../nbs/05_synthetic.ipynb #s0000009
 def _resnet_layers(blocks=(3,4,6,3), head_depth=1):
@@ -56,26 +34,26 @@ def _resnet_layers(blocks=(3,4,6,3), head_depth=1):
 
 # %% ../nbs/05_synthetic.ipynb #c6687a99
 def _synthetic_steps(fits, G, steps_per_epoch):
-    "The `steps` table and each step's frozen index, for the fits a `Rehearsal` recorded."
-    rows, fidxs, epoch = [], [], 0
-    for fit,(fidx,n_ep,scheds) in enumerate(fits):
-        total = n_ep*steps_per_epoch
+    "The `steps` table and each step's trainable groups and `train_bn`, for the fits a `Rehearsal` recorded."
+    rows, trains, epoch = [], [], 0
+    for fit,f in enumerate(fits):
+        total = f['n_epoch']*steps_per_epoch
         for i in range(total):
-            lrs, mom = np.broadcast_to(scheds['lr'](i/total), (G,)), float(scheds['mom'](i/total))
-            rows.append(dict(step=len(rows), fit=fit, epoch=epoch + i//steps_per_epoch, phase=phase_name(fidx, G), loss=0.,
+            lrs, mom = np.broadcast_to(f['scheds']['lr'](i/total), (G,)), float(f['scheds']['mom'](i/total))
+            rows.append(dict(step=len(rows), fit=fit, epoch=epoch + i//steps_per_epoch, phase=phase_of(f['trains']), loss=0.,
                              **{f'lr_{g}': float(lr) for g,lr in enumerate(lrs)}, **{f'mom_{g}': mom for g in range(G)}))
-            fidxs.append(fidx)
-        epoch += n_ep
+            trains.append((f['trains'], f['train_bn']))
+        epoch += f['n_epoch']
     cols = ['step','fit','epoch','phase','loss'] + [f'{k}_{g}' for k in ('lr','mom') for g in range(G)]
-    return pd.DataFrame(rows, columns=cols), np.array(fidxs, int)
+    return pd.DataFrame(rows, columns=cols), trains
 
 def _synthetic_epochs(steps):
-    ep = [dict(epoch=e, phase=d.phase.iloc[0], train_loss=(tl:=float(d.loss.mean())), valid_loss=tl*.8, error_rate=tl*.2,
+    ep = [dict(epoch=e, phase=d.phase.iloc[-1], train_loss=(tl:=float(d.loss.mean())), valid_loss=tl*.8, error_rate=tl*.2,
                time=len(d)*.1) for e,d in steps.groupby('epoch')]
     return pd.DataFrame(ep, columns=['epoch','phase','train_loss','valid_loss','error_rate','time'])
 
 # %% ../nbs/05_synthetic.ipynb #7a4b5727
-def synthetic_history(strategy:str='fine_tune', # fine_tune | head_only | full | gradual | no_discriminative
+def synthetic_history(strategy:str='fine_tune', # any of strategies.STRATEGIES
                       epochs:int=1,              # as `Config.epochs`: epochs after unfreezing (gradual: per stage)
                       freeze_epochs:int=1,       # as `Config.freeze_epochs`
                       steps_per_epoch:int=20,    # training batches per epoch
@@ -93,10 +71,10 @@ def synthetic_history(strategy:str='fine_tune', # fine_tune | head_only | full |
     group = np.array([0 if G == 1 else G-1 if p == 'head' else next(i for i,bg in enumerate(body_groups) if s in bg)
                       for s,p in zip(stage, part)])
     layers = pd.DataFrame(dict(name=names, kind=kinds, group=group, part=part, n_params=n_params.astype(int)))
-    fits = fits_of(strategy, G, epochs=epochs, freeze_epochs=freeze_epochs, base_lr=base_lr, lr_mult=lr_mult)
-    steps, fidx = _synthetic_steps(fits, G, steps_per_epoch)
+    cfg = Config(strategy=strategy, epochs=epochs, freeze_epochs=freeze_epochs, train_bn=train_bn, base_lr=base_lr, lr_mult=lr_mult)
+    steps, trains = _synthetic_steps(planned_fits(cfg, G), G, steps_per_epoch)
     n, norm = len(steps), np.isin(kinds, NORM_KINDS)
-    trainable = (group[None] >= fidx[:, None]) | (train_bn & norm)[None]
+    trainable = np.array([np.array(t)[group] | (bn & norm) for t,bn in trains]).reshape(n, len(layers))
     lr = steps[[f'lr_{g}' for g in range(G)]].to_numpy()[:, group]
     scale = np.where(norm, 1.5, np.sqrt(fan_in.astype(float)/2)) * np.where(part == 'head', 3., 1.)
     update = trainable * lr * scale * rng.lognormal(0, .3, (n, len(layers)))
