@@ -13,7 +13,7 @@ from pathlib import Path
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=FutureWarning)  # timm's import-time noise, not the user's concern
 from fastai.vision.all import Callback
 from .strategies import Config, STRATEGIES, run, get_dls, describe_run
-from .models import WeightsUnavailableError, weights_available, weights_path, pretrained_state
+from .models import WeightsUnavailableError, weights_path, pretrained_state
 from .data import describe_source, atomic_write
 from .history import RunHistory, phase_name
 from .plots import plot_report, plot_compare, fig_to_png, BASELINE_LINES

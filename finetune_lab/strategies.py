@@ -8,7 +8,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/strategies.html.md"""
 # %% ../nbs/04_strategies.ipynb #936c962a
 from __future__ import annotations
 import ctypes, dataclasses, gc, math, random, threading
-from dataclasses import dataclass, field, fields, asdict
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 import numpy as np, torch
 from fastcore.all import L
@@ -114,7 +114,7 @@ def replace(self:Config, **kw) -> Config:
     return dataclasses.replace(self, **kw)
 
 @patch
-def asdict(self:Config) -> dict: return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+def asdict(self:Config) -> dict: return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
 
 @patch(cls_method=True)
 def from_dict(cls:Config, d:dict) -> Config:

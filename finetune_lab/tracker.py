@@ -12,7 +12,7 @@ import numpy as np, pandas as pd, torch
 from torch import nn
 from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
-from fastai.callback.core import Callback, CancelFitException
+from fastai.callback.core import Callback
 from fastai.learner import Learner, Recorder
 from fastai.torch_core import rank_distrib
 from .history import RunHistory, LAYER_COLS, STEP_COLS, EPOCH_COLS, NORM_KINDS, phase_name, phase_of
