@@ -6,10 +6,10 @@ Docs: https://finetune-lab.github.io/finetune_lab/explain.html.md"""
 
 # %% ../nbs/07_explain.ipynb #e0000003
 from __future__ import annotations
-import math
+from dataclasses import fields
 import numpy as np
-from fastcore.basics import even_mults
 from .history import RunHistory, NORM_KINDS
+from .strategies import Config, planned_fits
 
 # %% auto #0
 __all__ = ['WEIGHT_KINDS', 'TITLE_KEYS', 'check_history', 'group_change', 'diverged_at', 'final_error', 'run_titles',
@@ -104,15 +104,17 @@ def _groups_text(gs):
     gs = [str(g) for g in gs]
     return 'group ' + gs[0] if len(gs) == 1 else 'groups ' + ', '.join(gs[:-1]) + ' and ' + gs[-1]
 
-def scheduled_peaks(config:dict, phase:str, n_groups:int)->list|None:
-    """The peak LR of each group that the one-cycle schedule of `run`'s strategy `config['strategy']` aims at in `phase`
-    (fastai's `slice` rules, see `strategies`); None when the config does not say (a bare callback, another strategy)."""
-    c = config or {}
-    if not {'strategy', 'base_lr', 'lr_mult'} <= set(c) or c['strategy'] not in ('fine_tune', 'head_only', 'full', 'gradual', 'no_discriminative'): return None
-    b, m, G = float(c['base_lr']), float(c['lr_mult']), n_groups
-    if phase == 'frozen': return [b/10]*(G-1) + [b]                      # slice(base_lr): the head at base_lr, the rest a tenth
-    if c['strategy'] == 'no_discriminative': return [b/2/math.sqrt(m)]*G  # one LR, the middle of fine_tune's spread
-    return [float(v) for v in np.atleast_1d(even_mults(b/2/m, b/2, G))]   # base_lr halved, spread over lr_mult
+def scheduled_peaks(config:dict, fit:int, n_groups:int)->list|None:
+    """The peak LR of each group that fit number `fit` of `run`'s strategy aims at: its one-cycle schedule's top, as
+    `strategies.planned_fits` rehearses it with fastai's own code; None when the config does not name a strategy."""
+    known = {f.name for f in fields(Config)}
+    c = {k: v for k, v in (config or {}).items() if k in known}
+    if 'strategy' not in c: return None
+    try: fits = planned_fits(Config.from_dict(c), n_groups)
+    except (ValueError, TypeError): return None   # a config this version cannot rebuild: say only what was recorded
+    if not 0 <= fit < len(fits): return None
+    lrs = [np.broadcast_to(fits[fit]['scheds']['lr'](p), (n_groups,)) for p in np.linspace(0, 1, 101)]   # pct_start is on this grid
+    return [float(v) for v in np.max(lrs, 0)]
 
 def _span_facts(h, phase, fit, a, b)->dict:
     "Numbers for one phase span, all computed from the history."
@@ -127,7 +129,7 @@ def _span_facts(h, phase, fit, a, b)->dict:
                 norm_trained=int((norm & in_frozen & ~never).sum()), changed=int(moved.sum()), top=L.name.iloc[top],
                 top_kind=L.kind.iloc[top], top_group=int(L.group.iloc[top]), top_delta=float(delta[top]),
                 peak_lr=[float(h.steps[f'lr_{g}'].iloc[a:b].max()) for g in range(h.n_groups)],
-                planned_lr=scheduled_peaks(h.config, phase, h.n_groups))
+                planned_lr=scheduled_peaks(h.config, fit, h.n_groups))
 
 # %% ../nbs/07_explain.ipynb #e341e8d7
 def _describe_span(h, f, last=False, why=True):
