@@ -145,7 +145,8 @@ class Lab:
         self.progress_label = W.Label().add_class('fl-progress-label')
         self.status = W.HTML().add_class('fl-status')
         self.data_line = W.HTML().add_class('fl-data')
-        self.report = W.Image(format='png', layout=W.Layout(max_width='100%', display='none')).add_class('fl-report')
+        img = lambda: W.Layout(max_width='100%', align_self='flex-start', display='none')   # natural size (1:1), never stretched
+        self.report = W.Image(format='png', layout=img()).add_class('fl-report')
         self.explanation = W.HTML().add_class('fl-explain')
         self.view = dict(
             figure=W.Dropdown(options=[('full report', 'report'), ('heatmap only', 'heatmap')], value=DEFAULT_VIEW['figure'],
@@ -163,7 +164,7 @@ class Lab:
         self.show_button = W.Button(description='Show', icon='eye').add_class('fl-show')
         self.compare_button = W.Button(description='Compare two', icon='columns').add_class('fl-compare')
         self.show_button.on_click(self._handler('_on_show')); self.compare_button.on_click(self._handler('_on_compare'))
-        self.compare_image = W.Image(format='png', layout=W.Layout(max_width='100%', display='none')).add_class('fl-compare-image')
+        self.compare_image = W.Image(format='png', layout=img()).add_class('fl-compare-image')
         self.diff = W.HTML().add_class('fl-diff')
         self.widget = self._layout().add_class('fl-lab')
 
