@@ -191,3 +191,18 @@ def test_keep_bn_stats_checkbox_follows_auto_and_the_panel_names_its_images():
     box.value = True
     assert lab.config().keep_bn_stats is True
     assert Lab(run_dir=None, **{**TINY, 'keep_bn_stats': False}).controls['keep_bn_stats'].value is False
+
+def test_head_type_controls_change_the_preview_and_the_run_config():
+    "Item 10 of issue #15: head width, dropout and pooling are on the panel; the head preview and the Config follow them."
+    lab = Lab(run_dir=None, **TINY)
+    c = lab.controls
+    assert c['head_depth'].max == 5
+    before = lab.head_table.value
+    c['head_width'].value, c['ps'].value, c['concat_pool'].value = 128, 0.2, False
+    t = lab.head_table.value
+    assert t != before and 'average pooling' in t and 'Linear 1280 → 128' in t and 'p=0.2' in t
+    cfg = lab.config()
+    assert (cfg.head_width, cfg.ps, cfg.concat_pool) == (128, 0.2, False)
+    assert 'Run trains 2 epochs' in lab.status.value
+    c['freeze_epochs'].value = 0
+    assert 'Run trains 1 epoch (' in lab.status.value      # not "1 epochs"
