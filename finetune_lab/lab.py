@@ -7,12 +7,12 @@ Docs: https://finetune-lab.github.io/finetune_lab/lab.html.md"""
 
 # %% ../nbs/09_lab.ipynb #5b3d9e23
 from __future__ import annotations
-import hashlib, html, json, math, os, threading, time, warnings
+import hashlib, html, importlib, json, math, threading, time, warnings
 from pathlib import Path
 import ipywidgets as W
 with warnings.catch_warnings():   # fastai scripts a few activations with torch.jit.script at import, which torch now deprecates
     warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=FutureWarning)
-    import fastai.layers
+    importlib.import_module('fastai.layers')
 from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback
 from . import __version__

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch, torchvision
 from torch import nn
 import pandas as pd
-from fastcore.all import L, store_attr
+from fastcore.all import L
 from fastai.vision.all import (vision_learner, create_head, error_rate, params, model_meta, imagenet_stats,
-                               num_features_model, Learner, Callback, TrainEvalCallback)
+                               Learner, Callback, TrainEvalCallback)
 from fastai.vision.learner import _resnet_split
 
 # %% auto #0
@@ -151,6 +151,7 @@ def build_learner(dls,                      # fastai DataLoaders, e.g. from `pet
     learn = vision_learner(dls, ARCHS[arch], pretrained=pretrained, metrics=error_rate, train_bn=train_bn,
                            **head_kwargs(head_depth, head_width, ps, concat_pool), **kwargs)
     learn.arch_name = arch
+    learn.body_names = BODY_NAMES['efficientnet_lite0' if arch == 'efficientnet_lite0' else 'resnet']  # the tracker names layers by them
     return learn
 
 # %% ../nbs/01_models.ipynb #479d739b

@@ -39,3 +39,9 @@ def test_the_check_fails_on_an_upward_import(tmp_path, monkeypatch):
     (tmp_path/'history.py').write_text("from .plots import fig_to_png\nimport finetune_lab.lab\n")
     monkeypatch.setattr(__import__(__name__), 'PKG', tmp_path)
     assert own_imports('history') == {'plots', 'lab'}
+
+def test_the_package_is_pyflakes_clean():
+    "No unused import, undefined or shadowed name in the exported modules (they are generated: fix the notebook)."
+    import subprocess, sys
+    r = subprocess.run([sys.executable, '-m', 'pyflakes', str(PKG)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
