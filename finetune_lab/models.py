@@ -116,7 +116,9 @@ class KeepBNStats(Callback):
     "Keep the body's BatchNorm layers in eval mode while training: they use (and keep) their pretrained running statistics."
     run_after = TrainEvalCallback
     def before_train(self):
-        for m in self.learn.model[0].modules():
+        model = self.learn.model
+        while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)): model = model.module   # distrib_ctx's wrapper
+        for m in model[0].modules():
             if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)): m.eval()
 
 def keeps_bn_stats(keep_bn_stats, arch:str) -> bool:
