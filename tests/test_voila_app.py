@@ -190,6 +190,8 @@ def test_stop_ends_a_long_run_early(page):
     # the click lands in epoch 2 or, on a fast machine, a little later: allow two more epochs, far short of 11
     assert steps <= 4*n_batches, f"asked to stop at {at_stop!r}, yet it trained {steps} steps"
     assert steps < 11*n_batches, "the whole run was trained"
-    assert page.locator('.fl-run').is_enabled() and page.locator('.fl-stop').is_disabled(), "the panel is usable again"
+    from playwright.sync_api import expect   # the buttons follow the status line by a widget round trip: wait for them
+    expect(page.locator('.fl-run')).to_be_enabled(timeout=30_000)   # the panel is usable again
+    expect(page.locator('.fl-stop')).to_be_disabled(timeout=30_000)
     page.screenshot(path=page.tmp/'stopped.png')
     print(f"stopped {secs:.1f} s after the click, at {at_stop!r}, after {steps} of {11*n_batches} steps")
