@@ -1,6 +1,6 @@
 """Run by tests/test_distributed.py: fine_tune a tiny learner with a `WeightChangeTracker`, either inside fastai's
-`distrib_ctx` on 2 CPU processes (`python -m torch.distributed.run --nproc_per_node 2 ddp_worker.py ddp OUT`, what
-`accelerate launch` runs on GPUs) or in one process on the same global batches (`python ddp_worker.py single OUT`)."""
+`distrib_ctx` on 2 CPU processes (`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ddp_worker.py ddp
+OUT`) or in one process on the same global batches (`python ddp_worker.py single OUT`)."""
 import json, sys, warnings
 from pathlib import Path
 warnings.filterwarnings('ignore')

@@ -1,5 +1,5 @@
 """The tracker inside fastai's distributed training (issue 16): 2 CPU processes (gloo) under `learn.distrib_ctx()`,
-started by torch's launcher (what `accelerate launch` starts on GPUs), against one process on the same global batches."""
+started with `accelerate launch` (the README's line), against one process on the same global batches."""
 import json, os, subprocess, sys
 from pathlib import Path
 import numpy as np, pytest
@@ -17,7 +17,10 @@ def _run(args, timeout=180):
 def runs(tmp_path_factory):
     pytest.importorskip('accelerate', reason="fastai's distrib_ctx needs accelerate (pip install accelerate)")
     ddp, one = tmp_path_factory.mktemp('ddp'), tmp_path_factory.mktemp('one')
-    _run(['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', WORKER, 'ddp', ddp])
+    # `--multi_gpu` is accelerate's multi-process launcher (torch's elastic launcher underneath); with ACCELERATE_USE_CPU=1
+    # it starts CPU processes (gloo). `--cpu --num_processes 2` would start only one process without MPI.
+    _run(['-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1',
+          '--mixed_precision', 'no', '--dynamo_backend', 'no', WORKER, 'ddp', ddp])
     _run([WORKER, 'single', one])
     return ddp, one
 
