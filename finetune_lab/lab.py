@@ -181,9 +181,9 @@ class Lab:
         c, h = self.controls, lambda s: W.HTML(f'<b>{s}</b>')
         col = W.Layout(width='27em', overflow='visible')   # as wide as a control: nothing cut off, no scroll bar
         model = W.VBox([h('Model'), c['arch'], c['pretrained'], c['head_depth'], c['head_width'], c['ps'], c['concat_pool'],
-                        self.head_table], layout=W.Layout(overflow='visible'))
+                        self.head_table], layout=W.Layout(overflow='visible', flex='1 1 30em')).add_class('fl-col-model')   # beside Training when 57em fit
         train = W.VBox([h('Training'), c['strategy'], c['freeze_epochs'], c['epochs'], c['base_lr'], c['lr_mult'],
-                        c['train_bn'], c['keep_bn_stats'], h('Data'), c['source'], c['n_images']], layout=col)
+                        c['train_bn'], c['keep_bn_stats'], h('Data'), c['source'], c['n_images']], layout=col).add_class('fl-col-training')
         bar = W.HBox([self.run_button, self.stop_button, self.progress, self.progress_label])
         runs = W.VBox([h('Finished runs (pick one to show, two to compare; hover for every setting)'), self.runs_list, self.run_details,
                        W.HBox([self.show_button, self.compare_button, self.view['scale']]), self.compare_image, self.diff])

@@ -121,6 +121,24 @@ def test_page_shows_no_developer_text_no_broken_image_and_nothing_cut_off(page):
     assert clipped == [], f"cut off or scrolling: {clipped}"
     assert 'colour scale' in text(page, '.fl-view-scale')
 
+def test_model_column_sits_beside_training_in_a_notebook_wide_page_and_below_it_on_a_narrow_one(page):
+    "At JupyterLab's ~950 px output width (a 1,400 px window with the file browser open) the two columns share a row."
+    def boxes():
+        return [page.locator(s).bounding_box() for s in ('.fl-col-training', '.fl-col-model')]
+    try:
+        page.set_viewport_size({'width': 1000, 'height': 2200})
+        page.wait_for_function("document.querySelector('.fl-col-model').getBoundingClientRect().top < "
+                               "document.querySelector('.fl-col-training').getBoundingClientRect().bottom", timeout=10_000)
+        t, m = boxes()
+        assert abs(m['y'] - t['y']) < 2 and m['x'] >= t['x'] + t['width'] - 1, (t, m)
+        assert m['x'] + m['width'] <= 1000, f"the Model column runs off a 1,000 px page: {m}"
+        page.set_viewport_size({'width': 600, 'height': 2200})
+        page.wait_for_function("document.querySelector('.fl-col-model').getBoundingClientRect().top >= "
+                               "document.querySelector('.fl-col-training').getBoundingClientRect().bottom - 1", timeout=10_000)
+        t, m = boxes()
+        assert m['y'] >= t['y'] + t['height'] - 1, (t, m)
+    finally: page.set_viewport_size({'width': 1400, 'height': 2200})
+
 def test_line_under_run_names_the_images_and_the_backbone(page):
     "Item 3 of issue #15: what 'auto' chose is on the page before Run."
     line = text(page, '.fl-data')
