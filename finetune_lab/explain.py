@@ -202,30 +202,30 @@ def _movement_words(h:RunHistory)->str:
     return s
 
 def explain(h:RunHistory)->str:
-    "A short paragraph on what this run froze, for how long, and what changed; every number comes from `h`."
+    "A few short paragraphs (blank-line separated) on what this run froze, for how long, what changed and whether it learned; every number comes from `h`."
     check_history(h, 'explain')
     n, G, spans = len(h.layers), h.n_groups, h.phase_spans()
     strat = f" ({h.config['strategy']})" if 'strategy' in (h.config or {}) else ''
-    out = [f"This run{strat} tracked {n} layers in {_plural(G, 'param group')}" + (f", group 0 nearest the input and group {G-1} the head." if G > 1 else ".")]
-    if not spans: return ' '.join(out + ["It recorded no training steps, so no layer has changed yet."])
+    intro = [f"This run{strat} tracked {n} layers in {_plural(G, 'param group')}" + (f", group 0 nearest the input and group {G-1} the head." if G > 1 else ".")]
+    if not spans: return ' '.join(intro + ["It recorded no training steps, so no layer has changed yet."])
     with np.errstate(invalid='ignore'): facts = [_span_facts(h, *s) for s in spans]   # inf - inf in a diverged run
-    out.append('It trained ' + ', then '.join(f"{f['phase']} for {_plural(f['epochs'], 'epoch')}" for f in facts) +
-               (' before it was stopped.' if h.interrupted else '.'))
+    intro.append('It trained ' + ', then '.join(f"{f['phase']} for {_plural(f['epochs'], 'epoch')}" for f in facts) +
+                 (' before it was stopped.' if h.interrupted else '.'))
     if not any(f['frozen_groups'] for f in facts):
-        out.append("No layer was ever frozen" + (": with a single param group freeze() has nothing to freeze." if G == 1 else "."))
-    said_why = False
+        intro.append("No layer was ever frozen" + (": with a single param group freeze() has nothing to freeze." if G == 1 else "."))
+    phases, said_why = [], False   # one paragraph per phase
     for i,f in enumerate(facts):
-        out.append(_describe_span(h, f, last=i == len(facts)-1, why=not said_why))
+        phases.append(_describe_span(h, f, last=i == len(facts)-1, why=not said_why))
         said_why |= bool(f['frozen_groups'] and f['norm_trained'])
     if facts[-1]['frozen_groups']:
-        out.append(f"The run never fully unfroze: {_groups_text(facts[-1]['frozen_groups'])} {'was' if len(facts[-1]['frozen_groups']) == 1 else 'were'} still frozen at its last step.")
-    out.append(_movement_words(h))
-    out.append(bn_words(h))
+        phases[-1] += f" The run never fully unfroze: {_groups_text(facts[-1]['frozen_groups'])} {'was' if len(facts[-1]['frozen_groups']) == 1 else 'were'} still frozen at its last step."
+    moved = [_movement_words(h), bn_words(h)]
     ep = h.epochs.dropna(subset=['error_rate'])
-    if len(ep): out.append(f"The last finished epoch ({int(ep.epoch.iloc[-1])}) had error_rate {_g(ep.error_rate.iloc[-1])} and valid loss {_g(ep.valid_loss.iloc[-1])}.")
-    out.append(baseline_words(h))
-    if h.interrupted: out.append(f"The run was interrupted after {_plural(len(h.steps), 'recorded step')}; all of this covers only what ran.")
-    return ' '.join(filter(None, out))   # bn_words and baseline_words say nothing for a bare history
+    result = [f"The last finished epoch ({int(ep.epoch.iloc[-1])}) had error_rate {_g(ep.error_rate.iloc[-1])} and valid loss {_g(ep.valid_loss.iloc[-1])}." if len(ep) else '',
+              baseline_words(h),
+              f"The run was interrupted after {_plural(len(h.steps), 'recorded step')}; all of this covers only what ran." if h.interrupted else '']
+    paras = [' '.join(filter(None, p)) for p in (intro, *([x] for x in phases), moved, result)]   # bn_words and baseline_words say nothing for a bare history
+    return '\n\n'.join(filter(None, paras))
 
 # %% ../nbs/07_explain.ipynb #f295cc1c
 def _frozen_epochs(h): return int(h.steps.epoch[h.steps.phase != 'unfrozen'].nunique())

@@ -398,7 +398,7 @@ def _show(self:Lab, h:RunHistory):
     "Draw `h`'s figure and its explanation."
     self._shown = h
     _shown_image(self.report, self._report_png(h))
-    self.explanation.value = f'<p style="max-width:60em">{html.escape(explain(h))}</p>'
+    self.explanation.value = ''.join(f'<p style="max-width:60em; line-height:1.45">{html.escape(p)}</p>' for p in explain(h).split('\n\n'))   # one per paragraph
 
 @patch
 def _compare_png(self:Lab, hs:list) -> bytes:
@@ -411,7 +411,7 @@ def compare(self:Lab, i:int, j:int):
     "Compare `runs[i]` with `runs[j]`: side-by-side heatmaps and a paragraph."
     self._compared = [self.runs[i], self.runs[j]]
     _shown_image(self.compare_image, self._compare_png(self._compared))
-    self.diff.value = f'<p style="max-width:60em">{html.escape(explain_diff(*self._compared))}</p>'
+    self.diff.value = f'<p style="max-width:60em; line-height:1.45">{html.escape(explain_diff(*self._compared))}</p>'
 
 @patch
 def _on_compare(self:Lab, _=None):

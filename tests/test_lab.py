@@ -3,6 +3,7 @@ import time, urllib.error
 import pytest
 from finetune_lab.lab import Lab, run_file, planned_epochs
 from finetune_lab.models import weights_available
+from finetune_lab.explain import explain
 
 TINY = dict(source='synthetic', n_images=32, size=64, arch='efficientnet_lite0', epochs=1, freeze_epochs=1)
 PNG = b'\x89PNG\r\n\x1a\n'
@@ -48,6 +49,7 @@ def test_run_after_stop_finishes_and_is_cached(lab, run_dir):
     h = lab.runs[1]
     assert not h.interrupted and h.config['epochs'] == 1 and len(h.epochs) == 2
     assert bytes(lab.report.value).startswith(PNG) and 'This run (fine_tune)' in lab.explanation.value
+    assert lab.explanation.value.count('<p ') == len(explain(lab._shown).split('\n\n')) > 1   # a paragraph each
     assert run_file(run_dir, lab.config()).exists()
 
 def test_stopped_setup_trains_again(lab):

@@ -340,6 +340,19 @@ def test_explain_states_the_facts_of_fine_tune():
     w, n = group_change(h, ('conv', 'linear')), group_change(h, ('batchnorm', 'layernorm'))
     assert f'In group 0 the conv/linear weights moved {w[0]:.3g} and the norm layers {n[0]:.3g}' in t   # apart (issue #15, item 7)
 
+def test_explain_reads_in_paragraphs_one_per_phase():
+    "What it tracked, each phase, what moved, and how it did: short paragraphs a student can scan, not one wall of text."
+    t = explain(synthetic_history(freeze_epochs=2, epochs=3))
+    paras = t.split('\n\n')
+    assert len(paras) == 5 and all(p.strip() and '\n' not in p for p in paras), paras
+    assert paras[0].startswith('This run (fine_tune) tracked') and 'It trained frozen for 2 epochs' in paras[0]
+    assert paras[1].startswith('For 2 epochs (40 steps, fit 0) the run was frozen')
+    assert paras[2].startswith('For 3 epochs (60 steps, fit 1) all 3 groups trained (unfrozen)')
+    assert 'times as far as group 0' in paras[3] and 'error_rate' in paras[4]
+    hs = synthetic_history(strategy='head_only')
+    last_phase = explain(hs).split('\n\n')[1]
+    assert 'never fully unfroze' in last_phase   # said where the phase is described
+
 @pytest.mark.parametrize('kw,facts,absent', [
     (dict(strategy='head_only'), ['It trained frozen for 2 epochs.', 'never fully unfroze: groups 0 and 1 were still frozen'], ['unfrozen for']),
     (dict(freeze_epochs=0), ['It trained unfrozen for 1 epoch.', 'No layer was ever frozen.'], ['requires_grad=False']),
