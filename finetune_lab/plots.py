@@ -53,6 +53,7 @@ def _step_edges(h)->np.ndarray:
     d = np.median(np.diff(s)) if len(s) > 1 else 1.   # the tracker may record every k-th step
     return np.append(s, s[-1] + d)
 
+# %% ../nbs/06_plots.ipynb #fe39c001
 PAD, PT = .08, 1/72   # blank border around a figure, and one typographic point, in inches
 TICK = 7*PT           # tick length + gap to its label (matplotlib's defaults, 3.5 pt each)
 
@@ -81,6 +82,7 @@ def wrap_text(text:str, width:float, size:float=10.)->str:
         else: lines.append(part)
     return '\n'.join(lines)
 
+# %% ../nbs/06_plots.ipynb #fe39c002
 def _fig_ax(ax, figsize, margins):
     """`ax`'s figure and `ax` when it is an Axes; else new axes inside `margins` (left, right, top, bottom; inches) of
     a new figure of `figsize`, or of a `(figure, (x, y, w, h))` cell in inches (how `plot_report` and `plot_compare` place panels).

@@ -256,6 +256,7 @@ def _index(self:WeightChangeTracker, ids:list)->torch.Tensor:
     if k not in self._index_cache: self._index_cache[k] = torch.tensor(ids, dtype=torch.long, device=self._pidx.device)
     return self._index_cache[k]
 
+# %% ../nbs/03_tracker.ipynb #3400c001
 @patch
 @torch.no_grad()
 def _device_row(self:WeightChangeTracker)->torch.Tensor:
@@ -289,6 +290,7 @@ def _device_row(self:WeightChangeTracker)->torch.Tensor:
     loss = torch.as_tensor(self.learn.loss).detach().float().mean().reshape(1).to(change.device)
     return torch.cat([change, update, bn, loss])
 
+# %% ../nbs/03_tracker.ipynb #3400c002
 @patch
 def _phase_now(self:WeightChangeTracker, trainable:np.ndarray)->str:
     "The phase from which groups' weights train now (a group without conv/linear weights follows fastai's `frozen_idx`)."
