@@ -8,20 +8,15 @@ Docs: https://finetune-lab.github.io/finetune_lab/freezing.html.md"""
 from __future__ import annotations
 import pandas as pd, torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel, DataParallel
 from fastcore.basics import store_attr
 from fastai.torch_core import norm_types
+from .models import bare_model
 
 # %% auto #0
-__all__ = ['NORMS', 'bare_model', 'param_lists', 'group_holds', 'norm_param_ids', 'freeze_table', 'freeze_warnings',
-           'FreezeCheck', 'check_freezing']
+__all__ = ['NORMS', 'param_lists', 'group_holds', 'norm_param_ids', 'freeze_table', 'freeze_warnings', 'FreezeCheck',
+           'check_freezing']
 
 # %% ../nbs/11_freezing.ipynb #d3ffacca
-def bare_model(model:nn.Module)->nn.Module:
-    "`model` without the `DistributedDataParallel`/`DataParallel` wrappers that `learn.distrib_ctx()` adds."
-    while isinstance(model, (DistributedDataParallel, DataParallel)): model = model.module
-    return model
-
 def param_lists(learn)->list:
     "The learner's parameter groups: its optimizer's, or (before the first fit) what its `splitter` would make. Changes nothing."
     groups = learn.opt.param_lists if learn.opt is not None else learn.splitter(bare_model(learn.model))

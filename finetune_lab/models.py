@@ -18,8 +18,8 @@ from fastai.vision.learner import _resnet_split
 # %% auto #0
 __all__ = ['EFFNET_STATS', 'BODY_NAMES', 'ARCHS', 'N_FEATURES', 'NORM_TYPES', 'CAT_CLASSES', 'DOG_CLASSES',
            'WeightsUnavailableError', 'weights_path', 'weights_available', 'pretrained_state', 'efficientnet_lite0',
-           'resnet18', 'resnet34', 'resnet50', 'effnet_split', 'head_kwargs', 'make_head', 'KeepBNStats',
-           'keeps_bn_stats', 'build_learner', 'describe_head', 'describe_groups', 'imagenet_says_cat',
+           'resnet18', 'resnet34', 'resnet50', 'effnet_split', 'body_names', 'head_kwargs', 'make_head', 'bare_model',
+           'KeepBNStats', 'keeps_bn_stats', 'build_learner', 'describe_head', 'describe_groups', 'imagenet_says_cat',
            'zero_shot_error', 'zero_shot_cat_accuracy']
 
 # %% ../nbs/01_models.ipynb #b8e5fc58
@@ -98,6 +98,11 @@ BODY_NAMES = {
 ARCHS = {'resnet18': resnet18, 'resnet34': resnet34, 'resnet50': resnet50, 'efficientnet_lite0': efficientnet_lite0}
 N_FEATURES = {'resnet18': 512, 'resnet34': 512, 'resnet50': 2048, 'efficientnet_lite0': 1280}
 
+def body_names(learn)->list|None:
+    "Names of the body's top-level blocks (`layer1`, `stage3`, ...) for a learner tagged with `arch_name` (`build_learner` tags it), else None."
+    arch = getattr(learn, 'arch_name', None)
+    return None if arch is None else BODY_NAMES['efficientnet_lite0' if arch == 'efficientnet_lite0' else 'resnet']
+
 for _f in (resnet18, resnet34, resnet50): model_meta[_f] = dict(cut=-2, split=_resnet_split, stats=imagenet_stats)
 model_meta[efficientnet_lite0] = dict(cut=-2, split=effnet_split, stats=EFFNET_STATS)
 
@@ -112,13 +117,16 @@ def make_head(arch:str='resnet34', head_depth:int=1, head_width:int=512, ps:floa
     return create_head(N_FEATURES[arch], n_out, **head_kwargs(head_depth, head_width, ps, concat_pool))
 
 # %% ../nbs/01_models.ipynb #9a1b2c3e
+def bare_model(model:nn.Module)->nn.Module:
+    "`model` without the `DistributedDataParallel`/`DataParallel` wrappers that `learn.distrib_ctx()` adds."
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)): model = model.module
+    return model
+
 class KeepBNStats(Callback):
     "Keep the body's BatchNorm layers in eval mode while training: they use (and keep) their pretrained running statistics."
     run_after = TrainEvalCallback
     def before_train(self):
-        model = self.learn.model
-        while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)): model = model.module   # distrib_ctx's wrapper
-        for m in model[0].modules():
+        for m in bare_model(self.learn.model)[0].modules():
             if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)): m.eval()
 
 def keeps_bn_stats(keep_bn_stats, arch:str) -> bool:
@@ -153,7 +161,6 @@ def build_learner(dls,                      # fastai DataLoaders, e.g. from `pet
     learn = vision_learner(dls, ARCHS[arch], pretrained=pretrained, metrics=error_rate, train_bn=train_bn,
                            **head_kwargs(head_depth, head_width, ps, concat_pool), **kwargs)
     learn.arch_name = arch
-    learn.body_names = BODY_NAMES['efficientnet_lite0' if arch == 'efficientnet_lite0' else 'resnet']  # the tracker names layers by them
     return learn
 
 # %% ../nbs/01_models.ipynb #479d739b
@@ -184,7 +191,7 @@ def describe_head(head_or_learn) -> pd.DataFrame:
 def _group_modules(learn, i) -> list[str]:
     "Names of the top-level body blocks (or 'head') holding group `i`'s parameters."
     ids = {id(p) for p in learn.opt.param_lists[i]} if learn.opt else {id(p) for p in learn.splitter(learn.model)[i]}
-    names = BODY_NAMES['efficientnet_lite0' if getattr(learn, 'arch_name', '') == 'efficientnet_lite0' else 'resnet']
+    names = body_names(learn) or BODY_NAMES['resnet']
     out = []
     for j, blk in enumerate(learn.model[0]):
         if any(id(p) in ids for p in blk.parameters()): out.append(names[j] if j < len(names) else f'body.{j}')

@@ -11,8 +11,7 @@ import numpy as np, pandas as pd, torch
 from torch import nn
 from matplotlib.figure import Figure
 from fastai.callback.hook import hook_outputs
-from .freezing import bare_model
-from .models import BODY_NAMES
+from .models import bare_model, body_names
 
 # %% auto #0
 __all__ = ['linear_cka', 'body_blocks', 'representation_change', 'plot_representation']
@@ -32,8 +31,7 @@ def body_blocks(learn)->list:
     "`(name, module)` of every top-level body block that has weights (`model[0]`'s children for a fastai vision model)."
     m = bare_model(learn.model)
     body = m[0] if isinstance(m, nn.Sequential) and len(m) == 2 else m
-    arch = getattr(learn, 'arch_name', '')
-    names = BODY_NAMES.get('resnet' if arch.startswith('resnet') else arch, [])
+    names = body_names(learn) or []
     kids = list(body.children())
     if len(names) != len(kids): names = [str(i) for i in range(len(kids))]
     return [(n, k) for n, k in zip(names, kids) if any(True for _ in k.parameters())]

@@ -16,7 +16,8 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner, Recorder
 from fastai.torch_core import rank_distrib
 from .history import RunHistory, LAYER_COLS, STEP_COLS, EPOCH_COLS, NORM_KINDS, phase_name, phase_of
-from .freezing import bare_model, check_freezing
+from .models import bare_model, body_names
+from .freezing import check_freezing
 
 # %% auto #0
 __all__ = ['fused_sq_norms', 'fused_sq_dist', 'layer_kind', 'owning_modules', 'param_groups', 'layer_part', 'layer_names',
@@ -186,7 +187,7 @@ def _collect(self:WeightChangeTracker):
 @torch.no_grad()
 def _take_reference(self:WeightChangeTracker):
     "Layer table and on-device reference copies, from the model and optimizer as they are now."
-    self._layers,mods = layer_table(bare_model(self.learn.model), self.learn.opt, getattr(self.learn, 'body_names', None))
+    self._layers,mods = layer_table(bare_model(self.learn.model), self.learn.opt, body_names(self.learn))
     if not len(mods): raise ValueError("WeightChangeTracker found no layer whose parameters are in the optimizer; nothing to track.")
     self._names,self._mods,self._G = list(mods.itemgot(0)),list(mods.itemgot(1)),len(self.learn.opt.param_lists)
     weights = ~self._layers.kind.isin(NORM_KINDS).to_numpy()   # what freezing is about: train_bn keeps norm layers training
