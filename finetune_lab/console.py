@@ -8,14 +8,26 @@ Docs: https://finetune-lab.github.io/finetune_lab/console.html.md"""
 __all__ = ['start']
 
 # %% ../nbs/13_console.ipynb #c0500004
-import sys
+import signal, sys, threading
+
+def _load_cli():
+    "`cli.main`, importing torch and fastai on the way."
+    from finetune_lab.cli import main
+    return main
 
 def start() -> int:
     "The `finetune-lab` console script: imports the CLI (torch, fastai: seconds) under a guard, then runs it."
-    try: from finetune_lab.cli import main
-    except KeyboardInterrupt:
-        print("finetune-lab: interrupted (Ctrl-C) while starting: nothing was trained or written.", file=sys.stderr); return 130
-    except Exception as e:
+    hits = []
+    def note(sig, frame): hits.append(sig); raise KeyboardInterrupt
+    guard = threading.current_thread() is threading.main_thread()   # signal handlers can only be set there
+    old = signal.signal(signal.SIGINT, note) if guard else None
+    try: main = _load_cli()
+    except BaseException as e:
+        if hits or isinstance(e, KeyboardInterrupt):
+            print("finetune-lab: interrupted (Ctrl-C) while starting: nothing was trained or written.", file=sys.stderr); return 130
+        if not isinstance(e, Exception): raise
         print(f"finetune-lab: error: cannot start ({type(e).__name__}: {' '.join(str(e).split())}); "
               "reinstall finetune-lab and its dependencies (pip install finetune-lab).", file=sys.stderr); return 1
+    finally:
+        if guard and old is not None: signal.signal(signal.SIGINT, old)
     return main()

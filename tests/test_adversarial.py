@@ -35,11 +35,36 @@ def one_line(err): return len(err.strip().splitlines()) == 1 and err.startswith(
 def no_temporaries(d): return [p.name for p in Path(d).rglob('*') if p.name.endswith('.tmp') or p.name.endswith('.lock')]
 
 
-def test_sigint_while_importing(tmp_path):
+@pytest.mark.parametrize('after', [0.8, 2.0, 3.0])   # seconds into the ~5 s of importing torch, fastai, matplotlib
+def test_sigint_while_importing(tmp_path, after):
     p = cli_proc(tmp_path, 'run', '--out', tmp_path/'out')
-    code, out, err = interrupt_when(p, lambda: True) if time.sleep(0.8) is None else None
+    time.sleep(after)
+    code, out, err = interrupt_when(p, lambda: True)
     assert code == 130 and one_line(err) and 'while starting' in err, err
     assert not (tmp_path/'out').exists()
+
+
+def test_sigint_a_library_turns_into_another_error_still_reads_as_ctrl_c(monkeypatch, capsys):
+    "A Ctrl-C inside matplotlib's class set-up surfaces as RuntimeError (seen in CI: 'cannot start', exit 1)."
+    from finetune_lab import console
+    def import_hit_by_ctrl_c():
+        try: os.kill(os.getpid(), signal.SIGINT); time.sleep(5)
+        except KeyboardInterrupt: raise RuntimeError("Error calling __set_name__ on '_axis_method_wrapper'") from None
+    monkeypatch.setattr(console, '_load_cli', import_hit_by_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    assert console.start() == 130
+    err = capsys.readouterr().err
+    assert one_line(err) and 'interrupted (Ctrl-C) while starting' in err, err
+    assert signal.getsignal(signal.SIGINT) is before, "start() must give back the SIGINT handler it found"
+
+
+def test_broken_install_is_exit_1_and_one_line(monkeypatch, capsys):
+    from finetune_lab import console
+    def broken(): raise ImportError("No module named 'fastai'")
+    monkeypatch.setattr(console, '_load_cli', broken)
+    assert console.start() == 1
+    err = capsys.readouterr().err
+    assert one_line(err) and "cannot start (ImportError: No module named 'fastai')" in err and 'pip install' in err, err
 
 
 def test_sigint_while_resizing_leaves_a_sound_cache(tmp_path):
