@@ -244,6 +244,9 @@ def test_offline_pets_download_says_what_else_to_use(monkeypatch):
 @pytest.mark.parametrize('kw,says', [(dict(bs=1), 'bs=1'), (dict(n_images=8, valid_pct=0.8), 'leaves 2 to train on'),
                                      (dict(n_images=8, valid_pct=0.9), 'leaves 1 to train on')])
 def test_batches_of_one_refused_before_any_image_is_read(kw, says, monkeypatch):
-    if 'leaves 2' in says: return pets_dls('synthetic', size=32, verbose=False, **kw)   # 2 train images: allowed, and trains
+    if 'leaves 2' in says:   # 2 train images: allowed, two per batch, so it trains
+        dls = pets_dls('synthetic', size=32, verbose=False, **kw)
+        assert len(dls.train_ds) == 2 and dls.train.bs >= 2 and len(dls.train) == 1, (len(dls.train_ds), dls.train.bs, len(dls.train))
+        return
     monkeypatch.setattr(data, 'resolve_source', lambda *a: pytest.fail('read images before checking the split'))
     with pytest.raises(ValueError, match=says): pets_dls('synthetic', size=32, verbose=False, **kw)
