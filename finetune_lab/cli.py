@@ -347,6 +347,7 @@ def _common(p, out=True):
                            "(default: keep them and number the new files -2, -3, ...)")
     p.add_argument('--quiet', action='store_true', help="no progress bars or phase lines (default: off)")
 
+# %% ../nbs/10_cli.ipynb #cli0b002
 def build_parser() -> argparse.ArgumentParser:
     "The `finetune-lab` parser: subcommands demo, run, compare, show."
     p = _Parser(prog='finetune-lab', formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -375,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(s); s.set_defaults(func=cmd_show)
     return p
 
+# %% ../nbs/10_cli.ipynb #cli0b004
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"finetune-lab: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
 

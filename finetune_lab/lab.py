@@ -132,42 +132,6 @@ class Lab:
         self._build()
         self._on_change()
 
-    def _build(self):
-        self.controls = _controls(self.defaults)
-        for w in self.controls.values(): w.observe(self._handler('_on_change'), 'value')
-        self.controls['head_depth'].add_class('fl-head-depth')
-        for k in ('head_width', 'ps', 'concat_pool'): self.controls[k].add_class(f"fl-{k.replace('_', '-')}")
-        self.head_table = W.HTML().add_class('fl-head-table')
-        self.run_button = W.Button(description='Run', button_style='success', icon='play').add_class('fl-run')
-        self.stop_button = W.Button(description='Stop', button_style='danger', icon='stop', disabled=True).add_class('fl-stop')
-        self.run_button.on_click(self._handler('_on_run')); self.stop_button.on_click(self._handler('_on_stop'))
-        self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width='20em')).add_class('fl-progress')
-        self.progress_label = W.Label().add_class('fl-progress-label')
-        self.status = W.HTML().add_class('fl-status')
-        self.data_line = W.HTML().add_class('fl-data')
-        img = lambda: W.Layout(max_width='100%', align_self='flex-start', display='none')   # natural size (1:1), never stretched
-        self.report = W.Image(format='png', layout=img()).add_class('fl-report')
-        self.explanation = W.HTML().add_class('fl-explain')
-        self.view = dict(
-            figure=W.Dropdown(options=[('full report', 'report'), ('heatmap only', 'heatmap')], value=DEFAULT_VIEW['figure'],
-                              description='figure', style=_STYLE),
-            group_by=W.Dropdown(options=[('one per block', 'block'), ('one per layer', 'layer')], value=DEFAULT_VIEW['group_by'],
-                                description='heatmap rows', style=_STYLE),
-            cmap=W.Dropdown(options=CMAPS, value=DEFAULT_VIEW['cmap'], description='heatmap colours', style=_STYLE),
-            scale=W.Dropdown(options=[('shared by the runs', 'shared'), ('one per run', 'per run')],
-                             description='colour scale', style=_STYLE, layout=W.Layout(width='22em')))
-        for k, w in self.view.items(): w.add_class(f'fl-view-{k}'.replace('_', '-')); w.observe(self._handler('_on_view'), 'value')
-        self.runs_list = W.SelectMultiple(options=[], rows=6, description='finished runs', style=_STYLE,
-                                          layout=W.Layout(width='98%')).add_class('fl-runs')
-        self.runs_list.observe(self._handler('_on_pick'), 'value')
-        self.run_details = W.HTML().add_class('fl-run-details')
-        self.show_button = W.Button(description='Show', icon='eye').add_class('fl-show')
-        self.compare_button = W.Button(description='Compare two', icon='columns').add_class('fl-compare')
-        self.show_button.on_click(self._handler('_on_show')); self.compare_button.on_click(self._handler('_on_compare'))
-        self.compare_image = W.Image(format='png', layout=img()).add_class('fl-compare-image')
-        self.diff = W.HTML().add_class('fl-diff')
-        self.widget = self._layout().add_class('fl-lab')
-
     def _handler(self, name:str):
         "A widget callback calling method `name` (looked up at call time), any exception shown as one message, never a traceback."
         def f(arg=None):
@@ -176,21 +140,6 @@ class Lab:
                 self.error = e
                 self.say(f"{type(e).__name__}: {' '.join(str(e).split())}", 'error')
         return f
-
-    def _layout(self):
-        c, h = self.controls, lambda s: W.HTML(f'<b>{s}</b>')
-        col = W.Layout(width='27em', overflow='visible')   # as wide as a control: nothing cut off, no scroll bar
-        model = W.VBox([h('Model'), c['arch'], c['pretrained'], c['head_depth'], c['head_width'], c['ps'], c['concat_pool'],
-                        self.head_table], layout=W.Layout(overflow='visible', flex='1 1 30em')).add_class('fl-col-model')   # beside Training when 57em fit
-        train = W.VBox([h('Training'), c['strategy'], c['freeze_epochs'], c['epochs'], c['base_lr'], c['lr_mult'],
-                        c['train_bn'], c['keep_bn_stats'], h('Data'), c['source'], c['n_images']], layout=col).add_class('fl-col-training')
-        bar = W.HBox([self.run_button, self.stop_button, self.progress, self.progress_label])
-        runs = W.VBox([h('Finished runs (pick one to show, two to compare; hover for every setting)'), self.runs_list, self.run_details,
-                       W.HBox([self.show_button, self.compare_button, self.view['scale']]), self.compare_image, self.diff])
-        return W.VBox([W.HTML('<h3>finetune_lab: what fine-tuning does to every layer</h3>'),
-                       W.HBox([train, model], layout=W.Layout(flex_flow='row wrap', overflow='visible')), bar, self.data_line,
-                       self.status, W.HBox([self.view['figure'], self.view['group_by'], self.view['cmap']], layout=W.Layout(flex_flow='row wrap')),
-                       self.report, self.explanation, runs])
 
     def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
 
@@ -206,6 +155,63 @@ class Lab:
         t = self._thread
         if t is not None: t.join(timeout)
         return not (t is not None and t.is_alive())
+
+# %% ../nbs/09_lab.ipynb #lab0b002
+@patch
+def _build(self:Lab):
+    "Make every widget once, wired to its handler."
+    self.controls = _controls(self.defaults)
+    for w in self.controls.values(): w.observe(self._handler('_on_change'), 'value')
+    self.controls['head_depth'].add_class('fl-head-depth')
+    for k in ('head_width', 'ps', 'concat_pool'): self.controls[k].add_class(f"fl-{k.replace('_', '-')}")
+    self.head_table = W.HTML().add_class('fl-head-table')
+    self.run_button = W.Button(description='Run', button_style='success', icon='play').add_class('fl-run')
+    self.stop_button = W.Button(description='Stop', button_style='danger', icon='stop', disabled=True).add_class('fl-stop')
+    self.run_button.on_click(self._handler('_on_run')); self.stop_button.on_click(self._handler('_on_stop'))
+    self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width='20em')).add_class('fl-progress')
+    self.progress_label = W.Label().add_class('fl-progress-label')
+    self.status = W.HTML().add_class('fl-status')
+    self.data_line = W.HTML().add_class('fl-data')
+    img = lambda: W.Layout(max_width='100%', align_self='flex-start', display='none')   # natural size (1:1), never stretched
+    self.report = W.Image(format='png', layout=img()).add_class('fl-report')
+    self.explanation = W.HTML().add_class('fl-explain')
+    self.view = dict(
+        figure=W.Dropdown(options=[('full report', 'report'), ('heatmap only', 'heatmap')], value=DEFAULT_VIEW['figure'],
+                          description='figure', style=_STYLE),
+        group_by=W.Dropdown(options=[('one per block', 'block'), ('one per layer', 'layer')], value=DEFAULT_VIEW['group_by'],
+                            description='heatmap rows', style=_STYLE),
+        cmap=W.Dropdown(options=CMAPS, value=DEFAULT_VIEW['cmap'], description='heatmap colours', style=_STYLE),
+        scale=W.Dropdown(options=[('shared by the runs', 'shared'), ('one per run', 'per run')],
+                         description='colour scale', style=_STYLE, layout=W.Layout(width='22em')))
+    for k, w in self.view.items(): w.add_class(f'fl-view-{k}'.replace('_', '-')); w.observe(self._handler('_on_view'), 'value')
+    self.runs_list = W.SelectMultiple(options=[], rows=6, description='finished runs', style=_STYLE,
+                                      layout=W.Layout(width='98%')).add_class('fl-runs')
+    self.runs_list.observe(self._handler('_on_pick'), 'value')
+    self.run_details = W.HTML().add_class('fl-run-details')
+    self.show_button = W.Button(description='Show', icon='eye').add_class('fl-show')
+    self.compare_button = W.Button(description='Compare two', icon='columns').add_class('fl-compare')
+    self.show_button.on_click(self._handler('_on_show')); self.compare_button.on_click(self._handler('_on_compare'))
+    self.compare_image = W.Image(format='png', layout=img()).add_class('fl-compare-image')
+    self.diff = W.HTML().add_class('fl-diff')
+    self.widget = self._layout().add_class('fl-lab')
+
+# %% ../nbs/09_lab.ipynb #lab0b004
+@patch
+def _layout(self:Lab) -> W.VBox:
+    "The panel: the Training and Model columns, Run and its progress, the status line, the figure, the finished runs."
+    c, h = self.controls, lambda s: W.HTML(f'<b>{s}</b>')
+    col = W.Layout(width='27em', overflow='visible')   # as wide as a control: nothing cut off, no scroll bar
+    model = W.VBox([h('Model'), c['arch'], c['pretrained'], c['head_depth'], c['head_width'], c['ps'], c['concat_pool'],
+                    self.head_table], layout=W.Layout(overflow='visible', flex='1 1 30em')).add_class('fl-col-model')   # beside Training when 57em fit
+    train = W.VBox([h('Training'), c['strategy'], c['freeze_epochs'], c['epochs'], c['base_lr'], c['lr_mult'],
+                    c['train_bn'], c['keep_bn_stats'], h('Data'), c['source'], c['n_images']], layout=col).add_class('fl-col-training')
+    bar = W.HBox([self.run_button, self.stop_button, self.progress, self.progress_label])
+    runs = W.VBox([h('Finished runs (pick one to show, two to compare; hover for every setting)'), self.runs_list, self.run_details,
+                   W.HBox([self.show_button, self.compare_button, self.view['scale']]), self.compare_image, self.diff])
+    return W.VBox([W.HTML('<h3>finetune_lab: what fine-tuning does to every layer</h3>'),
+                   W.HBox([train, model], layout=W.Layout(flex_flow='row wrap', overflow='visible')), bar, self.data_line,
+                   self.status, W.HBox([self.view['figure'], self.view['group_by'], self.view['cmap']], layout=W.Layout(flex_flow='row wrap')),
+                   self.report, self.explanation, runs])
 
 # %% ../nbs/09_lab.ipynb #a81bee99
 @patch
@@ -388,6 +394,7 @@ def _figure(self:Lab, h:RunHistory, figure:str, group_by:str) -> HeatmapPNG:
         while len(self._heatmaps) > 6: self._heatmaps.pop(next(iter(self._heatmaps)))   # oldest first: ~3 MB of pixels each
     return self._heatmaps[k]
 
+# %% ../nbs/09_lab.ipynb #lab0b006
 def _shown_image(w:W.Image, png:bytes):
     "Set an image widget's PNG and show it (it is hidden while empty: a browser draws an empty image as a broken icon)."
     w.value = png
@@ -400,6 +407,7 @@ def _show(self:Lab, h:RunHistory):
     _shown_image(self.report, self._report_png(h))
     self.explanation.value = ''.join(f'<p style="max-width:60em; line-height:1.45">{html.escape(p)}</p>' for p in explain(h).split('\n\n'))   # one per paragraph
 
+# %% ../nbs/09_lab.ipynb #lab0b008
 @patch
 def _compare_png(self:Lab, hs:list) -> bytes:
     v = self.view

@@ -292,6 +292,7 @@ def _heat_margins(r, colorbar=True)->tuple:
     right = PAD + 3*PT + r.group_w + (_cbar_room() if colorbar else 0)
     return left, right, PAD + _line(11, getattr(r, 'title_lines', 1)) + 7*PT + PHASE_LABEL_H, PAD + _xlabel_drop() + _line()
 
+# %% ../nbs/06_plots.ipynb #plt0b003
 def _bar_ticks(lo:float, hi:float)->list:
     "(position 0..1 along the bar, label) for a log colour bar from 10**lo to 10**hi: every decade, or three values when under two decades fit."
     n = np.arange(np.ceil(lo - 1e-9), np.floor(hi + 1e-9) + 1)
@@ -326,6 +327,7 @@ def _colorbar(ax, im, label, x_in):
     ax.text(x1 + TICK + _tick_w('log') + 3*PT, .5, label, transform=bar, rotation=90, ha='left', va='center', gid='colorbar_label')
     return grad
 
+# %% ../nbs/06_plots.ipynb #plt0b005
 def plot_heatmap(h:RunHistory,
                  vmin:float|None=None,     # smallest change coloured (the log floor); default from the data
                  vmax:float|None=None,     # largest change coloured; default the run's maximum
