@@ -59,10 +59,8 @@ def test_stopped_setup_trains_again(lab):
 def test_disk_cache_in_fresh_lab(lab, run_dir):
     fresh = Lab(run_dir=run_dir, **TINY)
     assert 'run before' in fresh.status.value  # known before Run is pressed
-    t = time.perf_counter()
     fresh.run_button.click()
-    assert not fresh.running and fresh.n_trained == 0, "a saved run was trained again"
-    assert time.perf_counter() - t < 30  # loading and drawing, no training
+    assert not fresh.running and fresh.n_trained == 0, "a saved run was trained again"   # shown at once, no worker started
     assert len(fresh.runs) == 1 and fresh.runs[0].equals(lab.runs[1])
     assert bytes(fresh.report.value).startswith(PNG) and 'cache' in fresh.status.value
 

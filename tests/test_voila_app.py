@@ -123,16 +123,17 @@ def test_page_shows_no_developer_text_no_broken_image_and_nothing_cut_off(page):
 
 def test_model_column_sits_beside_training_in_a_notebook_wide_page_and_below_it_on_a_narrow_one(page):
     "At JupyterLab's ~950 px output width (a 1,400 px window with the file browser open) the two columns share a row."
-    # Both boxes are read in one evaluate, and the layout is given time to settle after the resize: reading them
-    # in two round trips once caught the page mid-reflow (CI: the columns 22 px apart, one row shorter).
+    # Both boxes are read in one evaluate, once the page has taken the new width and the layout has settled: in CI the
+    # first read after a resize still saw the 1,400 px layout (and two separate reads once straddled the reflow).
     rects = """() => ['.fl-col-training', '.fl-col-model'].map(s => {
         const r = document.querySelector(s).getBoundingClientRect(); return {x: r.x, y: r.y, width: r.width, height: r.height} })"""
-    beside = "([t, m]) => Math.abs(m.y - t.y) < 2 && m.x >= t.x + t.width - 1"
-    below = "([t, m]) => m.y >= t.y + t.height - 1"
+    beside = "([t, m], w) => Math.abs(m.y - t.y) < 2 && m.x >= t.x + t.width - 1 && m.x + m.width <= w"
+    below = "([t, m], w) => m.y >= t.y + t.height - 1"
     def settle(cond, width):
         page.set_viewport_size({'width': width, 'height': 2200})
-        try: page.wait_for_function(f"() => ({cond})(({rects})())", timeout=10_000)
-        except Exception: pass   # the assert below says what the layout is
+        page.wait_for_function("w => window.innerWidth === w && document.documentElement.clientWidth <= w", arg=width, timeout=10_000)
+        try: page.wait_for_function(f"w => ({cond})(({rects})(), w)", arg=width, timeout=10_000)
+        except Exception: pass   # the asserts below say what the layout is
         return page.evaluate(rects)
     try:
         t, m = settle(beside, 1000)
