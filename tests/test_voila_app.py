@@ -161,7 +161,9 @@ def test_run_draws_the_report(page):
     w, h = report_size(page)
     assert w > 400 and h > 300, f"the report figure is only {w}x{h} px"
     assert 'fl-ok' in page.locator('.fl-status').inner_html()
-    assert page.locator('.fl-run').is_enabled() and page.locator('.fl-stop').is_disabled()
+    from playwright.sync_api import expect   # the buttons are set after the status line, one widget message later: wait for them
+    expect(page.locator('.fl-run')).to_be_enabled(timeout=30_000)
+    expect(page.locator('.fl-stop')).to_be_disabled(timeout=30_000)
     shown = page.evaluate("() => document.querySelector('.fl-report img, img.fl-report').getBoundingClientRect().width")
     assert .82*w <= shown <= w + 1, f"the report ({w} px) is shown {shown:.0f} px wide: not near 1:1 (row names 11 px at 1:1, >= 9 px needed)"
     labels = [l.replace('\xa0', ' ') for l in page.locator('.fl-runs option').all_inner_texts()]   # the select shows spaces as nbsp
