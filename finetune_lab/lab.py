@@ -395,6 +395,10 @@ def _figure(self:Lab, h:RunHistory, figure:str, group_by:str) -> HeatmapPNG:
     return self._heatmaps[k]
 
 # %% ../nbs/09_lab.ipynb #lab0b006
+def _paragraphs_html(text:str) -> str:
+    "`text`'s blank-line separated paragraphs as one `<p>` each, escaped, in short readable lines."
+    return ''.join(f'<p style="max-width:60em; line-height:1.45">{html.escape(p)}</p>' for p in text.split('\n\n'))
+
 def _shown_image(w:W.Image, png:bytes):
     "Set an image widget's PNG and show it (it is hidden while empty: a browser draws an empty image as a broken icon)."
     w.value = png
@@ -405,7 +409,7 @@ def _show(self:Lab, h:RunHistory):
     "Draw `h`'s figure and its explanation."
     self._shown = h
     _shown_image(self.report, self._report_png(h))
-    self.explanation.value = ''.join(f'<p style="max-width:60em; line-height:1.45">{html.escape(p)}</p>' for p in explain(h).split('\n\n'))   # one per paragraph
+    self.explanation.value = _paragraphs_html(explain(h))
 
 # %% ../nbs/09_lab.ipynb #lab0b008
 @patch
@@ -419,7 +423,7 @@ def compare(self:Lab, i:int, j:int):
     "Compare `runs[i]` with `runs[j]`: side-by-side heatmaps and a paragraph."
     self._compared = [self.runs[i], self.runs[j]]
     _shown_image(self.compare_image, self._compare_png(self._compared))
-    self.diff.value = f'<p style="max-width:60em; line-height:1.45">{html.escape(explain_diff(*self._compared))}</p>'
+    self.diff.value = _paragraphs_html(explain_diff(*self._compared))
 
 @patch
 def _on_compare(self:Lab, _=None):

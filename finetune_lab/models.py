@@ -13,7 +13,6 @@ import pandas as pd
 from fastcore.all import L
 from fastai.vision.all import (vision_learner, create_head, error_rate, params, model_meta, imagenet_stats,
                                Learner, Callback, TrainEvalCallback)
-from fastai.vision.learner import _resnet_split
 
 # %% auto #0
 __all__ = ['EFFNET_STATS', 'BODY_NAMES', 'ARCHS', 'N_FEATURES', 'NORM_TYPES', 'CAT_CLASSES', 'DOG_CLASSES',
@@ -103,7 +102,8 @@ def body_names(learn)->list|None:
     arch = getattr(learn, 'arch_name', None)
     return None if arch is None else BODY_NAMES['efficientnet_lite0' if arch == 'efficientnet_lite0' else 'resnet']
 
-for _f in (resnet18, resnet34, resnet50): model_meta[_f] = dict(cut=-2, split=_resnet_split, stats=imagenet_stats)
+# fastai's own resnet splitter, taken from its entry for torchvision's resnet34 (not its 'weights' key: ours load them)
+for _f in (resnet18, resnet34, resnet50): model_meta[_f] = dict(cut=-2, split=model_meta[torchvision.models.resnet34]['split'], stats=imagenet_stats)
 model_meta[efficientnet_lite0] = dict(cut=-2, split=effnet_split, stats=EFFNET_STATS)
 
 # %% ../nbs/01_models.ipynb #b3a89400
@@ -188,15 +188,11 @@ def describe_head(head_or_learn) -> pd.DataFrame:
     return df
 
 # %% ../nbs/01_models.ipynb #013aec5f
-def _group_modules(learn, i) -> list[str]:
-    "Names of the top-level body blocks (or 'head') holding group `i`'s parameters."
-    ids = {id(p) for p in learn.opt.param_lists[i]} if learn.opt else {id(p) for p in learn.splitter(learn.model)[i]}
-    names = body_names(learn) or BODY_NAMES['resnet']
-    out = []
-    for j, blk in enumerate(learn.model[0]):
-        if any(id(p) in ids for p in blk.parameters()): out.append(names[j] if j < len(names) else f'body.{j}')
-    if any(id(p) in ids for p in learn.model[1].parameters()): out.append('head')
-    return out
+def _group_modules(learn, ps) -> list[str]:
+    "Names of the top-level body blocks (or 'head') holding the parameters `ps`."
+    ids, names, m = {id(p) for p in ps}, body_names(learn) or BODY_NAMES['resnet'], bare_model(learn.model)
+    holds = lambda mod: any(id(p) in ids for p in mod.parameters())
+    return [names[j] if j < len(names) else f'body.{j}' for j, blk in enumerate(m[0]) if holds(blk)] + (['head'] if holds(m[1]) else [])
 
 def describe_groups(learn) -> pd.DataFrame:
     "Each param group: the blocks in it, its parameter count, and whether it trains now."
@@ -205,7 +201,7 @@ def describe_groups(learn) -> pd.DataFrame:
     for i, ps in enumerate(learn.opt.param_lists):
         n, n_tr = sum(p.numel() for p in ps), sum(p.numel() for p in ps if p.requires_grad)
         state = 'yes' if n_tr == n else ('no' if n_tr == 0 else 'norm layers only')
-        rows.append((i, ', '.join(_group_modules(learn, i)), n, n_tr, state))
+        rows.append((i, ', '.join(_group_modules(learn, ps)), n, n_tr, state))
     return pd.DataFrame(rows, columns=['group', 'blocks', 'params', 'trainable params', 'trains now'])
 
 # %% ../nbs/01_models.ipynb #d00b0c5d

@@ -5,13 +5,13 @@
 Each starts from an empty run/image cache (`FINETUNE_LAB_CACHE` in a temporary folder), so the panel trains for real
 with the Lab's defaults and the "Finished in N s" line is this machine's time: take them on a quiet machine.
 Needs JupyterLab (`pip install jupyterlab`) for the first, voila (the dev extra) for the second."""
-import json, os, subprocess, sys, tempfile, time, urllib.request
+import json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO/'tests'))
-from test_voila_app import APP, CHROMIUM, free_port, loopback_only, voila  # noqa: E402  (the test's server helpers)
+from test_voila_app import APP, CHROMIUM, free_port, loopback_only, voila, wait_ready  # noqa: E402  (the test's server helpers)
 
 VIEW = dict(width=1400, height=2700)
 LAB_CELL = "from finetune_lab.lab import Lab\nlab = Lab()   # real Pets photos (bundled), the Lab's defaults\nlab"
@@ -36,10 +36,8 @@ def jupyterlab(browser, tmp, out):
                             stdout=open(tmp/'lab.log', 'w'), stderr=subprocess.STDOUT)
     try:
         url = f'http://127.0.0.1:{port}/'
-        for _ in range(240):
-            if proc.poll() is not None: sys.exit(f"jupyter lab exited with {proc.returncode}:\n" + (tmp/'lab.log').read_text()[-2000:])
-            try: urllib.request.urlopen(url + 'api', timeout=2); break
-            except OSError: time.sleep(0.5)
+        try: wait_ready(url, proc, timeout=120)
+        except (RuntimeError, TimeoutError) as e: sys.exit(f"{e}:\n" + (tmp/'lab.log').read_text()[-2000:])
         page = browser.new_page(viewport=VIEW)
         page.route('**/*', loopback_only)
         page.goto(url + 'lab/tree/lab.ipynb', timeout=120_000)
