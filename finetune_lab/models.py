@@ -41,13 +41,27 @@ def weights_available(arch:str) -> bool:
     "True if `arch`'s pretrained weights are on this machine (no download needed)."
     return weights_path(arch).exists()
 
+def _damaged(arch, e) -> WeightsUnavailableError:
+    why = str(e).split('. ')[0].strip().rstrip('.')  # torch's first sentence; the rest is advice about saving files
+    return WeightsUnavailableError(
+        f"The ImageNet weights file of {arch} at {weights_path(arch)} is damaged ({type(e).__name__}: {why}). "
+        f"Delete that file so the next run downloads it again, or use arch='efficientnet_lite0' (its weights ship with pip).")
+
+def _check_tv_state(arch, sd) -> dict:
+    want = getattr(torchvision.models, arch)(weights=None).state_dict()
+    same = isinstance(sd, dict) and sd.keys() == want.keys() and all(sd[k].shape == v.shape for k, v in want.items())
+    if not same: raise _damaged(arch, ValueError(f"it does not hold the {len(want)} tensors of torchvision's {arch}"))
+    return sd
+
 def _download_tv(arch):
-    try: return _tv_weights(arch).get_state_dict(progress=True)
-    except Exception as e:  # URLError, socket, SSL or HTTP errors: all mean "could not download"
+    try: sd = _tv_weights(arch).get_state_dict(progress=True)
+    except Exception as e:  # URLError, socket, SSL or HTTP errors: "could not download"; with the file there: unreadable
+        if weights_path(arch).exists(): raise _damaged(arch, e) from None
         raise WeightsUnavailableError(
             f"No ImageNet weights for {arch}: they are not cached at {weights_path(arch)} and downloading them failed "
             f"({type(e).__name__}: {e}). Offline? Use arch='efficientnet_lite0' (its weights ship with pip), "
             f"or pretrained=False, or copy the file to that path.") from None
+    return _check_tv_state(arch, sd)
 
 def _effnet_state():
     sd = torch.load(weights_path('efficientnet_lite0'), map_location='cpu', weights_only=True)
