@@ -7,32 +7,36 @@ Docs: https://finetune-lab.github.io/finetune_lab/history.html.md"""
 # %% ../nbs/02_history.ipynb #h0000003
 from __future__ import annotations
 import json, re, zipfile
+from collections import namedtuple
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
+from scipy.stats import binomtest
 from fastcore.basics import patch
 from .data import atomic_write
 
 # %% auto #0
-__all__ = ['FORMAT', 'VERSION', 'KINDS', 'PARTS', 'NORM_KINDS', 'LAYER_COLS', 'STEP_COLS', 'EPOCH_COLS', 'ARRAYS',
-           'MAX_LOAD_BYTES', 'RunHistory', 'phase_name', 'phase_of']
+__all__ = ['FORMAT', 'VERSION', 'READS', 'KINDS', 'PARTS', 'NORM_KINDS', 'LAYER_COLS', 'STEP_COLS', 'EPOCH_COLS', 'REPEAT_COLS',
+           'ARRAYS', 'phase_change', 'TABLES', 'MAX_LOAD_BYTES', 'Verdict', 'RunHistory', 'ErrorCount', 'mcnemar',
+           'compare_wrong', 'compare_runs', 'repeat_row', 'phase_name', 'phase_of']
 
 # %% ../nbs/02_history.ipynb #f778252f
-FORMAT, VERSION = 'finetune_lab.RunHistory', 1
+FORMAT, VERSION, READS = 'finetune_lab.RunHistory', 2, (1, 2)   # version 1 files have no fit_change, predictions or repeats
 KINDS, PARTS = ('conv','linear','batchnorm','layernorm','other'), ('body','head')
 NORM_KINDS = ('batchnorm', 'layernorm')   # the kinds fastai's train_bn keeps trainable in a frozen group
 LAYER_COLS = dict(name='str', kind='str', group='int', part='str', n_params='int')
 STEP_COLS  = dict(step='int', fit='int', epoch='int', phase='str', loss='float')
 EPOCH_COLS = dict(epoch='int', phase='str', train_loss='float', valid_loss='float', error_rate='float', time='float')
-ARRAYS = dict(change='float', update='float', trainable='bool', bn_stats='float')
+REPEAT_COLS = dict(seed='int', wrong='int', n='int', error_rate='float')   # then move_0..move_{G-1}
+ARRAYS = dict(change='float', update='float', trainable='bool', bn_stats='float', fit_change='float')
 
 # %% ../nbs/02_history.ipynb #21f5b674
 _DTYPES = dict(int='int64', float='float64', str='str')
 _KINDS = dict(int='iub', float='fiub', str='US', bool='b')
 
 def _col_kind(c:str, cols:dict):
-    "Expected kind of column `c`: from `cols`, or float for the per-group `lr_i`/`mom_i` columns."
-    return cols.get(c, 'float' if c.split('_')[0] in ('lr','mom') else None)
+    "Expected kind of column `c`: from `cols`, or float for the per-group `lr_i`/`mom_i`/`move_i` columns."
+    return cols.get(c, 'float' if c.split('_')[0] in ('lr','mom','move') else None)
 
 def _norm_table(df, cols:dict, what:str):
     "Check `df` has the `cols` of table `what` and cast them to canonical dtypes."
@@ -97,9 +101,29 @@ def _check_values(h)->None:
     for t in ('steps', 'epochs'):
         odd = sorted({p for p in getattr(h, t).phase if not _PHASE.fullmatch(p)})
         if odd: bad(f'{t}.phase', f"has {odd[:3]}; phases are 'frozen', 'unfrozen', 'frozen_to k' or 'training groups i+j'")
-    for k in ('change', 'update', 'bn_stats'):  # ratios of norms; NaN/inf stay allowed (a diverged run makes them)
+    for k in ('change', 'update', 'bn_stats', 'fit_change'):  # ratios of norms; NaN/inf stay allowed (a diverged run makes them)
         if (getattr(h, k) < 0).any(): bad(k, "has negative values; it holds ratios of norms")
 
+# %% ../nbs/02_history.ipynb #h16val01
+def _labels(a, what:str)->np.ndarray:
+    "`a` as a 1-d int64 array of class indices (None: empty), else a ValueError naming `what`."
+    a = np.zeros(0, np.int64) if a is None else np.asarray(a)
+    if a.ndim != 1 or (a.size and a.dtype.kind not in 'iu'):
+        raise ValueError(f"RunHistory.{what} must be a 1-d array of class indices, got shape {a.shape} and dtype {a.dtype}.")
+    if a.size and a.min() < 0: raise ValueError(f"RunHistory.{what} holds a negative class index.")
+    return a.astype(np.int64)
+
+def _check_valid(targets, preds, base:dict)->tuple:
+    "Validation classes, the run's answers and each baseline's, checked to be class indices of the same photos."
+    t, p = _labels(targets, 'valid_targets'), _labels(preds, 'valid_preds')
+    if len(p) != len(t): raise ValueError(f"RunHistory.valid_preds has {len(p)} answers for {len(t)} validation photos; give one per photo.")
+    if not isinstance(base, dict): raise ValueError(f"RunHistory.baseline_preds must be a dict, got {type(base).__name__}.")
+    out = {}
+    for k, v in base.items():
+        if not (isinstance(k, str) and k.isidentifier()): raise ValueError(f"RunHistory.baseline_preds key {k!r} must be a name such as 'zero_shot'.")
+        out[k] = _labels(v, f'baseline_preds[{k!r}]')
+        if len(out[k]) != len(t): raise ValueError(f"RunHistory.baseline_preds[{k!r}] has {len(out[k])} answers for {len(t)} validation photos.")
+    return t, p, out
 
 # %% ../nbs/02_history.ipynb #907efc2a
 def _check_baselines(b)->dict:
@@ -123,6 +147,12 @@ class RunHistory:
     config:dict = field(default_factory=dict) # the Config the run came from ({} for a bare callback)
     interrupted:bool = False # True when the fit was cancelled or broken off before it finished
     baselines:dict = field(default_factory=dict) # error rates to beat on the same validation set: 'majority', 'zero_shot'
+    fit_change:np.ndarray|None = None  # ||W_t - W_fit_start|| / ||W_0||: how far the layer has moved since its fit began (NaN: not recorded)
+    valid_targets:np.ndarray|None = None  # the class of each validation photo (empty: predictions not recorded)
+    valid_preds:np.ndarray|None = None    # the run's answer for each of them at its last validation
+    valid_key:str = ''                    # fingerprint of the validation photos: same key, same photos in the same order ('' unknown)
+    baseline_preds:dict = field(default_factory=dict)  # baseline name -> its answer for each validation photo
+    repeats:pd.DataFrame|None = None      # one row per seed when a Config ran over several seeds (REPEAT_COLS, move_g)
 
     def __post_init__(self):
         self.layers = _norm_table(self.layers, LAYER_COLS, 'layers')
@@ -131,10 +161,14 @@ class RunHistory:
         self.epochs = _norm_table(self.epochs, EPOCH_COLS, 'epochs')
         _check_groups(self.steps, self.layers)
         shape = (len(self.steps), len(self.layers))
+        if self.fit_change is None: self.fit_change = np.full(shape, np.nan, np.float32)
         for k in ARRAYS: setattr(self, k, _norm_array(getattr(self, k), k, shape))
         if not isinstance(self.config, dict): raise ValueError(f"RunHistory.config must be a dict, got {type(self.config).__name__}.")
         self.interrupted = bool(self.interrupted)
         self.baselines = _check_baselines(self.baselines)
+        self.valid_targets, self.valid_preds, self.baseline_preds = _check_valid(self.valid_targets, self.valid_preds, self.baseline_preds)
+        if not isinstance(self.valid_key, str): raise ValueError(f"RunHistory.valid_key must be a str, got {type(self.valid_key).__name__}.")
+        self.repeats = _norm_table(pd.DataFrame(columns=list(REPEAT_COLS)) if self.repeats is None else self.repeats, REPEAT_COLS, 'repeats')
         _check_values(self)
 
     @property
@@ -159,36 +193,53 @@ def phase_spans(self:RunHistory)->list:
 
 # %% ../nbs/02_history.ipynb #9eccc0bd
 @patch
-def phase_change(self:RunHistory, start:int, end:int)->np.ndarray:
-    "Per-layer change accumulated between rows `start` and `end` (exclusive): `change[end-1] - change[start-1]`."
+def phase_growth(self:RunHistory, start:int, end:int)->np.ndarray:
+    "Per layer, how much the distance from the start weights grew over rows `start..end-1`: `change[end-1] - change[start-1]`."
     before = self.change[start-1] if start>0 else np.zeros(len(self.layers), np.float32)
     return self.change[end-1] - before
 
+phase_change = RunHistory.phase_change = RunHistory.phase_growth   # the name older code used
+
+@patch
+def phase_move(self:RunHistory, start:int, end:int)->np.ndarray:
+    """Per layer, how far it moved during rows `start..end-1`, `||W_end - W_start|| / ||W_0||`, when those rows start
+    a fit (every phase this package runs is one fit); NaN where the history cannot say (older files, a mid-fit span)."""
+    fits = self.steps.fit.to_numpy()
+    if start > 0 and fits[start] == fits[start-1]: return np.full(len(self.layers), np.nan, np.float32)
+    return self.fit_change[end-1].copy()
+
+# %% ../nbs/02_history.ipynb #h16sum01
 @patch
 def summary(self:RunHistory)->pd.DataFrame:
-    "Change per phase x param group: mean and max over the group's layers, and how many of them moved at all."
+    """Per phase x param group: `moved` (mean distance travelled during the phase), `mean`/`max` (growth of the distance
+    from the start weights), and how many of the group's layers changed at all."""
     rows, groups = [], self.layers.group.to_numpy()
     for phase,fit,a,b in self.phase_spans():
-        delta,moved = self.phase_change(a, b),(self.update[a:b]>0).any(axis=0)
+        move,grow,changed = self.phase_move(a, b),self.phase_growth(a, b),(self.update[a:b]>0).any(axis=0)
         for g in np.unique(groups):
             m = groups==g
-            rows.append(dict(fit=fit, phase=phase, group=int(g), mean=float(delta[m].mean()), max=float(delta[m].max()),
-                             changed=int(moved[m].sum()), total=int(m.sum())))
-    return pd.DataFrame(rows, columns=['fit','phase','group','mean','max','changed','total'])
+            rows.append(dict(fit=fit, phase=phase, group=int(g), moved=float(move[m].mean()), mean=float(grow[m].mean()),
+                             max=float(grow[m].max()), changed=int(changed[m].sum()), total=int(m.sum())))
+    return pd.DataFrame(rows, columns=['fit','phase','group','moved','mean','max','changed','total'])
 
 # %% ../nbs/02_history.ipynb #4d8cd0a9
 @patch
 def equals(self:RunHistory, other)->bool:
-    "True when `other` is a `RunHistory` with exactly the same tables, arrays, config and `interrupted` flag."
+    "True when `other` is a `RunHistory` with exactly the same tables, arrays, predictions, config and `interrupted` flag."
     if not isinstance(other, RunHistory): return False
-    for k in ('layers','steps','epochs'):
+    for k in ('layers','steps','epochs','repeats'):
         try: pd.testing.assert_frame_equal(getattr(self,k), getattr(other,k), check_exact=True)
         except AssertionError: return False
     same = lambda a,b: a.shape==b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind=='f')
-    return (all(same(getattr(self,k), getattr(other,k)) for k in ARRAYS) and self.interrupted==other.interrupted
+    same_preds = (self.baseline_preds.keys() == other.baseline_preds.keys()
+                  and all(same(v, other.baseline_preds[k]) for k,v in self.baseline_preds.items()))
+    return (all(same(getattr(self,k), getattr(other,k)) for k in (*ARRAYS, 'valid_targets', 'valid_preds')) and same_preds
+            and self.valid_key==other.valid_key and self.interrupted==other.interrupted
             and _jsonable(self.config)==_jsonable(other.config) and self.baselines==other.baselines)
 
 # %% ../nbs/02_history.ipynb #050bf08d
+TABLES = ('layers', 'steps', 'epochs', 'repeats')
+
 def _col_array(df, c, what):
     "Column `c` of table `what` as a plain (never object) numpy array."
     a = df[c].to_numpy()
@@ -200,10 +251,13 @@ def _col_array(df, c, what):
 def save(self:RunHistory, path)->Path:
     "Write this history to `path` as one `.npz` file (no pickle), all at once (`atomic_write`); returns the path."
     path = Path(path)
-    arrays = {f'{t}/{c}': _col_array(getattr(self,t), c, t) for t in ('layers','steps','epochs') for c in getattr(self,t).columns}
+    arrays = {f'{t}/{c}': _col_array(getattr(self,t), c, t) for t in TABLES for c in getattr(self,t).columns}
     arrays.update({k: getattr(self,k) for k in ARRAYS})
+    arrays.update({'valid/targets': self.valid_targets, 'valid/preds': self.valid_preds})
+    arrays.update({f'baseline/{k}': v for k,v in self.baseline_preds.items()})
     meta = dict(format=FORMAT, version=VERSION, interrupted=self.interrupted, config=_jsonable(self.config), baselines=self.baselines,
-                tables={t: list(map(str, getattr(self,t).columns)) for t in ('layers','steps','epochs')})
+                tables={t: list(map(str, getattr(self,t).columns)) for t in TABLES},
+                valid=dict(key=self.valid_key, baselines=list(self.baseline_preds)))
     arrays['meta'] = np.array(json.dumps(meta))
     return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
@@ -249,15 +303,26 @@ def _read_meta(z:zipfile.ZipFile)->dict:
     try: meta = json.loads(str(_array(z, 'meta')[()]))
     except json.JSONDecodeError as e: raise ValueError(f"its 'meta' entry is not valid JSON ({e})") from e
     if not isinstance(meta, dict) or meta.get('format')!=FORMAT: raise ValueError(f"its 'meta' does not name the format {FORMAT!r}")
-    if type(meta.get('version')) is not int or meta['version']!=VERSION: raise ValueError(f"it is version {meta.get('version')!r}; this finetune_lab reads version {VERSION}")
-    for k,t in (('tables',dict),('config',dict),('interrupted',bool)):
+    if type(meta.get('version')) is not int or meta['version'] not in READS:
+        raise ValueError(f"it is version {meta.get('version')!r}; this finetune_lab reads versions {', '.join(map(str, READS))}")
+    for k,t in (('tables',dict),('config',dict),('interrupted',bool),('valid',dict)):
+        if k == 'valid' and meta['version'] == 1: continue
         if not isinstance(meta.get(k), t): raise ValueError(f"its meta['{k}'] should be a {t.__name__}")
+    v = meta.get('valid', dict(key='', baselines=[]))
+    if not isinstance(v.get('key'), str) or not isinstance(v.get('baselines'), list) or not all(isinstance(b, str) and b.isidentifier() for b in v['baselines']):
+        raise ValueError("its meta['valid'] should hold a 'key' string and a list of 'baselines' names")
     return meta
+
+def _members(meta:dict)->tuple:
+    "The tables, arrays and per-photo members a file of `meta`'s version holds (version 1: no fit_change, predictions or repeats)."
+    if meta['version'] == 1: return TABLES[:3], [k for k in ARRAYS if k != 'fit_change'], []
+    return TABLES, list(ARRAYS), ['valid/targets', 'valid/preds', *(f'baseline/{b}' for b in meta['valid']['baselines'])]
 
 def _plan(z:zipfile.ZipFile, meta:dict) -> dict:
     "Member name -> (shape, dtype) of every column and array a history needs, checked against each other and the size limit."
     heads, n = {}, {}
-    for t in ('layers','steps','epochs'):
+    tables, arrays, per_photo = _members(meta)
+    for t in tables:
         cols = meta['tables'].get(t)
         if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols): raise ValueError(f"its meta lists no columns for table '{t}'")
         if len(set(cols)) != len(cols): raise ValueError(f"its meta lists a column of table '{t}' more than once")
@@ -270,9 +335,12 @@ def _plan(z:zipfile.ZipFile, meta:dict) -> dict:
         lens = {heads[f'{t}/{c}'][0][0] for c in cols}
         if len(lens) > 1: raise ValueError(f"the columns of table '{t}' differ in length")
         n[t] = lens.pop() if lens else 0
-    missing = [k for k in ARRAYS if k+'.npy' not in z.namelist()]
+    missing = [k for k in arrays + per_photo if k+'.npy' not in z.namelist()]
     if missing: raise ValueError(f"it lacks the array(s) {missing}")
-    for k in ARRAYS:
+    for k in per_photo:
+        heads[k] = shape, _ = _header(z, k)
+        if len(shape) != 1: raise ValueError(f"entry '{k}' has shape {shape}; per-photo arrays are 1-d")
+    for k in arrays:
         heads[k] = shape, _ = _header(z, k)
         if shape != (n['steps'], n['layers']): raise ValueError(f"RunHistory.{k} has shape {shape}; expected {(n['steps'], n['layers'])} (steps x layers)")
     total = sum(int(np.prod(s, dtype=object))*d.itemsize for s, d in heads.values())
@@ -294,14 +362,96 @@ def load(cls:RunHistory, path)->RunHistory:
         with _open_npz(path) as z:
             meta = _read_meta(z)
             _plan(z, meta)
-            tables = {t: _table(z, meta, t) for t in ('layers','steps','epochs')}
-            arrays = {k: _array(z, k) for k in ARRAYS}
-        if not len(tables['layers']): raise ValueError("it records no layers (a run always has some)")
-        return cls(**tables, **arrays, config=meta['config'], interrupted=meta['interrupted'], baselines=meta.get('baselines', {}))
+            tables, arrays, per_photo = _members(meta)
+            kw = {t: _table(z, meta, t) for t in tables} | {k: _array(z, k) for k in arrays}
+            if per_photo:
+                kw |= dict(valid_targets=_array(z, 'valid/targets'), valid_preds=_array(z, 'valid/preds'), valid_key=meta['valid']['key'],
+                           baseline_preds={b: _array(z, f'baseline/{b}') for b in meta['valid']['baselines']})
+        if not len(kw['layers']): raise ValueError("it records no layers (a run always has some)")
+        return cls(**kw, config=meta['config'], interrupted=meta['interrupted'], baselines=meta.get('baselines', {}))
     except FileNotFoundError: raise
     except Exception as e:
         raise ValueError(f"Cannot read {path} as a RunHistory: {str(e).rstrip('.')}. Only files written by RunHistory.save "
-                         f"(format {FORMAT!r}, version {VERSION}) can be loaded; re-run and save again.") from e
+                         f"(format {FORMAT!r}, versions {', '.join(map(str, READS))}) can be loaded; re-run and save again.") from e
+
+# %% ../nbs/02_history.ipynb #h16err01
+def _pct(x:float)->str: return f"{100*x:.1f}"
+
+@dataclass(frozen=True)
+class ErrorCount:
+    "How many of `n` validation photos a model got wrong, with the rate's 95 % Wilson interval."
+    wrong:int
+    n:int
+    @property
+    def rate(self)->float: return self.wrong/self.n if self.n else float('nan')
+    @property
+    def ci(self)->tuple:
+        if not self.n: return (float('nan'), float('nan'))
+        c = binomtest(self.wrong, self.n).proportion_ci(confidence_level=0.95, method='wilson')
+        return float(c.low), float(c.high)
+    def text(self)->str:
+        "'8 of 400 wrong: 2.0 %, 95 % CI 1.0–3.9'"
+        lo, hi = self.ci
+        return f"{self.wrong} of {self.n} wrong: {_pct(self.rate)} %, 95 % CI {_pct(lo)}–{_pct(hi)}"
+    def short(self)->str:
+        "'2.0 % (8/400)', for titles."
+        return f"{_pct(self.rate)} % ({self.wrong}/{self.n})"
+
+# %% ../nbs/02_history.ipynb #h16mcn01
+Verdict = namedtuple('Verdict', 'which p a_only b_only')   # which: 'better' (A has significantly fewer errors), 'worse' or 'tie'
+
+def mcnemar(wrong_a, wrong_b)->float:
+    "Exact two-sided McNemar p-value of two models' per-photo wrong flags on the same photos (1.0 when they never disagree)."
+    a, b = np.asarray(wrong_a, bool), np.asarray(wrong_b, bool)
+    if a.shape != b.shape or a.ndim != 1: raise ValueError(f"mcnemar needs two 1-d flag arrays of the same photos, got shapes {a.shape} and {b.shape}.")
+    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
+    return float(binomtest(a_only, a_only + b_only, 0.5).pvalue) if a_only + b_only else 1.0
+
+def compare_wrong(wrong_a, wrong_b, alpha:float=0.05)->Verdict:
+    "Is A 'better' or 'worse' than B on the same photos, by the exact McNemar test at `alpha`, or a 'tie'?"
+    p = mcnemar(wrong_a, wrong_b)
+    a, b = np.asarray(wrong_a, bool), np.asarray(wrong_b, bool)
+    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
+    return Verdict('tie' if p >= alpha else 'better' if a_only < b_only else 'worse', p, a_only, b_only)
+
+# %% ../nbs/02_history.ipynb #h16run01
+@patch
+def wrong(self:RunHistory)->np.ndarray|None:
+    "Per validation photo, whether the run answered wrong at its last validation (None: answers not recorded)."
+    return self.valid_preds != self.valid_targets if len(self.valid_targets) else None
+
+@patch
+def final_errors(self:RunHistory)->ErrorCount|None:
+    "The run's error at its last validation as a count of photos (None: answers not recorded)."
+    w = self.wrong()
+    return None if w is None else ErrorCount(int(w.sum()), len(w))
+
+@patch
+def baseline_wrong(self:RunHistory, name:str)->np.ndarray|None:
+    "Per validation photo, whether baseline `name` ('majority', 'zero_shot') answered wrong (None: not recorded)."
+    p = self.baseline_preds.get(name)
+    return None if p is None or not len(self.valid_targets) else p != self.valid_targets
+
+@patch
+def baseline_errors(self:RunHistory, name:str)->ErrorCount|None:
+    "Baseline `name`'s error on the run's validation photos as a count (None: not recorded)."
+    w = self.baseline_wrong(name)
+    return None if w is None else ErrorCount(int(w.sum()), len(w))
+
+def compare_runs(a:RunHistory, b:RunHistory, alpha:float=0.05)->Verdict|None:
+    "Run A against run B on the same validation photos by the exact McNemar test; None when they were not validated on the same photos."
+    wa, wb = a.wrong(), b.wrong()
+    if wa is None or wb is None or not a.valid_key or a.valid_key != b.valid_key or not np.array_equal(a.valid_targets, b.valid_targets): return None
+    return compare_wrong(wa, wb, alpha)
+
+# %% ../nbs/02_history.ipynb #h16rep01
+def repeat_row(h:RunHistory)->dict:
+    "The `repeats` row of one finished run: seed, error (count, n, rate) and each group's mean final distance from its start weights."
+    e, G = h.final_errors(), h.n_groups
+    rate = e.rate if e is not None else float(h.epochs.error_rate.dropna().iloc[-1]) if h.epochs.error_rate.notna().any() else float('nan')
+    g, end = h.layers.group.to_numpy(), h.change[-1] if len(h.steps) else np.full(len(h.layers), np.nan)
+    moves = {f'move_{i}': float(end[g == i].mean()) if (g == i).any() else float('nan') for i in range(G)}
+    return dict(seed=int((h.config or {}).get('seed', 0)), wrong=e.wrong if e else 0, n=e.n if e else 0, error_rate=rate, **moves)
 
 # %% ../nbs/02_history.ipynb #a1b2c3d4
 def phase_name(frozen_idx:int, n_groups:int)->str:
