@@ -10,14 +10,16 @@ import hashlib, importlib.resources, os, secrets, warnings
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from fastcore.all import L, parallel
-from fastai.vision.all import ImageDataLoaders, Resize, untar_data, URLs, get_files
+from fastcore.all import L, parallel, using_attr
+from fastai.vision.all import (ImageDataLoaders, DataBlock, ImageBlock, CategoryBlock, IndexSplitter, Resize,
+                               untar_data, URLs, get_files)
 from fastai.data.external import fastai_path
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'SOURCES', 'is_cat', 'atomic_write', 'cache_dir', 'cache_folder', 'fastai_data', 'local_pets',
-           'bundled_pets', 'image_folder', 'draw_pet', 'synthetic_pets', 'readable_images', 'stratified_subset',
-           'auto_source', 'describe_source', 'download_pets', 'resolve_source', 'check_split', 'pets_dls']
+__all__ = ['IMAGE_EXTS', 'HELD_OUT_DRAW', 'VALID_DRAW', 'SOURCES', 'is_cat', 'atomic_write', 'cache_dir', 'cache_folder',
+           'fastai_data', 'local_pets', 'bundled_pets', 'image_folder', 'draw_pet', 'synthetic_pets', 'readable_images',
+           'stratified_subset', 'split_photos', 'auto_source', 'describe_source', 'download_pets', 'resolve_source',
+           'check_split', 'pets_dls']
 
 # %% ../nbs/00_data.ipynb #0b5e9f5b
 def is_cat(x:str): # a Pets file name such as 'Abyssinian_12.jpg'
@@ -139,14 +141,21 @@ def draw_pet(cat:bool, seed:int, size:int=128) -> Image.Image:
     return Image.fromarray(a.clip(0, 255).astype(np.uint8))
 
 # %% ../nbs/00_data.ipynb #53d5241d
-def synthetic_pets(n:int=200, seed:int=42, size:int=128) -> Path:
+HELD_OUT_DRAW = 2**50   # above every training draw (seed*100_003 + i with seed < 2**32), so no training pet is ever a held-out one
+
+def synthetic_pets(n:int=200,              # how many pets to draw
+                   seed:int=42,            # which pets (ignored when `held_out`)
+                   size:int=128,           # pixels a side
+                   held_out:bool=False) -> Path: # validation pets: the same ones whatever `seed`, never drawn for training
     "Write `n` synthetic pets (half cats) named like the real dataset; return their folder."
-    dest = cache_folder(f'synthetic_n{n}_s{seed}_{size}px')
+    dest = cache_folder(f'synthetic_valid_n{n}_{size}px' if held_out else f'synthetic_n{n}_s{seed}_{size}px')
     if (dest/'.complete').exists(): return dest
     for i in range(n):
         cat = i % 2 == 0
-        name = f"{'Synthcat' if cat else 'synthdog'}_{i}.jpg"
-        atomic_write(dest/name, lambda f: draw_pet(cat, seed*100_003 + i, size).save(f, format='JPEG', quality=92), durable=False)
+        kind = 'valid' if held_out else 'synth'
+        name = f"{kind.capitalize()}cat_{i}.jpg" if cat else f"{kind}dog_{i}.jpg"   # upper-case: a cat, as in Pets
+        draw = HELD_OUT_DRAW + i if held_out else seed*100_003 + i
+        atomic_write(dest/name, lambda f: draw_pet(cat, draw, size).save(f, format='JPEG', quality=92), durable=False)
     (dest/'.complete').touch()
     return dest
 
@@ -210,6 +219,18 @@ def stratified_subset(files, n:int|None, seed:int=42) -> L:
     pick = lambda fs, k: L(fs[i] for i in sorted(rng.permutation(len(fs))[:k]))
     return pick(cats, n_cat) + pick(dogs, n_dog)
 
+# %% ../nbs/00_data.ipynb #cc78d6f6
+VALID_DRAW = 0   # the seed of the validation draw: fixed, so every run on a folder validates on the same photos
+
+def split_photos(files,                    # image files (any order)
+                 n_valid:int,              # photos held out for validation, class-stratified
+                 n_train:int|None=None,    # training photos from the rest (None: all of the rest)
+                 seed:int=42) -> tuple[L, L]: # picks the training photos only
+    "(train, valid): `n_valid` photos drawn the same way whatever `seed`, and `n_train` of the others, chosen by `seed`."
+    valid = stratified_subset(files, n_valid, VALID_DRAW)
+    held = set(map(str, valid))
+    return stratified_subset([f for f in files if str(f) not in held], n_train, seed), valid
+
 # %% ../nbs/00_data.ipynb #2e6fa49a
 SOURCES = ('auto', 'pets', 'bundled', 'synthetic')
 
@@ -258,39 +279,75 @@ def _check_classes(files, folder, n_bad:int=0):
         raise ValueError(f"All {len(files)} images in {folder} are {kind}: a classifier needs both. "
                          "Pets file names start upper-case for cats and lower-case for dogs.")
 
-def check_split(n:int, valid_pct:float, bs:int, where:str='') -> tuple[int, int]:
-    "(n_train, n_valid) of `n` images split as fastai's RandomSplitter does; a ValueError if a batch could hold 1 image."
-    n_valid = int(n*valid_pct)
-    if n_valid < 1: raise ValueError(f"valid_pct={valid_pct} of {n} images{where} leaves no validation image: use more images or a larger valid_pct.")
-    if n - n_valid < 2: raise ValueError(f"valid_pct={valid_pct} of {n} images{where} leaves {n - n_valid} to train on; BatchNorm needs "
-                                         "batches of at least 2: use more images or a smaller valid_pct.")
+def check_split(n:int, valid_pct:float, bs:int, where:str='', n_valid:int|None=None) -> tuple[int, int]:
+    "(n_train, n_valid) of `n` images, `n_valid` of them held out (None: `valid_pct`, as fastai's RandomSplitter splits); a ValueError if a batch could hold 1 image."
+    how, fix = (f"valid_pct={valid_pct}", "valid_pct") if n_valid is None else (f"n_valid={n_valid}", "n_valid")
+    if n_valid is None: n_valid = int(n*valid_pct)
+    if n_valid < 1: raise ValueError(f"{how} of {n} images{where} leaves no validation image: use more images or a larger {fix}.")
+    if n - n_valid < 2: raise ValueError(f"{how} of {n} images{where} leaves {n - n_valid} to train on; BatchNorm needs "
+                                         f"batches of at least 2: use more images or a smaller {fix}.")
     if bs < 2: raise ValueError(f"bs={bs}: BatchNorm needs batches of at least 2 images; use bs=2 or more.")
     return n - n_valid, n_valid
 
+# %% ../nbs/00_data.ipynb #17074bb9
+def _held_out(files, folder, name, n_valid, n_images, seed) -> tuple[L, L, Path]:
+    "(train, valid, the validation photos' folder); a ValueError saying what to do when `folder` holds too few photos."
+    if name == 'synthetic':   # drawn: the training pets for `seed`, and held-out pets of their own
+        vfolder = synthetic_pets(n_valid, held_out=True)
+        return stratified_subset(files, None), stratified_subset(get_files(vfolder, extensions=IMAGE_EXTS), None), vfolder
+    n, rest = len(files), len(files) - n_valid
+    if rest < 2: raise ValueError(f"{folder} holds {n} photos, too few to hold out n_valid={n_valid} for validation and still "
+                                  f"train: use n_valid={max(1, n//5)} or fewer, n_valid=None (valid_pct of the photos), or a folder with more photos.")
+    if n_images is not None and n_images > rest:
+        raise ValueError(f"{folder} holds {n} photos: after the n_valid={n_valid} held out for validation, {rest} are left to train on, "
+                         f"fewer than n_images={n_images}. Use n_images={rest} or fewer (None: all of them), a smaller n_valid, or a folder with more photos.")
+    return *split_photos(files, n_valid, n_images, seed), folder
+
+def _dls_held_out(train, valid, path, size, bs, num_workers, **kwargs):
+    "fastbook's cat-vs-dog `DataLoaders` with exactly `valid` as the validation set, in that order."
+    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_y=using_attr(is_cat, 'name'), item_tfms=Resize(size),
+                      splitter=IndexSplitter(list(range(len(train), len(train) + len(valid)))))
+    return ImageDataLoaders.from_dblock(block, train + valid, path=path, bs=bs, num_workers=num_workers, **kwargs)
+
+# %% ../nbs/00_data.ipynb #2273ef2c
+def _read_split(files, folder, name, size, n_images, valid_pct, seed, n_valid):
+    "(train, valid, n_unreadable) as cached readable copies; valid is None when fastai's RandomSplitter will split."
+    if n_valid is None:
+        files, n_bad = readable_images(stratified_subset(files, n_images, seed), folder, size)
+        return files, None, n_bad
+    train, valid, vfolder = _held_out(files, folder, name, n_valid, n_images, seed)
+    (train, bad_t), (valid, bad_v) = readable_images(train, folder, size), readable_images(valid, vfolder, size)
+    return train, valid, bad_t + bad_v
+
 def pets_dls(source='auto',            # 'auto', 'pets', 'bundled', 'synthetic' or a folder of Pets images
              size:int=128,              # images are resized (fastbook's `Resize`) to size x size
-             n_images:int|None=None,    # a stratified subset of this many images (None: all)
-             valid_pct:float=0.2,       # share held out for validation
-             seed:int=42,               # picks the subset and the split
+             n_images:int|None=None,    # n_valid set: training photos; else all images, before the split (a stratified subset; None: all)
+             valid_pct:float=0.2,       # share held out for validation when n_valid is None (fastai's RandomSplitter)
+             seed:int=42,               # picks the training subset (and, when n_valid is None, the split)
              bs:int=32,                 # batch size (capped at the training set's size; at least 2 for BatchNorm)
              num_workers:int=0,         # DataLoader workers (0 is safest in threads and notebooks)
              verbose:bool=True,         # print which images 'auto' picked
-             **kwargs):                 # passed to `ImageDataLoaders.from_name_func`
+             n_valid:int|None=None,     # validate on this many class-stratified photos, the same whatever `seed` (None: valid_pct)
+             **kwargs):                 # passed to fastai's `ImageDataLoaders`
     "fastbook lesson 1's `DataLoaders`: cat (True) vs dog, labelled by `is_cat` on the file name."
     if not 0 < valid_pct < 1: raise ValueError(f"valid_pct={valid_pct!r} must be between 0 and 1 (exclusive), e.g. 0.2.")
     if n_images is not None and n_images < 4: raise ValueError(f"n_images={n_images!r} is too small: use at least 4 (or None for all).")
+    if n_valid is not None and (isinstance(n_valid, bool) or not isinstance(n_valid, int) or n_valid < 1):
+        raise ValueError(f"n_valid={n_valid!r}: give a whole number of validation photos (at least 1), or None to split off valid_pct.")
     if size < 16: raise ValueError(f"size={size!r} is too small for a CNN: use at least 16 pixels (fastbook uses 224).")
-    check_split(n_images or 10**6, valid_pct, bs)   # before any image is read (None: all, checked again once counted)
+    check_split((n_images or 10**6) + (n_valid or 0), valid_pct, bs, n_valid=n_valid)   # before any image is read
     folder, name = resolve_source(source, n_images, seed, verbose)
     files = get_files(folder, extensions=IMAGE_EXTS, recurse=False)
     _check_classes(files, folder)
-    if n_images is not None and n_images > len(files):
+    if n_valid is None and n_images is not None and n_images > len(files):
         warnings.warn(f"n_images={n_images} but {folder} holds only {len(files)} images: using all of them.")
-    files, n_bad = readable_images(stratified_subset(files, n_images, seed), folder, size)
+    train, valid, n_bad = _read_split(files, folder, name, size, n_images, valid_pct, seed, n_valid)
     if n_bad: warnings.warn(f"Skipped {n_bad} file(s) in {folder} that could not be read as images.")
-    _check_classes(files, folder, n_bad)
-    n_train, _ = check_split(len(files), valid_pct, bs, f" readable in {folder}")
-    dls = ImageDataLoaders.from_name_func(files[0].parent, files, label_func=is_cat, valid_pct=valid_pct, seed=seed,
-                                          item_tfms=Resize(size), bs=min(bs, n_train), num_workers=num_workers, **kwargs)
+    _check_classes(train + L(valid), folder, n_bad)
+    n_train, _ = check_split(len(train) + len(L(valid)), valid_pct, bs, f" readable in {folder}", None if valid is None else len(valid))
+    if valid is None:
+        dls = ImageDataLoaders.from_name_func(train[0].parent, train, label_func=is_cat, valid_pct=valid_pct, seed=seed,
+                                              item_tfms=Resize(size), bs=min(bs, n_train), num_workers=num_workers, **kwargs)
+    else: dls = _dls_held_out(train, valid, folder, size, min(bs, n_train), num_workers, **kwargs)
     dls.source, dls.n_skipped = name, n_bad
     return dls

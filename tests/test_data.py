@@ -250,3 +250,60 @@ def test_batches_of_one_refused_before_any_image_is_read(kw, says, monkeypatch):
         return
     monkeypatch.setattr(data, 'resolve_source', lambda *a: pytest.fail('read images before checking the split'))
     with pytest.raises(ValueError, match=says): pets_dls('synthetic', size=32, verbose=False, **kw)
+
+
+# --- issue 22: a validation set large enough, the same for every seed --------------------------------------------
+
+from finetune_lab.data import split_photos, bundled_pets, check_split
+
+
+def _names(ds): return [Path(f).name for f in ds.items]
+
+
+def test_n_valid_holds_out_the_same_stratified_photos_whatever_the_seed_or_size():
+    a = pets_dls('bundled', size=32, n_images=20, n_valid=400, seed=1, verbose=False)
+    b = pets_dls('bundled', size=32, n_images=40, n_valid=400, seed=2, verbose=False)
+    assert _names(a.valid_ds) == _names(b.valid_ds) and len(a.valid_ds) == 400
+    assert (len(a.train_ds), len(b.train_ds)) == (20, 40)
+    assert sum(is_cat(n) for n in _names(a.valid_ds)) == round(400*450/1409)     # the bundled set's 450 cats in 1,409
+    assert not set(_names(a.train_ds) + _names(b.train_ds)) & set(_names(a.valid_ds))   # never trained on
+    assert _names(a.train_ds) != _names(b.train_ds)[:20]                           # the seed picks the training photos
+    ys = [a.vocab[int(y)] for _, y in (a.valid_ds[i] for i in range(8))]
+    assert ys == [is_cat(n) for n in _names(a.valid_ds)[:8]]
+
+
+def test_n_valid_none_keeps_fastais_random_split():
+    d = pets_dls('synthetic', size=32, n_images=20, seed=3, verbose=False)
+    assert (len(d.train_ds), len(d.valid_ds)) == (16, 4)                        # valid_pct=0.2 of 20
+    assert {n.split('_')[0].lower() for n in _names(d.valid_ds)} <= {'synthcat', 'synthdog'}
+
+
+def test_synthetic_draws_held_out_pets_of_their_own():
+    a = pets_dls('synthetic', size=32, n_images=12, n_valid=10, seed=1, verbose=False)
+    b = pets_dls('synthetic', size=32, n_images=12, n_valid=10, seed=2, verbose=False)
+    assert (len(a.train_ds), len(a.valid_ds)) == (12, 10)
+    assert _names(a.valid_ds) == _names(b.valid_ds) and all(n.lower().startswith('valid') for n in _names(a.valid_ds))
+    px = lambda ds, i: np.asarray(Image.open(ds.items[i]))
+    assert np.array_equal(px(a.valid_ds, 0), px(b.valid_ds, 0))                 # the very same pictures
+    assert not np.array_equal(px(a.train_ds, 0), px(b.train_ds, 0))             # training pets follow the seed
+
+
+def test_folder_too_small_for_n_valid_says_how_many_and_what_to_do(tmp_path):
+    d = tmp_path/'few'; d.mkdir()
+    for f in sorted(synthetic_pets(12, seed=3).glob('*.jpg')): (d/f.name).write_bytes(f.read_bytes())
+    with pytest.raises(ValueError, match=r'holds 12 photos, too few to hold out n_valid=400.*n_valid=2 or fewer'):
+        pets_dls(d, size=32, n_valid=400, verbose=False)
+    with pytest.raises(ValueError, match=r'8 are left to train on, fewer than n_images=10\. Use n_images=8 or fewer'):
+        pets_dls(d, size=32, n_images=10, n_valid=4, verbose=False)
+    dls = pets_dls(d, size=32, n_valid=4, bs=4, verbose=False)                  # n_images=None: all the rest
+    assert (len(dls.train_ds), len(dls.valid_ds)) == (8, 4)
+    with pytest.raises(ValueError, match='n_valid'): pets_dls(d, n_valid=0, verbose=False)
+
+
+def test_split_photos_and_check_split():
+    files = [f'Cat_{i}.jpg' for i in range(10)] + [f'dog_{i}.jpg' for i in range(30)]
+    tr, va = split_photos(files, 8, 12, seed=5)
+    assert len(va) == 8 and sum(is_cat(f) for f in va) == 2 and len(tr) == 12 and not set(tr) & set(va)
+    assert split_photos(files, 8, 20, seed=6)[1] == va
+    assert check_split(30, 0.2, 16, n_valid=10) == (20, 10)
+    with pytest.raises(ValueError, match='smaller n_valid'): check_split(11, 0.2, 16, n_valid=10)
