@@ -9,7 +9,9 @@ from __future__ import annotations
 import pandas as pd, torch
 from torch import nn
 from fastcore.basics import store_attr
-from fastai.torch_core import norm_types
+from fastcore.foundation import L
+from fastai.torch_core import norm_types, trainable_params
+from fastai.optimizer import Optimizer
 from .models import bare_model
 
 # %% auto #0
@@ -18,9 +20,10 @@ __all__ = ['NORMS', 'param_lists', 'group_holds', 'norm_param_ids', 'freeze_tabl
 
 # %% ../nbs/11_freezing.ipynb #d3ffacca
 def param_lists(learn)->list:
-    "The learner's parameter groups: its optimizer's, or (before the first fit) what its `splitter` would make. Changes nothing."
-    groups = learn.opt.param_lists if learn.opt is not None else learn.splitter(bare_model(learn.model))
-    return [list(g) for g in groups]
+    "The learner's parameter groups: its optimizer's or, before it has one, what fastai's `Optimizer` makes of its `splitter`'s output. Changes nothing."
+    if learn.opt is not None: return [list(g) for g in learn.opt.param_lists]
+    ps = L(learn.splitter(bare_model(learn.model)))
+    return [list(g) for g in Optimizer(ps, []).param_lists] if len(ps) else []   # fastai's Optimizer fails on an empty list
 
 def group_holds(model:nn.Module, groups:list)->dict:
     "Group index (None: in no group) -> names of the largest modules whose parameters all sit in that group."
@@ -75,18 +78,28 @@ def _groups(rows)->str:
     gs = [str(g) for g in rows.group]
     return ('group ' if len(gs) == 1 else 'groups ') + ', '.join(gs)
 
-def freeze_warnings(t:pd.DataFrame, train_bn:bool=True)->tuple:
+def _why_no_group(G:int, splitter)->str:
+    if G == 0: return ("The splitter returned no parameters at all, so fastai cannot build an optimizer: fit() fails with an IndexError. "
+                       "Make the splitter return every parameter of the model.")
+    if splitter is trainable_params: return ("fastai's default splitter, trainable_params, collects only the parameters that have "
+        "requires_grad=True when the optimizer is made, so these frozen ones are left out for good: unfreeze() can never train them. "
+        "Leave the model trainable, give the Learner a splitter that returns every parameter (body groups first, head last) and freeze with learn.freeze().")
+    return "The splitter forgot them: make it return every parameter of the model."
+
+def freeze_warnings(t:pd.DataFrame,  # the table of `freeze_table`
+                    train_bn:bool=True, # the learner's `train_bn`
+                    splitter=None)->tuple: # the learner's `splitter`, to say why parameters are in no group
     "`(warnings, notes)` for the table `t` of `freeze_table`: dicts of plain-words sentences keyed by trap."
     w, notes, G = {}, {}, (t.group != 'none').sum()
     body = t[(t.group != 'none') & (t.group.astype(str) != str(G - 1))]
-    if body.params.sum() == 0:
+    if G and body.params.sum() == 0:
         w['nothing_to_freeze'] = (f"freeze() would freeze nothing: {'this learner has one parameter group' if G == 1 else 'all parameters are in the last group'}, "
             "and fastai freezes every group but the last, so fine_tune's 'frozen' phase trains the whole model. Give the Learner a "
             "splitter that returns the body's groups first and the head last, e.g. splitter=lambda m: [params(m[0]), params(m[1])].")
     if (t.group == 'none').any():
         r = t[t.group == 'none'].iloc[0]
         w['no_group'] = (f"{r.params:,} parameters ({r.holds}) are in no parameter group: the optimizer never updates them and "
-                         "freeze()/unfreeze() never touch them. The splitter forgot them: make it return every parameter of the model.")
+                         f"freeze()/unfreeze() never touch them. {_why_no_group(G, splitter)}")
     if t.frozen_with_grad.sum():
         w['frozen_stepped'] = (f"{t.frozen_with_grad.sum():,} frozen parameters ({_groups(t[t.frozen_with_grad > 0])}) still have a .grad "
             "from earlier training: fastai's optimizer steps every parameter that has one, frozen or not, so weight decay (and any "
@@ -114,4 +127,4 @@ class FreezeCheck:
 def check_freezing(learn)->FreezeCheck:
     "Check how `learn` is frozen: which group holds what, what trains now, and every trap that makes freezing do less than it says."
     t = freeze_table(learn)
-    return FreezeCheck(t, *freeze_warnings(t, getattr(learn, 'train_bn', True)))
+    return FreezeCheck(t, *freeze_warnings(t, getattr(learn, 'train_bn', True), getattr(learn, 'splitter', None)))

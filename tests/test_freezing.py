@@ -1,18 +1,25 @@
-"check_freezing (issue 16): the traps users report, caught on a user's own Learner, and each warning true to what training then does."
+"check_freezing (issues 16, 22): the traps users report, caught on a user's own Learner, each warning true to what training then does, and the groups read as fastai's Optimizer reads them, before and after it exists."
 import warnings
 import pytest, torch
 from torch import nn
 from torch.utils.data import TensorDataset
-from fastai.vision.all import DataLoaders, Learner, params, set_seed, CrossEntropyLossFlat, error_rate
+from torchvision.models import resnet18
+from fastai.vision.all import DataLoaders, Learner, params, set_seed, CrossEntropyLossFlat, error_rate, vision_learner, model_meta
 from finetune_lab.freezing import check_freezing, bare_model
 from finetune_lab.tracker import WeightChangeTracker
 
-def learner(splitter=True, seed=0, **kw):
+def tiny_dls(seed=0):
     set_seed(seed, reproducible=True)
     x = torch.randn(32, 3, 16, 16); y = (x[:, 0].mean((1, 2)) > 0).long()
-    dls = DataLoaders.from_dsets(TensorDataset(x[:24], y[:24]), TensorDataset(x[24:], y[24:]), bs=8, device='cpu')
+    return DataLoaders.from_dsets(TensorDataset(x[:24], y[:24]), TensorDataset(x[24:], y[24:]), bs=8, device='cpu')
+
+def tiny_model():
     blk = lambda ni, nf: nn.Sequential(nn.Conv2d(ni, nf, 3, padding=1), nn.BatchNorm2d(nf), nn.ReLU())
-    model = nn.Sequential(nn.Sequential(blk(3, 8), blk(8, 8)), nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)))
+    return nn.Sequential(nn.Sequential(blk(3, 8), blk(8, 8)), nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)))
+
+def learner(splitter=True, seed=0, model=None, **kw):
+    dls = tiny_dls(seed)
+    model = tiny_model() if model is None else model
     if splitter is True: kw['splitter'] = lambda m: [params(m[0][0]), params(m[0][1]), params(m[1])]
     elif splitter: kw['splitter'] = splitter
     return Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=error_rate, **kw)
@@ -75,3 +82,65 @@ def test_tracker_silent_on_a_well_split_learner():
         learn = learner()
         with learn.no_bar(), learn.no_logging(): learn.fine_tune(1, cbs=WeightChangeTracker())
     assert not [w for w in ws if 'WeightChangeTracker' in str(w.message)]
+
+def n_params(ps): return sum(p.numel() for p in ps)
+
+def checked_before_and_after_opt(learn):
+    "check_freezing with no optimizer, then after fastai's create_opt: the two must agree."
+    assert learn.opt is None
+    before = check_freezing(learn)
+    learn.create_opt()
+    after = check_freezing(learn)
+    assert before.table.equals(after.table) and before.warnings == after.warnings, (before, after)
+    return after
+
+def test_default_learner_is_one_group_as_fastai_reads_it():
+    learn = Learner(tiny_dls(), tiny_model(), loss_func=CrossEntropyLossFlat())   # fastai's default splitter: a flat list
+    fc = checked_before_and_after_opt(learn)
+    assert len(learn.opt.param_lists) == 1                                       # fastai made it one group
+    assert fc.table.group.tolist() == [0] and fc.table.holds.tolist() == ['(the whole model)']
+    assert fc.table.params.tolist() == [n_params(learn.model.parameters())]
+    assert 'nothing_to_freeze' in fc.warnings and 'one parameter group' in fc.warnings['nothing_to_freeze'] and 'no_group' not in fc.warnings
+    learn.freeze(); w = conv0(learn).detach().clone(); fit(learn, 1, 1e-2)
+    assert (conv0(learn) - w).abs().max() > 0                                    # freeze() froze nothing, as warned
+
+def test_vision_learner_groups_are_fastais():
+    learn = vision_learner(tiny_dls(), resnet18, pretrained=False, n_out=2, loss_func=CrossEntropyLossFlat())
+    fc = checked_before_and_after_opt(learn)
+    split = [list(g) for g in model_meta[resnet18]['split'](learn.model)]
+    assert len(split) == 3 and fc.table.params.tolist() == [n_params(g) for g in split] == [n_params(g) for g in learn.opt.param_lists]
+    assert fc.table.holds.tolist() == ['0.0, 0.1, 0.4, 0.5', '0.6, 0.7', '1'] and fc.ok
+    learn.freeze(); fc = check_freezing(learn)
+    assert fc.table.trains.tolist() == ['norm layers only', 'norm layers only', 'yes'] and fc.ok and 'train_bn' in fc.notes
+    body = learn.model[0]
+    conv, bn, head = body[0].weight, body[1].weight, learn.model[1][-1].weight
+    ws = [t.detach().clone() for t in (conv, bn, head)]; fit(learn, 1, 1e-2)
+    assert (conv - ws[0]).abs().max() == 0 and (bn - ws[1]).abs().max() > 0 and (head - ws[2]).abs().max() > 0
+
+def test_forgotten_params_counted_before_and_after_opt():
+    learn = learner(splitter=lambda m: [params(m[0][0]), params(m[1])])
+    fc = checked_before_and_after_opt(learn)
+    assert fc.table.group.tolist() == [0, 1, 'none'] and 'no_group' in fc.warnings and 'splitter forgot them' in fc.warnings['no_group']
+    assert fc.table.params.iloc[-1] == n_params(learn.model[0][1].parameters())
+    assert f"{n_params(learn.model[0][1].parameters()):,} parameters" in fc.warnings['no_group']
+
+def test_frozen_by_hand_then_default_learner():
+    model = tiny_model()
+    for p in model[0].parameters(): p.requires_grad_(False)
+    learn = Learner(tiny_dls(), model, loss_func=CrossEntropyLossFlat())         # trainable_params: the head only
+    fc = checked_before_and_after_opt(learn)
+    assert fc.table.group.tolist() == [0, 'none'] and fc.table.holds.tolist() == ['1', '0']
+    assert fc.table.params.tolist() == [n_params(model[1].parameters()), n_params(model[0].parameters())]
+    assert set(fc.warnings) == {'nothing_to_freeze', 'no_group'}
+    assert 'trainable_params' in fc.warnings['no_group'] and 'forgot' not in fc.warnings['no_group']
+    assert [len(g) for g in learn.opt.param_lists] == [len(list(model[1].parameters()))]
+    learn.unfreeze(); w = conv0(learn).detach().clone(); fit(learn, 1, 1e-2)
+    assert (conv0(learn) - w).abs().max() == 0 and not any(p.requires_grad for p in model[0].parameters())   # unfreeze() never reached them
+
+def test_everything_frozen_default_learner():
+    model = tiny_model().requires_grad_(False)
+    learn = Learner(tiny_dls(), model, loss_func=CrossEntropyLossFlat())
+    fc = check_freezing(learn)
+    assert fc.table.group.tolist() == ['none'] and fc.table.params.tolist() == [n_params(model.parameters())]
+    assert set(fc.warnings) == {'no_group'} and 'IndexError' in fc.warnings['no_group']
+    with pytest.raises(IndexError): fit(learn, 1, 1e-2)                          # as the warning says
