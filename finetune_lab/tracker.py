@@ -6,7 +6,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/tracker.html.md"""
 
 # %% ../nbs/03_tracker.ipynb #4058eaa2
 from __future__ import annotations
-import time, warnings
+import hashlib, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import nn
@@ -14,7 +14,7 @@ from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
 from fastai.callback.core import Callback
 from fastai.learner import Learner, Recorder
-from fastai.torch_core import rank_distrib
+from fastai.torch_core import rank_distrib, num_distrib
 from .history import RunHistory, LAYER_COLS, STEP_COLS, EPOCH_COLS, NORM_KINDS, phase_name, phase_of
 from .models import bare_model, body_names
 from .freezing import check_freezing
@@ -22,7 +22,8 @@ from .freezing import check_freezing
 # %% auto #0
 __all__ = ['fused_sq_norms', 'fused_sq_dist', 'layer_kind', 'owning_modules', 'param_groups', 'layer_part', 'layer_names',
            'layer_table', 'group_hypers', 'sq_norms', 'per_layer', 'layer_norms', 'sq_diff_norms', 'relative',
-           'flat_view', 'is_dense', 'recorder_values', 'epoch_results', 'WeightChangeTracker']
+           'flat_view', 'is_dense', 'recorder_values', 'epoch_results', 'WeightChangeTracker', 'valid_key',
+           'answers_of']
 
 # %% ../nbs/03_tracker.ipynb #f8eb8dc8
 def layer_kind(m:nn.Module)->str:
@@ -105,14 +106,15 @@ def relative(num:torch.Tensor, den:torch.Tensor)->torch.Tensor:
 try: import numba
 except ImportError: numba = None   # then the tracker computes every norm with torch: same numbers, ~4x the memory traffic on a CPU
 
-def _fused_sq_norms(w, w0, prev, out):
-    "`out[:] = (Σw², Σ(w-w0)², Σ(w-prev)²)` summed in float64, then `prev[:] = w`: one pass over three flat float32 arrays."
-    sw = sc = su = 0.
+def _fused_sq_norms(w, w0, prev, wf, out):
+    """`out[:] = (Σw², Σ(w-w0)², Σ(w-prev)², Σ(w-wf)²)` summed in float64, then `prev[:] = w`: one pass over four flat
+    float32 arrays (`wf`: the weights when the current fit began)."""
+    sw = sc = su = sf = 0.
     for i in range(w.shape[0]):
-        x = w[i]; c = x - w0[i]; u = x - prev[i]
+        x = w[i]; c = x - w0[i]; u = x - prev[i]; f = x - wf[i]
         prev[i] = x
-        sw += np.float64(x)*x; sc += np.float64(c)*c; su += np.float64(u)*u
-    out[0], out[1], out[2] = sw, sc, su
+        sw += np.float64(x)*x; sc += np.float64(c)*c; su += np.float64(u)*u; sf += np.float64(f)*f
+    out[0], out[1], out[2], out[3] = sw, sc, su, sf
 
 def _fused_sq_dist(a, b)->float:
     "`Σ(a-b)²` summed in float64, over two flat float32 arrays (a BatchNorm running statistic against its reference)."
@@ -169,6 +171,7 @@ class WeightChangeTracker(Callback):
         self._rows_dev,self._rows_host,self._meta,self._trainable,self._epochs = [],[],[],[],[]
         self._n_step,self._n_epoch,self._fit,self._in_fit,self._cancelled = 0,0,-1,False,False
         self._validating,self._trained,self._phase = False,False,None   # after_fit reads them even when an earlier callback cancelled before_fit
+        self._answers,self._valid = None,(np.zeros(0, np.int64), np.zeros(0, np.int64), '')   # this validation's batches; the last whole one
 
 # %% ../nbs/03_tracker.ipynb #c7a40fcf
 @patch
@@ -207,6 +210,14 @@ def _take_reference(self:WeightChangeTracker):
     self._bn_np = [flat_view(r) if fuse(r) else None for r in self._bn_ref]
     self._has_bn = torch.zeros(n, dtype=torch.bool, device=dev).index_fill_(0, self._bidx, True)
     self._bn_ref_norm = layer_norms(self._bn_ref, self._bidx, n) if self._bufs else torch.zeros(n, device=dev)
+
+@patch
+@torch.no_grad()
+def _start_fit(self:WeightChangeTracker):
+    "Copy the weights as this fit begins: `fit_change` measures how far each layer moves from here, within the fit."
+    self._fit_ref = [p.detach().clone() for p in self._params]
+    self._fit_np = [flat_view(r) if self._np[i] is not None and _fusable(r, self._ref[i]) else None for i,r in enumerate(self._fit_ref)]
+    self._sq_fit = torch.zeros_like(self._sq_cur)   # per parameter: ||W_t - W_fit_start||^2; 0 for one that has not moved since
 
 @patch
 def _check_model(self:WeightChangeTracker):
@@ -261,35 +272,37 @@ def _index(self:WeightChangeTracker, ids:list)->torch.Tensor:
 @patch
 @torch.no_grad()
 def _device_row(self:WeightChangeTracker)->torch.Tensor:
-    "`[change | update | bn_stats | loss]` for this step, computed on the device; moves `prev` to now."
+    "`[change | update | bn_stats | fit_change | loss]` for this step, computed on the device; moves `prev` to now."
     n,idx = len(self._mods),self._pidx
     live = self._live()   # only weights that can have moved are read
     sq_upd = torch.zeros_like(self._sq_cur)
     fast, slow = [], []
     for i in live:
         v = self._view(self._params[i], self._ref[i], self._pview, i) if self._np[i] is not None else None
-        if v is None: slow.append(i)
+        if v is None or self._fit_np[i] is None: slow.append(i)
         else: fast.append((i, v))
     if fast:   # CPU, float32: one fused pass per weight (`fused_sq_norms`)
-        out = np.empty((len(fast), 3))
-        for k,(i,v) in enumerate(fast): fused_sq_norms(v, *self._np[i], out[k])
+        out = np.empty((len(fast), 4))
+        for k,(i,v) in enumerate(fast): fused_sq_norms(v, *self._np[i], self._fit_np[i], out[k])
         at, v = self._index([i for i,_ in fast]), torch.from_numpy(out).float()
-        self._sq_cur[at], self._sq_chg[at], sq_upd[at] = v[:, 0], v[:, 1], v[:, 2]
+        self._sq_cur[at], self._sq_chg[at], sq_upd[at], self._sq_fit[at] = v[:, 0], v[:, 1], v[:, 2], v[:, 3]
     if slow:   # GPU (asynchronous kernels), other dtypes or layouts, or no numba
         at = self._index(slow)
-        ps,prev,ref = ([ts[i] for i in slow] for ts in (self._params,self._prev,self._ref))
+        ps,prev,ref,wf = ([ts[i] for i in slow] for ts in (self._params,self._prev,self._ref,self._fit_ref))
         self._sq_cur[at] = sq_norms(ps)
         # `prev` doubles as scratch space, so no model-sized tensor is allocated per step
         torch._foreach_sub_(prev, ps);  sq_upd[at] = sq_norms(prev)
         torch._foreach_copy_(prev, ps); torch._foreach_sub_(prev, ref); self._sq_chg[at] = sq_norms(prev)
+        torch._foreach_copy_(prev, ps); torch._foreach_sub_(prev, wf);  self._sq_fit[at] = sq_norms(prev)
         torch._foreach_copy_(prev, ps)
     update = relative(per_layer(sq_upd, idx, n), self._prev_norm)
     change = relative(per_layer(self._sq_chg, idx, n), self._ref_norm)
+    fit_change = relative(per_layer(self._sq_fit, idx, n), self._ref_norm)
     self._prev_norm = per_layer(self._sq_cur, idx, n)
     bn = torch.full_like(change, float('nan'))
     if self._bufs: bn = torch.where(self._has_bn, relative(self._bn_drift(n), self._bn_ref_norm), bn)
     loss = torch.as_tensor(self.learn.loss).detach().float().mean().reshape(1).to(change.device)
-    return torch.cat([change, update, bn, loss])
+    return torch.cat([change, update, bn, fit_change, loss])
 
 # %% ../nbs/03_tracker.ipynb #3400c002
 @patch
@@ -317,6 +330,29 @@ def _flush(self:WeightChangeTracker):
     if self._rows_dev: self._rows_host.append(torch.stack(self._rows_dev).cpu().numpy())
     self._rows_dev = []
 
+# %% ../nbs/03_tracker.ipynb #h16ans01
+def valid_key(dl)->str:
+    "A fingerprint of the photos `dl` validates on, in order: a hash of their file names ('' when its items are not files, or come shuffled)."
+    try: items = list(dl.items)
+    except (AttributeError, TypeError): return ''
+    if getattr(dl, 'shuffle', False) or not items or not all(isinstance(i, (str, Path)) for i in items): return ''
+    return hashlib.sha1('\n'.join(Path(i).name for i in items).encode()).hexdigest()[:16]
+
+def answers_of(batches:list)->tuple:
+    "`(targets, preds)` as int64 arrays from `[(preds, targets), ...]` batches."
+    cat = lambda i: torch.cat([b[i] for b in batches]).as_subclass(torch.Tensor).numpy().astype(np.int64)
+    return cat(1), cat(0)
+
+@patch
+def _keep_answers(self:WeightChangeTracker):
+    "Keep this validation batch's answers (the class with the largest output) and true classes, when they are classes."
+    if self._answers is None: return
+    p, yb = self.learn.pred, self.learn.yb
+    y = yb[0] if len(yb) == 1 else None
+    if not (torch.is_tensor(p) and p.ndim == 2 and torch.is_tensor(y) and y.ndim == 1 and not y.is_floating_point()):
+        self._answers = None; return   # not a classifier's output: say nothing rather than something wrong
+    self._answers.append((p.detach().argmax(1).cpu(), y.detach().cpu()))
+
 # %% ../nbs/03_tracker.ipynb #88fd8470
 @patch
 def _warn_freezing(self:WeightChangeTracker):
@@ -332,6 +368,7 @@ def before_fit(self:WeightChangeTracker):
     self._warn_freezing()
     if self._ref is None: self._take_reference()
     else: self._check_model()
+    self._start_fit()
     self._index(self._live())   # made now, not at the first step: on a GPU a step never waits for the host
     if self._in_fit: self._cancelled = True  # the previous fit never reached after_fit (KeyboardInterrupt, error)
     self._fit += 1
@@ -345,8 +382,13 @@ def before_epoch(self:WeightChangeTracker): self._t0,self._trained,self._phase =
 def before_train(self:WeightChangeTracker): self._trained = True
 
 @patch
+def before_validate(self:WeightChangeTracker):
+    # one process sees all the validation photos; under DDP rank 0 sees only its share, so no answers are kept
+    self._answers = [] if getattr(self, 'run', False) and num_distrib() <= 1 else None
+
+@patch
 def after_batch(self:WeightChangeTracker):
-    if not self.training: return
+    if not self.training: return self._keep_answers()
     last = self.epoch==self.n_epoch-1 and self.iter==self.n_iter-1
     if self._n_step % self.every == 0 or last: self._record()
     self._n_step += 1
@@ -356,6 +398,8 @@ def after_epoch(self:WeightChangeTracker):
     if not self._trained: self._validating = True; return   # `validate()`/`tta()` run fit and epoch events around no training
     opt = self.learn.opt
     phase = self._phase if self._phase is not None else phase_name(opt.frozen_idx, len(opt.param_lists))   # the epoch's last recorded step
+    if self._answers: self._valid = (*answers_of(self._answers), valid_key(self.learn.dls.valid))
+    self._answers = None
     self._epochs.append(dict(epoch=self._n_epoch, phase=phase,
                              **epoch_results(getattr(self.learn, 'recorder', None)), time=time.perf_counter()-self._t0))
     self._n_epoch += 1
@@ -376,7 +420,7 @@ def history(self:WeightChangeTracker)->RunHistory:
     "The `RunHistory` recorded so far."
     self._flush()
     n,G = (len(self._mods),self._G) if self._mods else (0,0)
-    rows = np.concatenate(self._rows_host) if self._rows_host else np.zeros((0, 3*n+1), np.float32)
+    rows = np.concatenate(self._rows_host) if self._rows_host else np.zeros((0, 4*n+1), np.float32)
     k = min(len(rows), len(self._meta), len(self._trainable))  # equal unless broken off mid-record
     cols = [*STEP_COLS][:4] + [f'lr_{i}' for i in range(G)] + [f'mom_{i}' for i in range(G)]
     steps = pd.DataFrame(self._meta[:k], columns=cols)
@@ -384,7 +428,8 @@ def history(self:WeightChangeTracker)->RunHistory:
     layers = self._layers if self._layers is not None else pd.DataFrame(columns=list(LAYER_COLS))
     return RunHistory(layers, steps, rows[:k, :n], rows[:k, n:2*n], np.array(self._trainable[:k], bool).reshape(k, n),
                       rows[:k, 2*n:3*n], pd.DataFrame(self._epochs, columns=list(EPOCH_COLS)),
-                      config=self.config, interrupted=self._cancelled or self._in_fit)
+                      config=self.config, interrupted=self._cancelled or self._in_fit, fit_change=rows[:k, 3*n:4*n],
+                      valid_targets=self._valid[0], valid_preds=self._valid[1], valid_key=self._valid[2])
 
 @patch(as_prop=True)
 def weight_history(self:Learner)->RunHistory:
