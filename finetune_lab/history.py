@@ -122,7 +122,8 @@ def _check_valid(targets, preds, base:dict)->tuple:
     for k, v in base.items():
         if not (isinstance(k, str) and k.isidentifier()): raise ValueError(f"RunHistory.baseline_preds key {k!r} must be a name such as 'zero_shot'.")
         out[k] = _labels(v, f'baseline_preds[{k!r}]')
-        if len(out[k]) != len(t): raise ValueError(f"RunHistory.baseline_preds[{k!r}] has {len(out[k])} answers for {len(t)} validation photos.")
+        n = len(t) if len(t) else len(next(iter(out.values())))   # a run stopped before it validated has the baselines' answers only
+        if len(out[k]) != n: raise ValueError(f"RunHistory.baseline_preds[{k!r}] has {len(out[k])} answers for {n} validation photos.")
     return t, p, out
 
 # %% ../nbs/02_history.ipynb #907efc2a

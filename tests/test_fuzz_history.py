@@ -251,14 +251,14 @@ def test_member_removed(tmp_path):
 
 _deep = '{"a": ' * 100_000 + '1' + '}' * 100_000
 META_BAD = {
-    'version_2':           _meta(version=2),
+    'version_3':           _meta(version=3),
     'version_0':           _meta(version=0),
     'version_negative':    _meta(version=-1),
     'version_1.5':         _meta(version=1.5),
     'version_null':        _meta(version=None),
     'version_list':        _meta(version=[1]),
     'version_missing':     _meta(drop=['version']),
-    'version_huge_int':    dict(meta=np.array(json.dumps(META).replace('"version": 1', '"version": ' + '9'*5000))),
+    'version_huge_int':    dict(meta=np.array(json.dumps(META).replace('"version": 2', '"version": ' + '9'*5000))),
     'format_missing':      _meta(drop=['format']),
     'format_other':        _meta(format='fastai.Learner'),
     'format_case':         _meta(format='finetune_lab.runhistory'),
@@ -504,6 +504,11 @@ SEMANTIC_BUGS = {
     'fit_negative': _bug({'steps/fit': ARRS['steps/fit'] - 5}, "fit numbers start at 0 and never decrease"),
     'phase_unknown': _bug({'steps/phase': np.array(['banana']*N_STEPS)}, "phases are 'unfrozen', 'frozen' or 'frozen_to k'"),
     'layer_names_repeat': _bug({'layers/name': np.array(['0.0']*N_LAYERS)}, "layer names are module names, unique"),
+    'fit_change_negative': _bug({'fit_change': -np.nan_to_num(ARRS['fit_change']) - 1}, "fit_change is a ratio of norms, never < 0"),
+    'answers_unpaired': _bug({'valid/targets': np.array([0, 1, 1]), 'valid/preds': np.array([0, 1])}, "one answer per validation photo"),
+    'answers_negative': _bug({'valid/targets': np.array([0, -1]), 'valid/preds': np.array([0, 1])}, "class indices are never < 0"),
+    'answers_float': _bug({'valid/targets': np.array([0., 1.]), 'valid/preds': np.array([0., 1.])}, "answers are class indices"),
+    'answers_2d': _bug({'valid/targets': np.zeros((2, 2), int), 'valid/preds': np.zeros((2, 2), int)}, "answers are 1-d, one per photo"),
 }
 
 @pytest.mark.parametrize('changes', list(SEMANTIC_BUGS.values()), ids=list(SEMANTIC_BUGS))
