@@ -19,7 +19,7 @@ __all__ = ['EFFNET_STATS', 'BODY_NAMES', 'ARCHS', 'N_FEATURES', 'NORM_TYPES', 'C
            'WeightsUnavailableError', 'weights_path', 'weights_available', 'pretrained_state', 'efficientnet_lite0',
            'resnet18', 'resnet34', 'resnet50', 'effnet_split', 'body_names', 'head_kwargs', 'make_head', 'bare_model',
            'KeepBNStats', 'keeps_bn_stats', 'build_learner', 'describe_head', 'describe_groups', 'imagenet_says_cat',
-           'zero_shot_error', 'zero_shot_cat_accuracy']
+           'zero_shot_preds', 'zero_shot_error', 'zero_shot_cat_accuracy']
 
 # %% ../nbs/01_models.ipynb #b8e5fc58
 class WeightsUnavailableError(RuntimeError):
@@ -225,6 +225,7 @@ def _trainable_names(learn):
     return [n for n, p in learn.model.named_parameters() if p.requires_grad]
 
 # %% ../nbs/01_models.ipynb #c6a646ba
+import numpy as np
 CAT_CLASSES, DOG_CLASSES = slice(281, 286), slice(151, 269)
 
 def imagenet_says_cat(logits:torch.Tensor) -> torch.Tensor:
@@ -232,15 +233,20 @@ def imagenet_says_cat(logits:torch.Tensor) -> torch.Tensor:
     p = logits.softmax(1)
     return p[:, CAT_CLASSES].sum(1) > p[:, DOG_CLASSES].sum(1)
 
+def zero_shot_preds(arch:str, dl, cat_index:int=1) -> np.ndarray:
+    "Class index that `arch`'s pretrained ImageNet classifier gives each photo of `dl` (normalised batches, in order): `cat_index` for cat, the other for dog."
+    m, says = ARCHS[arch](pretrained=True).eval(), []
+    with torch.no_grad():
+        for x, *_ in dl: says.append(imagenet_says_cat(m(x.cpu().as_subclass(torch.Tensor).float())))  # plain tensors: fastai's subclasses compare oddly
+    cat = torch.cat(says).numpy() if says else np.zeros(0, bool)
+    return np.where(cat, cat_index, 1 - cat_index).astype(np.int64)
+
 def zero_shot_error(arch:str, dl, cat_index:int=1) -> float:
     "Error rate on `dl` (normalised cat/dog batches, label `cat_index` = cat) of `arch`'s pretrained ImageNet classifier."
-    m, wrong, n = ARCHS[arch](pretrained=True).eval(), 0, 0
-    with torch.no_grad():
-        for x, y in dl:
-            x, y = (t.cpu().as_subclass(torch.Tensor) for t in (x, y))  # plain tensors: fastai's subclasses compare oddly
-            wrong += (imagenet_says_cat(m(x.float())) != (y == cat_index)).sum().item()
-            n += len(y)
-    return wrong/max(n, 1)
+    preds = zero_shot_preds(arch, dl, cat_index)
+    if not len(preds): return 0.0
+    targets = np.concatenate([y.cpu().as_subclass(torch.Tensor).numpy().reshape(-1) for *_, y in dl])
+    return float((preds != targets).mean())
 
 def zero_shot_cat_accuracy(folder, size:int=224) -> float:
     "Fraction of Pets images in `folder` that pretrained EfficientNet-Lite0's ImageNet classes call right (cat vs dog)."

@@ -10,20 +10,21 @@ from __future__ import annotations
 import ctypes, dataclasses, gc, math, random, threading
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-import numpy as np, torch
+import numpy as np, pandas as pd, torch, torchvision
 from fastcore.all import L
 from fastai.vision.all import set_seed, Callback, CancelFitException, Learner
 from fastai.optimizer import Optimizer
 from .data import pets_dls, auto_source, describe_source, is_cat, check_split, SOURCES
-from .models import build_learner, KeepBNStats, ARCHS, weights_available, keeps_bn_stats, zero_shot_error
-from .history import RunHistory
-from .tracker import WeightChangeTracker
+from .models import build_learner, KeepBNStats, ARCHS, weights_available, keeps_bn_stats, zero_shot_preds
+from .history import RunHistory, repeat_row
+from .tracker import WeightChangeTracker, valid_key
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'ULMFIT_FACTOR', 'STRATEGY_FUNCS', 'Config', 'fine_tune', 'head_only', 'full', 'gradual', 'one_lr',
            'no_discriminative', 'lp_ft', 'surgical', 'ulmfit_lr_mult', 'ulmfit_lrs', 'Rehearsal', 'planned_fits',
-           'get_dls', 'baselines', 'describe_run', 'StopOnRequest', 'check_cbs', 'run_learner', 'release_memory', 'run',
-           'body_change']
+           'get_dls', 'valid_targets', 'measure_baselines', 'baselines', 'baseline_answers', 'describe_run',
+           'StopOnRequest', 'check_cbs', 'run_learner', 'release_memory', 'run', 'body_change', 'run_repeats',
+           'known_arch', 'cat_index', 'learner_history']
 
 # %% ../nbs/04_strategies.ipynb #69652f43
 STRATEGIES = ('fine_tune', 'head_only', 'full', 'gradual', 'no_discriminative', 'lp_ft', 'surgical', 'ulmfit_lrs')
@@ -34,7 +35,8 @@ def _setting(f, help, **check): return field(default=f, metadata=dict(help=help,
 class Config:
     "Every knob of one fine-tuning run."
     source: str = _setting('auto', "images: 'auto' (FINETUNE_LAB_PETS, else fastai's downloaded Pets, else the bundled real photos), 'pets', 'bundled', 'synthetic' or a folder")
-    n_images: int|None = _setting(400, "a class-stratified subset of this many images (None: all)", lo=8, hi=100_000, none=True)
+    n_images: int|None = _setting(320, "photos to train on, a class-stratified subset chosen by seed (None: every photo not held out); with n_valid=None, the images split between training and validation (None: all)", lo=8, hi=100_000, none=True)
+    n_valid: int|None = _setting(400, "photos to validate on: class-stratified, never trained on, the same ones whatever seed or n_images (None: fastai's random split, valid_pct of n_images)", lo=4, hi=100_000, none=True)
     size: int = _setting(128, "image size in pixels (fastbook uses 224; the bundled photos are 128)", lo=32, hi=1024)
     arch: str = _setting('auto', f"backbone: 'auto' (resnet34 if its weights are cached, else efficientnet_lite0) or one of {list(ARCHS)}")
     pretrained: bool = _setting(True, "start from ImageNet weights")
@@ -51,16 +53,20 @@ class Config:
     train_bn: bool = _setting(True, "norm layers keep training while the body is frozen (fastai's default)")
     keep_bn_stats: bool|str = _setting('auto', "body BatchNorm normalises with its pretrained statistics (KeepBNStats): 'auto' (on for the TF-trained efficientnet_lite0, off for resnets, fastai's default), True or False")
     bs: int = _setting(16, "batch size (at least 2: BatchNorm needs two images to normalise a batch)", lo=2, hi=4096)
-    seed: int = _setting(42, "random seed for the subset, the split, the head's init and the batch order", lo=0, hi=2**32-1)
+    seed: int = _setting(42, "random seed for the training photos (and the split when n_valid is None), the head's init and the batch order", lo=0, hi=2**32-1)
+    seeds: int = _setting(1, "run this configuration over `seeds` seeds: seed, seed+1, ...; shows the mean and range of the error and of each group's movement", lo=1, hi=100)
     track_every: int = _setting(1, "record weight changes every this many steps", lo=1, hi=10_000)
-    valid_pct: float = _setting(0.2, "share of images held out for validation", lo=0.05, hi=0.9)
+    valid_pct: float = _setting(0.2, "share of images held out for validation when n_valid is None (fastai's RandomSplitter)", lo=0.05, hi=0.9)
 
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, np.generic): object.__setattr__(self, f.name, v := v.item())  # np.int64(64) is 64
             _check_field(f, v)
-        if self.n_images is not None: check_split(self.n_images, self.valid_pct, self.bs)  # every batch >= 2 images
+        if self.n_images is not None:   # every batch >= 2 images
+            check_split(self.n_images + (self.n_valid or 0), self.valid_pct, self.bs, n_valid=self.n_valid)
+        if self.seed + self.seeds - 1 > 2**32 - 1:
+            raise ValueError(f"Config.seed={self.seed} with seeds={self.seeds} runs seeds past {2**32 - 1}: use a smaller seed or fewer seeds.")
         if self.strategy == 'head_only' and not self.pretrained:
             raise ValueError("strategy='head_only' with pretrained=False would train a random body that never moves: "
                              "use pretrained=True, or another strategy.")
@@ -119,7 +125,9 @@ def asdict(self:Config) -> dict: return {k: (str(v) if isinstance(v, Path) else 
 @patch(cls_method=True)
 def from_dict(cls:Config, d:dict) -> Config:
     "A Config from a dict such as `RunHistory.config` (unknown keys are an error)."
-    return cls().replace(**dict(d))
+    d = dict(d)
+    if 'n_images' in d: d.setdefault('n_valid', None)   # a history saved before n_valid existed split valid_pct of n_images
+    return cls().replace(**d)
 
 @patch
 def key(self:Config) -> tuple:
@@ -230,35 +238,59 @@ def planned_fits(cfg:Config, n_groups:int=3)->list:
 _DLS, _BASELINES = {}, {}
 
 def _data_key(cfg:Config) -> tuple:
-    return (cfg.source, cfg.n_images, cfg.size, cfg.seed, cfg.bs, cfg.valid_pct, cfg.arch, cfg.pretrained)
+    return (cfg.source, cfg.n_images, cfg.n_valid, cfg.size, cfg.seed, cfg.bs, cfg.valid_pct, cfg.arch, cfg.pretrained)
+
+def _valid_set_key(cfg:Config) -> tuple:
+    "What decides the validation photos and how they reach the model: with `n_valid`, neither the seed nor n_images."
+    return ('held out', cfg.source, cfg.n_valid, cfg.size, cfg.arch, cfg.pretrained) if cfg.n_valid else _data_key(cfg)
 
 def get_dls(cfg:Config):
     "The `DataLoaders` for `cfg`, built once per process for each data setting and backbone."
     cfg = cfg.resolved()
     k = _data_key(cfg)
-    if k not in _DLS: _DLS[k] = pets_dls(cfg.source, cfg.size, cfg.n_images, cfg.valid_pct, cfg.seed, cfg.bs, verbose=False)
+    if k not in _DLS: _DLS[k] = pets_dls(cfg.source, cfg.size, cfg.n_images, cfg.valid_pct, cfg.seed, cfg.bs, verbose=False, n_valid=cfg.n_valid)
     return _DLS[k]
+
+# %% ../nbs/04_strategies.ipynb #ad39224a
+def valid_targets(dls) -> np.ndarray:
+    "The class index of every validation item, in `dls.valid`'s order (from the labels alone where fastai's `Datasets` allows)."
+    ds = dls.valid_ds
+    try: ys = ds.tls[ds.n_inp]   # the label pipeline alone: no image decoded
+    except (AttributeError, IndexError, TypeError): return np.concatenate([np.asarray(b[-1].cpu()).reshape(-1) for b in dls.valid]).astype(np.int64)
+    return np.array([int(ys[i]) for i in range(len(ys))], dtype=np.int64)
+
+def measure_baselines(dls, arch:str|None=None, cat_index:int|None=None) -> tuple[dict, dict]:
+    "(error rates, answers per validation photo) of 'majority' and, given `arch` and `cat_index`, 'zero_shot'."
+    y = valid_targets(dls)
+    preds = dict(majority=np.full(len(y), np.bincount(y).argmax() if len(y) else 0, dtype=np.int64))
+    if arch is not None and cat_index is not None:   # neither torch's RNG nor the loader's may move: a run must not depend on the cache
+        state = dls.valid.rng.getstate()
+        with torch.random.fork_rng(): preds['zero_shot'] = zero_shot_preds(arch, dls.valid, cat_index)
+        dls.valid.rng.setstate(state)
+    return {k: float((p != y).mean()) if len(y) else 0.0 for k, p in preds.items()}, preds
+
+def _baselines(cfg:Config, dls) -> tuple[dict, dict]:
+    # call it after `build_learner`: the zero-shot model needs the backbone's `Normalize`, which vision_learner adds
+    cfg = cfg.resolved()
+    k = _valid_set_key(cfg)
+    if k not in _BASELINES: _BASELINES[k] = measure_baselines(dls, cfg.arch if cfg.pretrained else None, dls.vocab.o2i[True])
+    return _BASELINES[k]
 
 def baselines(cfg:Config, dls) -> dict:
     "Validation error of always answering the larger class and (pretrained) of the untrained ImageNet classifier."
-    # call it after `build_learner`: the zero-shot model needs the backbone's `Normalize`, which vision_learner adds
-    cfg = cfg.resolved()
-    k = _data_key(cfg)
-    if k not in _BASELINES:
-        cats = float(np.mean([is_cat(Path(f).name) for f in dls.valid_ds.items]))
-        b = dict(majority=min(cats, 1 - cats))
-        if cfg.pretrained:  # neither torch's RNG nor the loader's may move: a run's history must not depend on the cache
-            state = dls.valid.rng.getstate()
-            with torch.random.fork_rng(): b['zero_shot'] = zero_shot_error(cfg.arch, dls.valid, dls.vocab.o2i[True])
-            dls.valid.rng.setstate(state)
-        _BASELINES[k] = b
-    return dict(_BASELINES[k])
+    return dict(_baselines(cfg, dls)[0])
+
+def baseline_answers(cfg:Config, dls) -> dict:
+    "Each baseline's answer (class index) for every validation photo of `dls`, in order."
+    return {k: v.copy() for k, v in _baselines(cfg, dls)[1].items()}
 
 def describe_run(cfg:Config) -> str:
     "The line every run starts with: which images and which backbone `cfg` uses on this machine."
     r = cfg.resolved()
     bn = ", body BatchNorm keeps its pretrained statistics (keep_bn_stats)" if r.keep_bn_stats else ''
-    return (f"finetune_lab: images: {describe_source(r.source)}; {r.n_images or 'all'} of them at {r.size} px; backbone: {r.arch}"
+    n = (f"{r.n_images or 'all'} of them" if r.n_valid is None else
+         f"{r.n_images or 'all the other'} photos to train on and {r.n_valid} held out to validate on")
+    return (f"finetune_lab: images: {describe_source(r.source)}; {n} at {r.size} px; backbone: {r.arch}"
             f"{' (ImageNet weights)' if r.pretrained else ' (random init)'}{bn}")
 
 def _reseed(dls, seed):
@@ -291,7 +323,7 @@ def run_learner(cfg:Config, cbs=None, stop:threading.Event|None=None, progress:b
     _reseed(dls, cfg.seed)
     learn = build_learner(dls, cfg.arch, cfg.head_depth, cfg.head_width, cfg.ps, cfg.concat_pool, pretrained=cfg.pretrained, train_bn=cfg.train_bn,
                           keep_bn_stats=cfg.keep_bn_stats)
-    base = baselines(cfg, dls)
+    base, answers = baselines(cfg, dls), baseline_answers(cfg, dls)
     if dls.device.type == 'cpu': learn.to_channelslast(use_amp=False)  # fastai's ChannelsLast: 1.4x faster effnet steps on CPU (bench/channels_last.py)
     tracker = WeightChangeTracker(every=cfg.track_every, config=cfg.asdict())
     learn.add_cbs([tracker] + ([StopOnRequest(stop)] if stop is not None else []) + L(cbs))
@@ -303,6 +335,7 @@ def run_learner(cfg:Config, cbs=None, stop:threading.Event|None=None, progress:b
     h = tracker.history
     h.interrupted = h.interrupted or bool(stop is not None and stop.is_set())
     h.baselines = base
+    if np.array_equal(h.valid_targets, valid_targets(dls)) and h.valid_key == valid_key(dls.valid): h.baseline_preds = answers
     learn.remove_cbs([tracker] + L(cbs)); learn.remove_cbs(learn.cbs.filter(lambda c: isinstance(c, StopOnRequest)))
     return learn, h
 
@@ -314,9 +347,10 @@ def release_memory():
     except (OSError, AttributeError): pass   # not glibc (macOS, Windows, musl): nothing to trim
 
 def run(cfg:Config, cbs=None, stop:threading.Event|None=None, progress:bool=True) -> RunHistory:
-    "Train as `cfg` says and return what every layer did, step by step."
+    "Train as `cfg` says and return what every layer did, step by step (with `cfg.seeds > 1`: the first seed's, and every seed's row in `repeats`)."
     h = run_learner(cfg, cbs, stop, progress)[1]
     release_memory()   # the learner, its data loaders and activations are garbage now
+    if cfg.seeds > 1 and not h.interrupted: h.repeats = run_repeats(cfg, h, cbs, stop, progress)
     return h
 
 # %% ../nbs/04_strategies.ipynb #da248b42
@@ -325,3 +359,46 @@ def body_change(h:RunHistory, phase:str|None=None):
     rows = slice(None) if phase is None else (h.steps['phase'] == phase).values
     cols = ((h.layers['part'] == 'body') & h.layers['kind'].isin(['conv', 'linear'])).values
     return float(h.change[rows][:, cols].max()) if cols.any() and len(h.steps) else 0.0
+
+# %% ../nbs/04_strategies.ipynb #209eec8b
+def run_repeats(cfg:Config, first:RunHistory, cbs=None, stop:threading.Event|None=None, progress:bool=True) -> pd.DataFrame:
+    "The `repeats` table: `first`'s row (seed `cfg.seed`), then one for each of seeds `cfg.seed+1` ... `cfg.seed+cfg.seeds-1`."
+    rows = [repeat_row(first)]
+    for s in range(cfg.seed + 1, cfg.seed + cfg.seeds):
+        if progress: print(f"finetune_lab: seed {s} ({len(rows) + 1} of {cfg.seeds})", flush=True)
+        h = run_learner(cfg.replace(seed=s), cbs, stop, progress)[1]
+        if h.interrupted: break
+        rows.append(repeat_row(h))
+        del h; release_memory()
+    return pd.DataFrame(rows)
+
+# %% ../nbs/04_strategies.ipynb #428ef51e
+def known_arch(learn) -> str|None:
+    "The name in `ARCHS` of `learn`'s pretrained backbone (`build_learner`'s, or torchvision's resnet given to `vision_learner` with the same ImageNet weights), else None."
+    if not getattr(learn, 'pretrained', False) or not getattr(learn, 'normalize', True): return None
+    if getattr(learn, 'arch_name', None) in ARCHS: return learn.arch_name
+    arch = getattr(learn, 'arch', None)
+    for name, f in ARCHS.items():
+        if arch is f: return name
+        tv = getattr(torchvision.models, name, None)
+        if arch is tv and torchvision.models.get_model_weights(tv).DEFAULT == torchvision.models.get_model_weights(tv).IMAGENET1K_V1: return name
+    return None
+
+def cat_index(dls) -> int|None:
+    "Index of the cat class when `dls` is a cat-vs-dog task: labels 'cat'/'dog', or True/False that agree with `is_cat` on every validation file name."
+    vocab = [str(v).lower() for v in (dls.vocab or [])]
+    if sorted(vocab) in (['cat', 'dog'], ['cats', 'dogs']): return vocab.index('cat' if 'cat' in vocab else 'cats')
+    if sorted(vocab) != ['false', 'true']: return None
+    items, cat = list(dls.valid_ds.items), vocab.index('true')
+    named = all(isinstance(f, (str, Path)) for f in items)
+    return cat if named and np.array_equal(valid_targets(dls) == cat, [is_cat(Path(f).name) for f in items]) else None
+
+def learner_history(learn:Learner) -> RunHistory:
+    """The `RunHistory` of your own `Learner`, trained with `cbs=WeightChangeTracker()`, with the baselines measured on its
+    own validation set: 'majority' always; 'zero_shot' only when its backbone is one this package knows (`known_arch`)
+    and its classes are cat and dog (`cat_index`). Otherwise 'zero_shot' is left out."""
+    h = learn.weight_history
+    errors, answers = measure_baselines(learn.dls, known_arch(learn), cat_index(learn.dls))
+    h.baselines = errors
+    if np.array_equal(h.valid_targets, valid_targets(learn.dls)): h.baseline_preds = answers
+    return h

@@ -7,7 +7,7 @@ from finetune_lab.strategies import Config, run, STRATEGIES, body_change, get_dl
 from finetune_lab.data import is_cat
 from finetune_lab.history import RunHistory
 
-TINY = Config(source='synthetic', n_images=32, size=64, arch='efficientnet_lite0', bs=16)
+TINY = Config(source='synthetic', n_images=32, n_valid=8, size=64, arch='efficientnet_lite0', bs=16)
 
 @pytest.fixture(scope='module')
 def ft(): return run(TINY, progress=False)
@@ -90,7 +90,8 @@ def test_history_records_resolved_config(ft):
 BAD = dict(source=[3, 'nowhere_folder'], n_images=['many', 2], size=[64.5, 8], arch=[None, 'vgg'], pretrained=['yes', 1],
            head_depth=[1.0, 6], head_width=['wide', 0], ps=['half', 1.0], concat_pool=[1, 'no'], strategy=[None, 'fast'], freeze_epochs=[True, 21],
            epochs=[1.5, 0], base_lr=['1e-3', 0.0], lr_mult=[None, 0.5], train_bn=[0, 'no'], keep_bn_stats=[1, 'yes'], bs=[None, 0],
-           seed=[-1, 'x'], track_every=[0.5, 0], valid_pct=['0.2', 0.99], surgical_group=[0.5, 2])
+           seed=[-1, 'x'], track_every=[0.5, 0], valid_pct=['0.2', 0.99], surgical_group=[0.5, 2],
+           n_valid=['many', 3], seeds=[0, 1.5])
 
 def test_every_field_has_bad_values_listed():
     assert set(BAD) == {f.name for f in dataclasses.fields(Config)}
@@ -200,3 +201,119 @@ def test_ulmfit_lrs_spaces_groups_by_2_6():
     np.testing.assert_allclose(un, _expected_lrs(even_mults(lr/2/2.6**(G-1), lr/2, G), len(un), 0.3, 5.), rtol=1e-5)
     fr = _rows(h, 'frozen')
     assert h.change[fr][:, _cols(h, 'body', ['conv'])].max() == 0.0
+
+
+# --- issue 22: a validation set large enough, baselines per photo, repeats over seeds; issue 23: any Learner ------------
+import gc, weakref
+from pathlib import Path
+import finetune_lab.strategies as strategies
+from finetune_lab.strategies import baselines, baseline_answers, valid_targets, learner_history, known_arch, cat_index
+from finetune_lab.models import build_learner, zero_shot_preds, zero_shot_error, efficientnet_lite0
+from finetune_lab.history import repeat_row
+from finetune_lab.tracker import WeightChangeTracker
+
+
+def test_default_config_trains_320_photos_in_20_steps_and_validates_on_400_others():
+    c = Config(source='bundled', arch='efficientnet_lite0')
+    dls, other = get_dls(c), get_dls(c.replace(seed=7, n_images=160))
+    assert (len(dls.train_ds), len(dls.valid_ds), len(dls.train)) == (320, 400, 20)
+    names = lambda ds: [Path(f).name for f in ds.items]
+    assert names(dls.valid_ds) == names(other.valid_ds)                      # another seed and size: the same photos
+    assert not set(names(dls.train_ds)) & set(names(dls.valid_ds))
+    assert names(dls.train_ds)[:160] != names(other.train_ds)
+
+
+def test_config_n_valid_none_is_fastais_random_split():
+    dls = get_dls(TINY.replace(n_valid=None, n_images=40))
+    assert (len(dls.train_ds), len(dls.valid_ds)) == (32, 8)                 # valid_pct=0.2 of n_images
+    with pytest.raises(ValueError, match='leaves 1 to train on'): Config(n_images=8, n_valid=None, valid_pct=0.9)
+
+
+def test_run_records_each_baselines_answer_per_photo(ft):
+    y = ft.valid_targets
+    np.testing.assert_array_equal(y, valid_targets(get_dls(TINY)))          # the order of dls.valid
+    assert set(ft.baseline_preds) == {'majority', 'zero_shot'} and all(len(p) == len(y) == 8 for p in ft.baseline_preds.values())
+    assert (ft.baseline_preds['majority'] == np.bincount(y).argmax()).all()
+    for k, p in ft.baseline_preds.items(): assert ft.baselines[k] == pytest.approx(np.mean(p != y))
+    dls = get_dls(TINY)
+    np.testing.assert_array_equal(ft.baseline_preds['zero_shot'], zero_shot_preds('efficientnet_lite0', dls.valid, dls.vocab.o2i[True]))
+    assert zero_shot_error('efficientnet_lite0', dls.valid, dls.vocab.o2i[True]) == pytest.approx(ft.baselines['zero_shot'])
+
+
+def test_runs_on_the_same_held_out_photos_share_baselines_and_valid_key(ft):
+    other = run(TINY.replace(seed=5, n_images=16, freeze_epochs=0), progress=False)
+    assert other.valid_key == ft.valid_key != '' and np.array_equal(other.valid_targets, ft.valid_targets)
+    assert other.baselines == ft.baselines
+    assert all(np.array_equal(other.baseline_preds[k], ft.baseline_preds[k]) for k in ft.baseline_preds)
+    assert baseline_answers(TINY, get_dls(TINY)).keys() == baselines(TINY, get_dls(TINY)).keys()
+
+
+def test_seeds_repeat_the_run_and_keep_only_the_first_history(monkeypatch):
+    refs, row = [], strategies.repeat_row
+    monkeypatch.setattr(strategies, 'repeat_row', lambda h: refs.append(weakref.ref(h)) or row(h))
+    cfg = TINY.replace(seeds=3, freeze_epochs=0, bs=8)
+    h = run(cfg, progress=False)
+    gc.collect()
+    assert h.repeats.seed.tolist() == [42, 43, 44] and len(refs) == 3
+    assert [r() is not None for r in refs] == [True, False, False]            # the other seeds' histories are gone
+    assert h.repeats.iloc[0].to_dict() == pytest.approx(repeat_row(h), nan_ok=True)
+    moves = h.repeats[[c for c in h.repeats if c.startswith('move_')]].to_numpy()
+    assert len(np.unique(moves.round(12), axis=0)) == 3                       # each seed moved the weights differently
+    assert h.config['seeds'] == 3 and h.config['seed'] == 42 and Config.from_dict(h.config) == cfg.resolved()
+    one = run(TINY.replace(freeze_epochs=0, bs=8), progress=False)
+    assert one.repeats.empty and np.array_equal(one.change, h.change)         # seed 42 alone: the same run as row 0
+
+
+def test_stop_ends_the_repeats_too():
+    ev, fits = threading.Event(), []
+    class _StopSecond(strategies.Callback):
+        def before_fit(self): fits.append(1)
+        def before_batch(self):
+            if len(fits) == 2: ev.set()
+    h = run(TINY.replace(seeds=3, strategy='full', bs=8), cbs=_StopSecond(), stop=ev, progress=False)
+    assert h.repeats.seed.tolist() == [42] and not h.interrupted and len(fits) == 2
+
+
+def _plain_fastai_learner(arch=efficientnet_lite0, pretrained=True, label=None):
+    "A learner a student builds with fastai alone: ImageDataLoaders.from_name_func and vision_learner."
+    from fastai.vision.all import ImageDataLoaders, Resize, vision_learner, error_rate
+    from finetune_lab.data import synthetic_pets
+    files = sorted(synthetic_pets(24, seed=9).glob('*.jpg'))
+    dls = ImageDataLoaders.from_name_func(files[0].parent, files, label or is_cat, valid_pct=0.25, seed=1, item_tfms=Resize(32), bs=6, num_workers=0)
+    learn = vision_learner(dls, arch, pretrained=pretrained, metrics=error_rate, cbs=WeightChangeTracker())
+    with learn.no_bar(), learn.no_logging(): learn.fine_tune(1)
+    return learn
+
+
+def test_learner_history_brings_a_students_learner_into_the_views():
+    from finetune_lab.plots import plot_report, plot_compare
+    from finetune_lab.explain import explain
+    import matplotlib.pyplot as plt
+    learn = _plain_fastai_learner()
+    h = learner_history(learn)
+    assert known_arch(learn) == 'efficientnet_lite0' and cat_index(learn.dls) == learn.dls.vocab.o2i[True]
+    y = valid_targets(learn.dls)
+    np.testing.assert_array_equal(h.valid_targets, y)
+    assert set(h.baselines) == set(h.baseline_preds) == {'majority', 'zero_shot'}
+    assert h.baselines['majority'] == pytest.approx(np.mean(y != np.bincount(y).argmax()))
+    assert h.baselines['zero_shot'] == pytest.approx(zero_shot_error('efficientnet_lite0', learn.dls.valid, cat_index(learn.dls)))
+    assert set(h.steps.phase) == {'frozen', 'unfrozen'} and h.change[-1].max() > 0
+    assert 'ImageNet' in explain(h) or 'larger class' in explain(h)
+    plt.close(plot_report(h)); plt.close(plot_compare([h, h]))
+
+
+def test_learner_history_leaves_zero_shot_out_when_it_cannot_mean_anything():
+    from finetune_lab.models import resnet18
+    rand = learner_history(_plain_fastai_learner(resnet18, pretrained=False))   # no ImageNet weights
+    assert list(rand.baselines) == ['majority'] and list(rand.baseline_preds) == ['majority']
+    words = learner_history(_plain_fastai_learner(label=lambda n: 'cat' if is_cat(n) else 'dog'))
+    assert set(words.baselines) == {'majority', 'zero_shot'}                         # 'cat'/'dog' labels are understood
+    odd = _plain_fastai_learner(label=lambda n: int(n.split('_')[1].split('.')[0]) % 3 == 0)   # True/False, but not is_cat
+    assert cat_index(odd.dls) is None and list(learner_history(odd).baselines) == ['majority']
+
+
+def test_learner_history_needs_a_tracker():
+    from fastai.vision.all import vision_learner
+    from finetune_lab.models import resnet18
+    learn = vision_learner(get_dls(TINY), resnet18, pretrained=False)
+    with pytest.raises(RuntimeError, match='WeightChangeTracker'): learner_history(learn)
