@@ -20,11 +20,11 @@ from .history import RunHistory, repeat_row
 from .tracker import WeightChangeTracker, valid_key
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'ULMFIT_FACTOR', 'STRATEGY_FUNCS', 'Config', 'fine_tune', 'head_only', 'full', 'gradual', 'one_lr',
-           'no_discriminative', 'lp_ft', 'surgical', 'ulmfit_lr_mult', 'ulmfit_lrs', 'Rehearsal', 'planned_fits',
-           'get_dls', 'valid_targets', 'measure_baselines', 'baselines', 'baseline_answers', 'describe_run',
-           'StopOnRequest', 'check_cbs', 'run_learner', 'release_memory', 'run', 'body_change', 'run_repeats',
-           'known_arch', 'cat_index', 'learner_history']
+__all__ = ['STRATEGIES', 'ULMFIT_FACTOR', 'PROBE_EPOCHS', 'STRATEGY_FUNCS', 'Config', 'fine_tune', 'head_only', 'full', 'gradual',
+           'one_lr', 'no_discriminative', 'lp_ft', 'surgical', 'ulmfit_lr_mult', 'ulmfit_lrs', 'Rehearsal',
+           'planned_fits', 'get_dls', 'valid_targets', 'measure_baselines', 'baselines', 'baseline_answers',
+           'describe_run', 'StopOnRequest', 'check_cbs', 'run_learner', 'release_memory', 'run', 'body_change',
+           'run_repeats', 'known_arch', 'cat_index', 'learner_history']
 
 # %% ../nbs/04_strategies.ipynb #69652f43
 STRATEGIES = ('fine_tune', 'head_only', 'full', 'gradual', 'no_discriminative', 'lp_ft', 'surgical', 'ulmfit_lrs')
@@ -181,27 +181,59 @@ def no_discriminative(learn, cfg):
     learn.fit_one_cycle(cfg.epochs, one_lr(cfg), pct_start=0.3, div=5.0)
 
 # %% ../nbs/04_strategies.ipynb #h16str01
+from torch import nn
+from fastai.callback.training import BnFreeze
+from .models import bare_model
+
 ULMFIT_FACTOR = 2.6
+PROBE_EPOCHS = 16   # lp_ft's probe length when Config has no `probe_epochs`: measured below
+
+def _hidden_layers(learn) -> int:
+    "Hidden layers in the learner's head (its Linear layers but the classifier); 0 for a `Rehearsal`, which has no model."
+    model = getattr(learn, 'model', None)
+    return 0 if model is None else sum(isinstance(m, nn.Linear) for m in bare_model(model)[1].modules()) - 1
+
+def _n_groups(learn) -> int:
+    "The learner's param groups, making its optimizer first if it has none (`vision_learner(pretrained=False)` makes none before the first fit)."
+    if learn.opt is None: learn.create_opt()
+    return len(learn.opt.param_lists)
+
+def _opt_without_train_bn(learn):
+    "A new optimizer in which no norm layer is exempt from freezing: fastai marks them `force_train` when it *makes* one with train_bn."
+    learn.train_bn = False
+    learn.create_opt()
 
 def lp_ft(learn, cfg):
-    "Linear probe (body fixed: frozen with its norm layers, BatchNorm in eval mode), then fine_tune's unfrozen phase."
-    learn.train_bn = False
-    learn.create_opt()   # fastai marks norm layers as always trainable when it makes the optimizer (train_bn)
+    """Kumar et al. 2022's LP-FT: fit a linear classifier on the fixed body's pooled features, then fine-tune everything at one LR.
+    1. Probe, `cfg.probe_epochs` (else `PROBE_EPOCHS`) epochs of `fit_one_cycle` at `slice(cfg.base_lr)`: only the head
+       trains, and the head must be pool → BatchNorm1d → Dropout → Linear (`head_depth=0`), an affine map of the pooled
+       features, i.e. logistic regression on standardised features. A head with hidden layers is refused, not rebuilt:
+       it would not be the paper's linear probe, and swapping it silently would make the run's Config lie. The body
+       cannot move at all: no weight, no norm layer (`train_bn=False`), no BatchNorm statistic (`BnFreeze`).
+    2. Fine-tune: everything unfrozen, one LR for every group (`one_lr`, as the paper fine-tunes with a single LR), for
+       `cfg.epochs` epochs, shaped like fine_tune's unfrozen phase.
+    fine_tune also trains the head first, but its whole head (hidden layers too) for `freeze_epochs` epochs with the
+    body's norm layers training (`train_bn`) and their statistics drifting, then discriminative LRs."""
+    if (n := _hidden_layers(learn)): raise ValueError(f"lp_ft's probe is a linear classifier, but this head has {n} hidden layer(s): use head_depth=0.")
+    _opt_without_train_bn(learn)
     learn.freeze()
-    keep = [] if any(isinstance(c, KeepBNStats) for c in learn.cbs) else [KeepBNStats()]
-    learn.fit_one_cycle(cfg.freeze_epochs, slice(cfg.base_lr), pct_start=0.99, cbs=keep)
-    learn.train_bn, lr = cfg.train_bn, cfg.base_lr/2
+    learn.fit_one_cycle(getattr(cfg, 'probe_epochs', PROBE_EPOCHS), slice(cfg.base_lr), cbs=BnFreeze())
+    learn.train_bn = cfg.train_bn
     learn.unfreeze()
-    learn.fit_one_cycle(cfg.epochs, slice(lr/cfg.lr_mult, lr), pct_start=0.3, div=5.0)
+    learn.fit_one_cycle(cfg.epochs, one_lr(cfg), pct_start=0.3, div=5.0)
 
 def surgical(learn, cfg):
-    "Only body group `cfg.surgical_group` and the head train, as `full` trains everything; the other groups stay frozen."
-    G, g = len(learn.opt.param_lists), cfg.surgical_group
+    """Lee et al. 2023's surgical fine-tuning: body group `cfg.surgical_group` and the head train; nothing else does, not
+    even the other groups' norm layers (`train_bn=False` while it runs) or BatchNorm statistics (`BnFreeze`). One
+    `fit_one_cycle` of `freeze_epochs + epochs` epochs (as many as fine_tune trains in all) with one LR, `one_lr`, for
+    both trained parts: the paper tunes one block, so there is no spread of LRs between groups to give; no head warm-up."""
+    G, g = _n_groups(learn), cfg.surgical_group
     if not 0 <= g < G-1: raise ValueError(f"Config.surgical_group={g}: this learner's body has groups 0 to {G-2} (group {G-1} is the head).")
-    learn.freeze_to(g)   # the groups before g, fastai's way; then the ones between g and the head, the same way
-    for p in L(learn.opt.param_lists[g+1:G-1]).concat(): p.requires_grad_(bool(learn.opt.state[p].get('force_train', False)))
-    lr = cfg.base_lr/2
-    learn.fit_one_cycle(cfg.freeze_epochs + cfg.epochs, slice(lr/cfg.lr_mult, lr), pct_start=0.3, div=5.0)
+    _opt_without_train_bn(learn)
+    learn.freeze_to(g)   # fastai freezes a prefix of groups; the groups between g and the head are frozen by hand
+    for p in L(learn.opt.param_lists[g+1:G-1]).concat(): p.requires_grad_(False)
+    learn.fit_one_cycle(cfg.freeze_epochs + cfg.epochs, one_lr(cfg), pct_start=0.3, div=5.0, cbs=BnFreeze())
+    learn.train_bn = cfg.train_bn
 
 def ulmfit_lr_mult(n_groups:int) -> float:
     "The `lr_mult` that gives each group `ULMFIT_FACTOR` (2.6) times the LR of the group before it."
@@ -209,7 +241,7 @@ def ulmfit_lr_mult(n_groups:int) -> float:
 
 def ulmfit_lrs(learn, cfg):
     "fine_tune with ULMFiT's discriminative LRs (2.6 per group) in place of `cfg.lr_mult`."
-    learn.fine_tune(cfg.epochs, cfg.base_lr, freeze_epochs=cfg.freeze_epochs, lr_mult=ulmfit_lr_mult(len(learn.opt.param_lists)))
+    learn.fine_tune(cfg.epochs, cfg.base_lr, freeze_epochs=cfg.freeze_epochs, lr_mult=ulmfit_lr_mult(_n_groups(learn)))
 
 STRATEGY_FUNCS = dict(fine_tune=fine_tune, head_only=head_only, full=full, gradual=gradual, no_discriminative=no_discriminative,
                       lp_ft=lp_ft, surgical=surgical, ulmfit_lrs=ulmfit_lrs)
