@@ -7,14 +7,17 @@ Docs: https://finetune-lab.github.io/finetune_lab/explain.html.md"""
 # %% ../nbs/07_explain.ipynb #e0000003
 from __future__ import annotations
 from dataclasses import fields
+from math import comb
 import numpy as np
-from .history import RunHistory, NORM_KINDS
+from .history import RunHistory, NORM_KINDS, compare_runs, compare_wrong
+from .data import check_split
 from .strategies import Config, planned_fits
 
 # %% auto #0
-__all__ = ['WEIGHT_KINDS', 'TITLE_KEYS', 'check_history', 'group_change', 'diverged_at', 'final_error', 'run_titles',
-           'error_words', 'run_label', 'config_words', 'config_title', 'scheduled_peaks', 'bn_words', 'baseline_words',
-           'explain', 'explain_diff']
+__all__ = ['WEIGHT_KINDS', 'TITLE_KEYS', 'check_history', 'group_change', 'diverged_at', 'final_error', 'error_text',
+           'error_short', 'paired_words', 'versus_baseline', 'run_titles', 'repeat_short', 'error_words', 'run_label',
+           'config_words', 'images_words', 'config_title', 'scheduled_peaks', 'bn_words', 'baseline_words',
+           'repeat_words', 'explain', 'explain_diff']
 
 # %% ../nbs/07_explain.ipynb #e0000006
 def check_history(h, what:str):
@@ -44,6 +47,39 @@ def final_error(h:RunHistory)->float|None:
     ep = h.epochs.dropna(subset=['error_rate'])
     return float(ep.error_rate.iloc[-1]) if len(ep) else None
 
+def _pct(v:float)->str: return f'{100*v:.1f} %'
+
+def error_text(h:RunHistory)->str:
+    """The final error with its count and 95 % interval ('8 of 400 wrong: 2.0 %, 95 % CI 1.0–3.9'); for a history without
+    per-photo predictions the rate and 'n unknown'; '' when no epoch finished."""
+    ec, e = h.final_errors(), final_error(h)
+    if ec is not None: return ec.text()
+    return '' if e is None else f"{_pct(e)} (n unknown: this history recorded no per-photo predictions, so no interval)"
+
+def error_short(h:RunHistory)->str:
+    "The short form for titles and labels: '2.0 % (8/400)', '2.0 % (n unknown)', or 'no epoch finished'."
+    ec, e = h.final_errors(), final_error(h)
+    return ec.short() if ec is not None else 'no epoch finished' if e is None else f"{_pct(e)} (n unknown)"
+
+# %% ../nbs/07_explain.ipynb #n0000002
+def paired_words(v, n:int, a:str='A', b:str='B')->str:
+    "A `Verdict`'s evidence: 'exact McNemar test on the same 80 photos, 3 wrong only for A and 9 only for B, p = 0.15'."
+    p = f"p = {v.p:.2g}" if v.p >= 1e-3 else "p < 0.001"
+    return f"exact McNemar test on the same {n} photos, {v.a_only} wrong only for {a} and {v.b_only} only for {b}, {p}"
+
+def versus_baseline(h:RunHistory, name:str)->tuple:
+    """(verdict, evidence) of the run's final error against baseline `name` ('majority', 'zero_shot'): 'better', 'worse'
+    or 'tie' by the exact McNemar test on the same photos; without per-photo predictions 'tie' for equal rates, else None
+    (no paired test can be made). (None, '') when the run or the baseline has no error rate."""
+    e, b = final_error(h), h.baselines.get(name)
+    if e is None or b is None: return None, ''
+    w, bw = h.wrong(), h.baseline_wrong(name)
+    if w is not None and bw is not None and len(w) == len(bw):
+        v = compare_wrong(w, bw)
+        return v.which, paired_words(v, len(w), 'the run', 'the baseline')
+    if abs(e - b) < 1e-6: return 'tie', 'the same error rate'   # float32 1/3 against float64 1/3 is no win
+    return None, "no paired test: this history did not record the per-photo predictions of both"
+
 # %% ../nbs/07_explain.ipynb #8a3397f5
 def _knob(v): return f'{v:g}' if isinstance(v, float) else str(v)
 
@@ -54,25 +90,36 @@ def run_titles(histories:list)->list:
     if not keys: return [f'run {i+1}' for i in range(len(histories))]
     return [', '.join(f'{k}={_knob(c.get(k))}' for k in keys) for c in cfgs]
 
-TITLE_KEYS = ('strategy','arch','epochs','freeze_epochs','base_lr','lr_mult','head_depth','train_bn','keep_bn_stats')
+def repeat_short(h:RunHistory)->str:
+    "'3 seeds: mean 2.3 %, range 2.0–2.8 %' from `h.repeats` ('' when the run was not repeated)."
+    if not len(h.repeats): return ''
+    e = 100*h.repeats.error_rate.to_numpy(float)
+    return f"{len(e)} seeds: mean {e.mean():.1f} %, range {e.min():.1f}–{e.max():.1f} %"
 
 def error_words(h:RunHistory)->str:
-    "'error 4.2% (larger class: 31%)': the final error rate next to the majority-class baseline, for titles."
-    e, m = final_error(h), h.baselines.get('majority')
-    if e is None: return 'no epoch finished'
-    return f"error {e:.1%}" + (f" (larger class: {m:.0%})" if m is not None else '')
+    "'error 2.0 % (8/400) (larger class: 30.0 %)': the final error, short form, next to the majority-class baseline; for titles."
+    if final_error(h) is None: return 'no epoch finished'
+    m = h.baselines.get('majority')
+    s = f"error {error_short(h)}" + (f" (larger class: {_pct(m)})" if m is not None else '')
+    return s + (f"; {repeat_short(h)}" if len(h.repeats) else '')
 
 def _source_words(s)->str:
     return dict(bundled='bundled photos', pets='Oxford-IIIT Pets', synthetic='drawn images').get(str(s), f"photos in {str(s).rstrip('/').split('/')[-1]}")
 
 def _head_words(c:dict)->str:
     d, w = c.get('head_depth', 1), c.get('head_width', 512)
-    pool = '' if c.get('concat_pool', True) else ', avg pool'
-    return (f"head {d}×{w}" if d else "head: no hidden layer") + f", dropout {_knob(c.get('ps', .5))}" + pool
+    pool = 'concat pool' if c.get('concat_pool', True) else 'avg pool'
+    return (f"head {d}×{w}" if d else "head: no hidden layer") + f", dropout {_knob(c.get('ps', .5))}, {pool}"
+
+def _vs_majority(h)->str:
+    "', a tie with the larger class' or ', worse than the larger class' when the run is not better by the paired test."
+    which = versus_baseline(h, 'majority')[0]
+    return {'tie': ', a tie with the larger class', 'worse': ', worse than the larger class'}.get(which, '')
 
 def run_label(h:RunHistory, defaults:dict|None=None)->str:
     """A short name for a finished run: its strategy, then in words what differs from `defaults` (a `Config.asdict()`)
-    among data, images, size, backbone, head and epochs, then any other knob, its error and '(interrupted)'."""
+    among data, images, size, backbone, head and epochs, then any other knob, its error (count included, and whether it
+    is no better than the larger class by the exact McNemar test), its seeds' mean and range, and '(interrupted)'."""
     c, d = h.config or {}, defaults or {}
     diff = lambda *ks: any(k in c and k in d and c[k] != d[k] for k in ks)
     parts = [str(c.get('strategy', 'run'))]
@@ -84,17 +131,35 @@ def run_label(h:RunHistory, defaults:dict|None=None)->str:
     if diff('freeze_epochs', 'epochs'): parts.append(f"{c.get('freeze_epochs')} frozen + {c.get('epochs')} epoch{'s'*(c.get('epochs') != 1)}")
     said = {'strategy','source','n_images','size','arch','pretrained','head_depth','head_width','ps','concat_pool','freeze_epochs','epochs'}
     parts += [f'{k}={_knob(v)}' for k,v in c.items() if k not in said and diff(k)]
-    e = final_error(h)
-    return ', '.join(parts) + (f": error {e:.1%}" if e is not None else '') + (' (interrupted)' if h.interrupted else '')
+    err = f": error {error_short(h)}{_vs_majority(h)}" + (f" ({repeat_short(h)})" if len(h.repeats) else '') if final_error(h) is not None else ''
+    return ', '.join(parts) + err + (' (interrupted)' if h.interrupted else '')
 
 def config_words(h:RunHistory)->str:
     "Every knob of the run's config, `key=value`, in one line (for a tooltip)."
     return ', '.join(f'{k}={_knob(v)}' for k,v in (h.config or {}).items()) or 'no config recorded'
 
+TITLE_KEYS = ('strategy','arch','epochs','freeze_epochs','base_lr','lr_mult','train_bn','keep_bn_stats')
+
+def images_words(h:RunHistory)->str:
+    """'320 train / 400 valid images': the photos the run trained and validated on, from its config (`n_images`, and
+    `n_valid` or the `valid_pct` split `data.check_split` makes) and the validation photos it recorded; '' when unknown."""
+    c, rec = h.config or {}, len(h.valid_targets)
+    n, nv, pct, nt = c.get('n_images'), c.get('n_valid'), c.get('valid_pct'), None
+    if nv: nt = n                                  # photos held out for validation: all n_images train
+    elif isinstance(n, int) and isinstance(pct, float):
+        try: nt, nv = check_split(n, pct, 2)
+        except ValueError: nv = None
+    if rec and nv and rec != nv: nt = None         # the record disagrees with the config: trust only the record
+    nv = rec or nv
+    return (f"{nt} train / " if nt else '') + f"{nv} valid images" if nv else ''
+
 def config_title(h:RunHistory)->str:
-    "A one-line title from a run's config: strategy, arch and the main knobs."
+    "A run's title: strategy, backbone and main knobs, its head (depth × width, dropout, pooling), its images, and its error."
     c = h.config or {}
-    return (', '.join(f'{k}={_knob(c[k])}' for k in TITLE_KEYS if k in c) or 'fine-tuning run') + (' (interrupted)' if h.interrupted else '')
+    knobs = [f'{k}={_knob(c[k])}' for k in TITLE_KEYS if k in c]
+    if any(k in c for k in ('head_depth', 'head_width', 'ps', 'concat_pool')): knobs.append(_head_words(c))
+    if images_words(h): knobs.append(images_words(h))
+    return ((', '.join(knobs) or 'fine-tuning run') + (' (interrupted)' if h.interrupted else '')) + ' · ' + error_words(h)
 
 # %% ../nbs/07_explain.ipynb #d0549718
 def _g(v): return f'{v:.3g}' if np.isfinite(v) else 'NaN' if np.isnan(v) else 'infinite'
@@ -116,22 +181,42 @@ def scheduled_peaks(config:dict, fit:int, n_groups:int)->list|None:
     lrs = [np.broadcast_to(fits[fit]['scheds']['lr'](p), (n_groups,)) for p in np.linspace(0, 1, 101)]   # pct_start is on this grid
     return [float(v) for v in np.max(lrs, 0)]
 
+def _top(v:np.ndarray)->int:
+    "Index of the largest finite value of `v` (0 when none is finite)."
+    return int(np.argmax(np.where(np.isfinite(v), v, -np.inf))) if len(v) else 0
+
 def _span_facts(h, phase, fit, a, b)->dict:
     "Numbers for one phase span, all computed from the history."
     L = h.layers
     never, norm = ~h.trainable[a:b].any(0), L.kind.isin(NORM_KINDS).to_numpy()
     frozen_groups = sorted({int(g) for g in L.group[never]})
     in_frozen = L.group.isin(frozen_groups).to_numpy()
-    delta, moved = h.phase_change(a, b), (h.update[a:b] > 0).any(0)
-    top = int(np.argmax(delta))
+    move, growth, moved = h.phase_move(a, b), h.phase_growth(a, b), (h.update[a:b] > 0).any(0)
+    known = bool(np.isfinite(move).any())      # older histories did not record fit_change: only the growth is known
+    top = _top(move if known else growth)
     return dict(phase=phase, fit=fit, steps=b-a, epochs=int(h.steps.epoch.iloc[a:b].nunique()), frozen_groups=frozen_groups,
                 n_frozen=int(never.sum()), n_in_frozen=int(in_frozen.sum()), norm_in_frozen=int((norm & in_frozen).sum()),
                 norm_trained=int((norm & in_frozen & ~never).sum()), changed=int(moved.sum()), top=L.name.iloc[top],
-                top_kind=L.kind.iloc[top], top_group=int(L.group.iloc[top]), top_delta=float(delta[top]),
+                top_kind=L.kind.iloc[top], top_group=int(L.group.iloc[top]), move_known=known,
+                top_move=float(move[top]), top_growth=float(growth[top]),
                 peak_lr=[float(h.steps[f'lr_{g}'].iloc[a:b].max()) for g in range(h.n_groups)],
                 planned_lr=scheduled_peaks(h.config, fit, h.n_groups))
 
 # %% ../nbs/07_explain.ipynb #e341e8d7
+def _top_words(f)->str:
+    "Which layer moved most during the phase, by how much, and how much its distance from the starting weights grew."
+    who = f"{f['top']} ({f['top_kind']}, group {f['top_group']})"
+    if not f['move_known']:
+        if not f['top_growth'] > 0: return ''
+        return (f" The layer whose distance from its starting weights grew most in this phase was {who}: it got "
+                f"{_g(f['top_growth'])} further from them (how far it moved within the phase was not recorded in this history).")
+    if not f['top_move'] > 0: return ''
+    s = f" The one that moved most during this phase was {who}, by {_g(f['top_move'])} (‖W_end − W_start‖ / ‖W₀‖)"
+    g = f['top_growth']
+    if np.isfinite(g) and abs(g - f['top_move']) > .01*f['top_move']:
+        s += f"; it got {_g(g)} further from its starting weights" if g >= 0 else f"; it ended {_g(-g)} closer to its starting weights"
+    return s + '.'
+
 def _describe_span(h, f, last=False, why=True):
     n, G = len(h.layers), h.n_groups
     cut = ', cut short' if last and h.interrupted else ''
@@ -141,12 +226,12 @@ def _describe_span(h, f, last=False, why=True):
              f"{f['n_in_frozen']} layers had requires_grad=False the whole time, and {f['changed']} of all {n} layers changed.")
         if f['norm_trained']:
             s += f" {f['norm_trained']} of the {f['norm_in_frozen']} norm layers in the frozen groups kept training anyway"
-            s += (": fastai's train_bn=True leaves BatchNorm/LayerNorm weights trainable in a frozen body so they can adapt "
-                  "to the new data." if why else " (train_bn).")
+            s += (": fastai's freeze leaves BatchNorm/LayerNorm weights and biases trainable in a frozen group while "
+                  "Learner.train_bn is True (its default)." if why else " (train_bn).")
         elif f['norm_in_frozen']: s += f" None of the {f['norm_in_frozen']} norm layers in the frozen groups trained (as with train_bn=False)."
     else:
         s = f"{when} {f'all {G} groups' if G > 1 else 'the single group'} trained ({f['phase']}) and {f['changed']} of all {n} layers changed."
-    if f['changed'] and f['top_delta'] > 0: s += f" The one that moved most in this phase was {f['top']} ({f['top_kind']}, group {f['top_group']}), by {_g(f['top_delta'])}."
+    if f['changed']: s += _top_words(f)
     return s + ' ' + _lr_words(f, last and h.interrupted)
 
 def _lr_words(f, cut=False)->str:
@@ -158,35 +243,77 @@ def _lr_words(f, cut=False)->str:
     if all(.95*w <= g <= 1.05*w for g,w in zip(got, want)): return s
     if any(g > 1.05*w for g,w in zip(got, want)):
         return s + f" Yet the recorded steps reached {lrs(got)}: this history's LRs are not the ones its config schedules."
-    why = 'the run was stopped before' if cut else f"with only {_plural(f['steps'], 'step')} in this phase the one-cycle warm-up never got"
-    return s + f" The highest at a recorded step were lower, {lrs(got)}: {why} to the top."
+    why = ("the run was stopped before its schedule reached the top" if cut else
+           f"with only {_plural(f['steps'], 'step')} in this phase, no recorded step fell at the top of the one-cycle schedule")
+    return s + f" The highest at a recorded step were lower, {lrs(got)}: {why}."
 
 # %% ../nbs/07_explain.ipynb #e0000010
 def bn_words(h:RunHistory)->str:
-    "What the run's `keep_bn_stats` setting did to the body's BatchNorm running statistics ('' when its config does not say)."
-    k = (h.config or {}).get('keep_bn_stats')
+    "What the run's `keep_bn_stats` setting did to its backbone's BatchNorm layers ('' when its config does not say)."
+    c = h.config or {}
+    k, arch = c.get('keep_bn_stats'), c.get('arch', 'backbone')
+    stats = 'pretrained running statistics' if c.get('pretrained', True) else "running statistics (a fresh layer's: mean 0, variance 1)"
     if k is True:
-        return ("The body's BatchNorm layers kept their pretrained running statistics (keep_bn_stats=True): they "
-                "normalised with what ImageNet taught them, not with each batch, a departure from fastai's default "
-                "that keeps EfficientNet-Lite0's features the same in training and validation.")
-    if k is False: return "The body's BatchNorm layers normalised with each batch's statistics while training (fastai's default, keep_bn_stats=False)."
+        return (f"The {arch} body's BatchNorm layers were kept in eval mode while training (keep_bn_stats=True, the KeepBNStats "
+                f"callback): they normalised every batch with their {stats}, as in validation, and never updated them. "
+                "Their weights and biases trained like any norm layer's.")
+    if k is False:
+        return (f"The {arch} body's BatchNorm layers were in train mode while training (fastai's default, keep_bn_stats=False): "
+                "they normalised each batch with its own statistics and updated their running statistics, which validation used.")
     return ''
 
+def _more_steps(h)->str:
+    "What to try when a run has not beaten the larger class."
+    c = h.config or {}
+    lite = c.get('arch') == 'efficientnet_lite0' and c.get('keep_bn_stats') is False
+    return ("Try more training steps (more images, a smaller batch or more epochs)" +
+            (", and keep_bn_stats=True for efficientnet_lite0." if lite else "."))
+
+def _baseline_rate(h, name)->str:
+    ec = h.baseline_errors(name)
+    return ec.short() if ec is not None else _pct(h.baselines[name])
+
 def baseline_words(h:RunHistory)->str:
-    "Whether the final error beats the baselines the run recorded, in words ('' when it recorded none or no epoch finished)."
-    e, m, z = final_error(h), h.baselines.get('majority'), h.baselines.get('zero_shot')
-    if e is None or m is None: return ''
-    if e >= m:
-        return (f"This run has not learned yet: its error rate {e:.1%} is no better than always answering the larger class "
-                f"({m:.1%}). Give it more training steps (more images, a smaller batch or more epochs), or a higher base_lr; "
-                "with efficientnet_lite0 leave keep_bn_stats on.")
-    s = f"That beats always answering the larger class ({m:.1%} error)"
-    if z is None: return s + '.'
-    if e < z: return s + f" and the untrained ImageNet classifier's own cat-or-dog answer ({z:.1%})."
-    return s + (f", but not the untrained ImageNet classifier's own cat-or-dog answer ({z:.1%}): the new head has not yet "
-                "learned all the body already knew.")
+    """Whether the final error beats the baselines the run recorded, by the exact McNemar test on the same validation
+    photos ('' when it recorded none or no epoch finished); 'a tie within noise' unless the test finds a difference."""
+    if final_error(h) is None or h.baselines.get('majority') is None: return ''
+    which, why = versus_baseline(h, 'majority')
+    base = f"always answering the larger class ({_baseline_rate(h, 'majority')} wrong)"
+    if which is None: return f"Against {base}: {why}, so whether this run beats it cannot be said."
+    if which != 'better':
+        verdict = ("That is worse than " + base if which == 'worse' else "Against " + base + " that is a tie within noise")
+        learned = "This run has not learned yet." if which == 'worse' else "This run has not shown that it learned anything yet."
+        return f"{verdict}: {why}. {learned} {_more_steps(h)}"
+    s = f"That beats {base}: {why}."
+    if h.baselines.get('zero_shot') is None: return s
+    which, why = versus_baseline(h, 'zero_shot')
+    zs = f"the untrained ImageNet classifier's own cat-or-dog answer ({_baseline_rate(h, 'zero_shot')} wrong)"
+    return s + ' ' + {'better': f"It also beats {zs}: {why}.",
+                      'tie': f"Against {zs} it is a tie within noise: {why}.",
+                      'worse': f"It is worse than {zs}: {why}. After fine-tuning, the model gets more of these photos wrong than the body's own ImageNet classes did.",
+                      None: f"Against {zs}: {why}."}[which]
+
+def repeat_words(h:RunHistory)->str:
+    "Over N seeds: the error's mean and range, each group's movement, and what N seeds can separate ('' without repeats)."
+    r = h.repeats
+    if not len(r): return ''
+    N, e = len(r), 100*r.error_rate.to_numpy(float)
+    s = f"Over {N} seeds: error mean {e.mean():.1f} % (range {e.min():.1f}–{e.max():.1f} %)"
+    moves = [c for c in r.columns if c.startswith('move_')]
+    if moves: s += '; ' + ', '.join(f"group {c[5:]} ended a mean {_g(r[c].mean())} from its starting weights (range {_g(r[c].min())}–{_g(r[c].max())})" for c in moves)
+    p = 2/comb(2*N, N)   # exact two-sided Mann-Whitney p when every seed of one setting beats every seed of the other
+    return s + (f". The range is what the seed alone changes. Two settings with {N} seeds each are at best p = {p:.2g} apart by a "
+                "two-sided rank test (Mann–Whitney), when every seed of one beats every seed of the other" +
+                (f": {N} seeds cannot separate two settings at the 5 % level." if p > .05 else "; ranges that overlap separate nothing."))
 
 # %% ../nbs/07_explain.ipynb #e0000011
+def _norm_trained_frozen(h, g:int=0)->bool:
+    "Whether group `g`'s norm layers trained at a recorded step where its conv/linear weights were frozen (train_bn)."
+    grp, norm = h.layers.group.to_numpy() == g, h.layers.kind.isin(NORM_KINDS).to_numpy()
+    if not (grp & norm).any() or not (grp & ~norm).any(): return False
+    frozen = ~h.trainable[:, grp & ~norm].any(1)
+    return bool(h.trainable[frozen][:, grp & norm].any())
+
 def _movement_words(h:RunHistory)->str:
     "How far the head moved against group 0, conv/linear weights and norm layers apart; or that the weights diverged."
     G, bad = h.n_groups, diverged_at(h)
@@ -194,11 +321,22 @@ def _movement_words(h:RunHistory)->str:
                     "moved cannot be measured from there on. Try a lower base_lr.")
     if G < 2: return ''
     gc, w, n = group_change(h), group_change(h, WEIGHT_KINDS), group_change(h, NORM_KINDS)
-    s = (f"By the end the head group (group {G-1}) had moved {_g(gc[-1])} (mean relative change), " +
+    s = (f"By the end the head group (group {G-1}) was {_g(gc[-1])} from its starting weights (mean ‖W − W₀‖ / ‖W₀‖ over its layers), " +
          (f"{_times(gc[-1]/gc[0])} times as far as group 0 ({_g(gc[0])})." if gc[0] > 0 else "while group 0 had not moved at all."))
     if np.isfinite(n[0]) and np.isfinite(w[0]):
-        s += (f" In group 0 the conv/linear weights moved {_g(w[0])} and the norm layers {_g(n[0])}" +
-              (": norm layers train even while their group is frozen (train_bn), so they can move further." if n[0] > w[0] else "."))
+        s += (f" In group 0 the conv/linear weights ended {_g(w[0])} from their start and the norm layers {_g(n[0])}" +
+              ("; the norm layers also trained while the group was frozen (train_bn)." if _norm_trained_frozen(h) else "."))
+    return s
+
+def _result_words(h:RunHistory)->str:
+    "The last finished epoch's valid loss and error (count and interval), and a warning when the interval is wide."
+    ep = h.epochs.dropna(subset=['error_rate'])
+    if not len(ep): return ''
+    s = f"The last finished epoch ({int(ep.epoch.iloc[-1])}) had valid loss {_g(ep.valid_loss.iloc[-1])} and error {error_text(h)}."
+    ec = h.final_errors()
+    if ec is not None and ec.ci[1] - ec.ci[0] > .06:
+        s += (f" With only {ec.n} validation photos one photo is {100/ec.n:.2g} points of error rate and the interval is "
+              f"{100*(ec.ci[1] - ec.ci[0]):.0f} points wide: a difference of a few points between runs can be a photo or two.")
     return s
 
 def explain(h:RunHistory)->str:
@@ -220,9 +358,7 @@ def explain(h:RunHistory)->str:
     if facts[-1]['frozen_groups']:
         phases[-1] += f" The run never fully unfroze: {_groups_text(facts[-1]['frozen_groups'])} {'was' if len(facts[-1]['frozen_groups']) == 1 else 'were'} still frozen at its last step."
     moved = [_movement_words(h), bn_words(h)]
-    ep = h.epochs.dropna(subset=['error_rate'])
-    result = [f"The last finished epoch ({int(ep.epoch.iloc[-1])}) had error_rate {_g(ep.error_rate.iloc[-1])} and valid loss {_g(ep.valid_loss.iloc[-1])}." if len(ep) else '',
-              baseline_words(h),
+    result = [_result_words(h), baseline_words(h), repeat_words(h),
               f"The run was interrupted after {_plural(len(h.steps), 'recorded step')}; all of this covers only what ran." if h.interrupted else '']
     paras = [' '.join(filter(None, p)) for p in (intro, *([x] for x in phases), moved, result)]   # bn_words and baseline_words say nothing for a bare history
     return '\n\n'.join(filter(None, paras))
@@ -231,20 +367,36 @@ def explain(h:RunHistory)->str:
 def _frozen_epochs(h): return int(h.steps.epoch[h.steps.phase != 'unfrozen'].nunique())
 
 def _error_diff(h1, h2)->str:
+    "Both final errors with their counts, and whether they differ beyond noise (paired test, else the intervals)."
     e1, e2 = final_error(h1), final_error(h2)
-    return f"Final error_rate: {_g(e2)} for B against {_g(e1)} for A." if e1 is not None and e2 is not None else ''
+    if e1 is None or e2 is None: return ''
+    s = f"Final error: A {error_short(h1)}, B {error_short(h2)}."
+    v = compare_runs(h1, h2)
+    if v is not None:
+        say = {'better': 'A is better', 'worse': 'B is better', 'tie': 'A tie within noise'}[v.which]
+        return s + f" {say}: {paired_words(v, len(h1.valid_targets))}."
+    if abs(e1 - e2) < 1e-6: return s + " The same error rate: a tie."
+    c1, c2 = h1.final_errors(), h2.final_errors()
+    if c1 is None or c2 is None:
+        return s + " Without per-photo predictions (n unknown) whether the difference is more than noise cannot be said."
+    (l1, u1), (l2, u2) = c1.ci, c2.ci
+    why = ("They were validated on different photos" if h1.valid_key and h2.valid_key else
+           "Their validation photos cannot be matched (no valid_key)")
+    s += f" {why}, so no paired test: the 95 % intervals are A {100*l1:.1f}–{100*u1:.1f} %, B {100*l2:.1f}–{100*u2:.1f} %"
+    if u1 < l2 or u2 < l1: return s + f": they do not overlap, so {'A' if e1 < e2 else 'B'}'s lower error is more than noise."
+    return s + ": they overlap, so the difference is within noise."
 
 def _group0_diff(h1, h2, f1, f2)->str:
-    "Group 0 in both runs, conv/linear weights and norm layers apart, and why a longer-frozen body's norm layers can move further."
+    "Group 0 in both runs, conv/linear weights and norm layers apart, and which of them trained while the body was frozen."
     (w1, n1), (w2, n2) = ((group_change(h, WEIGHT_KINDS)[0], group_change(h, NORM_KINDS)[0]) for h in (h1, h2))
     if not all(np.isfinite([w1, n1, w2, n2])): return f"Group 0, nearest the input, moved {_g(group_change(h2)[0])} in B and {_g(group_change(h1)[0])} in A."
-    s = (f"Group 0, nearest the input: its conv/linear weights moved {_g(w2)} in B and {_g(w1)} in A, its norm layers "
+    s = (f"Group 0, nearest the input: its conv/linear weights ended {_g(w2)} from their start in B and {_g(w1)} in A, its norm layers "
          f"{_g(n2)} in B and {_g(n1)} in A.")
     (lo, hi) = ('A', 'B') if f2 > f1 else ('B', 'A')
-    if f1 != f2 and (n2 > n1) == (f2 > f1) and (w2 > w1) != (f2 > f1):
-        s += (f" {hi} kept the body frozen longer, yet its group 0 moved further in its norm layers: fastai's train_bn=True keeps "
-              f"BatchNorm weights training in a frozen group, and {hi} trained them frozen for {max(f1, f2)} epochs against "
-              f"{min(f1, f2)} for {lo}, while its frozen conv/linear weights stayed put.")
+    if f1 != f2 and (n2 > n1) == (f2 > f1) and (w2 > w1) != (f2 > f1) and _norm_trained_frozen(h2 if hi == 'B' else h1):
+        s += (f" {hi} kept the body frozen longer ({_plural(max(f1, f2), 'epoch')} against {min(f1, f2)} for {lo}): its group 0 "
+              "norm layers, which fastai's train_bn=True trains in a frozen group, moved further, and its conv/linear weights, "
+              "which do not train while frozen, moved less.")
     return s
 
 def explain_diff(h1:RunHistory, h2:RunHistory)->str:
@@ -267,7 +419,7 @@ def explain_diff(h1:RunHistory, h2:RunHistory)->str:
     out.append(f"A trained {_plural(f1, 'epoch')} with part of the model frozen, B {_plural(f2, 'epoch')}." if f1 != f2 else
                f"Both trained {_plural(f1, 'epoch')} with part of the model frozen.")
     ratio = f", {_times(c2[-1]/c1[-1])} times as far" if c1[-1] > 0 else ''
-    out.append(f"{f'With {t2} (B)' if differ else 'In B'} the head (last group) moved {_g(c2[-1])} (mean relative change at the end) "
+    out.append(f"{f'With {t2} (B)' if differ else 'In B'} the head (last group) ended {_g(c2[-1])} from its starting weights (mean ‖W − W₀‖ / ‖W₀‖) "
                f"against {_g(c1[-1])} {f'with {t1} (A)' if differ else 'in A'}{ratio}.")
     if h1.n_groups > 1 and h2.n_groups > 1: out.append(_group0_diff(h1, h2, f1, f2))
     out.append(_error_diff(h1, h2))

@@ -109,6 +109,11 @@ def _labels(ax, xlabel, ylabel, ytick_w, xloc='center', ylabel_right=False, xtic
     if ylabel_right: ax.yaxis.set_label_position('right')
     ax.yaxis.set_label_coords(1 if ylabel_right else 0, .5, _offset(ax, ax.transAxes, dx=(1 if ylabel_right else -1)*(TICK+ytick_w+3*PT)))
 
+def _title_room(width:float, left:float, right:float)->float:
+    """Inches a title centred over an axes can take and stay inside its cell of `width` inches (less PAD each side), when
+    the axes has `left` and `right` inches of margin in it: a title is centred on its axes, not on the cell."""
+    return width - 2*PAD - abs(left - right)
+
 def _title(ax, title, above:float=0., size=11):
     "The axes' title `above` inches over its top (room for phase names), without matplotlib's per-draw search for a free spot."
     ax.set_title(title, fontsize=size, y=1, pad=(above+7*PT)/PT)
@@ -345,8 +350,12 @@ def plot_heatmap(h:RunHistory,
 def _draw_heatmap(h, r, vmin, vmax, cm, group_by, ax, title, colorbar)->Figure:
     "`plot_heatmap` from its rows `r` (`_heat_rows`), which `plot_compare` also needs for its panel widths: made once."
     data, frozen = r.data, r.frozen
+    title = title or 'How far each layer moved from its starting weights'
+    if not hasattr(r, 'title_lines') and (ax is None or isinstance(ax, tuple)):   # plot_compare wraps its titles itself
+        title = wrap_text(title, _title_room(ax[1][2] if ax else 11, *_heat_margins(r, bool(colorbar))[:2]), 11)
+        r.title_lines = title.count('\n') + 1
     fig, ax = _fig_ax(ax, (11, 6.5), _heat_margins(r, bool(colorbar)))
-    _title(ax, title or 'How far each layer moved from its starting weights', PHASE_LABEL_H)
+    _title(ax, title, PHASE_LABEL_H)
     if not len(h.steps): _no_steps(ax, 'the heatmap'); return fig
     vmin, vmax = color_limits([h], vmin, vmax)
     x, n = _step_edges(h), len(r.labels)
@@ -419,16 +428,23 @@ def _bars(ax, x, top, bottom, gid, **kw):
 
 PHASE_BAR_LABEL_H = 3*PT + _line(9, 2)
 
+def _phase_values(h, spans)->tuple:
+    "Per span, each layer's movement during it (`phase_move`), or for histories without `fit_change` the growth of its distance from the start; and which of the two."
+    move = [h.phase_move(a, b) for _,_,a,b in spans]
+    if all(np.isfinite(v).any() for v in move): return move, 'move'
+    return [h.phase_growth(a, b) for _,_,a,b in spans], 'growth'
+
 def plot_phase_bars(h:RunHistory, ax=None)->Figure:
-    "Change each layer accumulated in each phase (`RunHistory.phase_change`), one section per phase, coloured by param group."
+    "How far each layer moved during each phase (`RunHistory.phase_move`), one section per phase, coloured by param group."
     check_history(h, 'plot_phase_bars')
     spans, cols = h.phase_spans(), group_colors(h.n_groups)
     moved = [(h.update[a:b] > 0).any(0) for _,_,a,b in spans]   # 'changed' as in RunHistory.summary
-    vals = [h.phase_change(a, b) for _,_,a,b in spans]
+    vals, what = _phase_values(h, spans)
     back, still = any((m & (v <= 0)).any() for m,v in zip(moved, vals)), any((~m).any() for m in moved)
     n_leg = h.n_groups + back + still
     fig, ax = _fig_ax(ax, (11, 4), _margins('log', n_leg, above=PHASE_BAR_LABEL_H, xticks=False))
-    _title(ax, 'Change in each phase, per layer', PHASE_BAR_LABEL_H)
+    _title(ax, 'How far each layer moved during each phase' if what == 'move' else
+               'How much further from its starting weights each layer got in each phase', PHASE_BAR_LABEL_H)
     if not spans: _no_steps(ax, 'the phase bars'); return fig
     n = len(h.layers)
     pos = _positive(np.concatenate(vals))
@@ -438,17 +454,18 @@ def plot_phase_bars(h:RunHistory, ax=None)->Figure:
     for i,((phase,fit,a,b),v,m) in enumerate(zip(spans, vals, moved)):
         x, up, bk = i*(n+gap) + np.arange(n), m & (v > 0), m & (v <= 0)
         _bars(ax, x[up], v[up], bottom, f'moved_{i}', facecolor=c[up])
-        # moved, but ended the phase no further from the start than it began (e.g. BN layers settling back)
-        _bars(ax, x[bk], np.maximum(-v[bk], floor), bottom, f'back_{i}', facecolor=c[bk], alpha=.35)
+        # growth only: moved, but ended the phase no further from the start than it began (e.g. BN layers settling back)
+        _bars(ax, x[bk], np.maximum(-np.nan_to_num(v[bk]), floor), bottom, f'back_{i}', facecolor=c[bk], alpha=.35)
         ax.add_artist(PathPatch(_rects_path([(xi-.5, bottom, 1, floor-bottom) for xi in x[~m]]), gid=f'still_{i}', **FROZEN_STYLE))
         ax.text(i*(n+gap) + n/2, 1, f'{_span_name(h, phase, fit)}\n{int(m.sum())}/{n} changed',
                 transform=_offset(ax, ax.get_xaxis_transform(), dy=3*PT), ha='center', va='bottom', fontsize=9)
         if i: ax.axvline(i*(n+gap) - gap/2 - .5, color='k', lw=1)
     _log_axis(ax.yaxis); ax.set_ylim(bottom, top*2); ax.set_xlim(-1, len(spans)*(n+gap) - gap)
     ax.set_xticks([])
-    _labels(ax, 'layers, input → head, for each phase', 'change in phase (log)', _tick_w('log'), xticks=False)
+    _labels(ax, 'layers, input → head, for each phase', '‖W_end − W_start‖ / ‖W₀‖ (log)' if what == 'move' else
+            'growth of ‖W − W₀‖ / ‖W₀‖ (log)', _tick_w('log'), xticks=False)
     handles = [Patch(color=cols[g], label=_group_label(h, g)) for g in range(h.n_groups)]
-    if back: handles.append(Patch(color='0.5', alpha=.35, label='moved back toward the start (|change|)'))
+    if back: handles.append(Patch(color='0.5', alpha=.35, label='ended closer to its starting weights (|growth|)'))
     if still: handles.append(Patch(label='did not move in phase', **{**FROZEN_STYLE, 'linewidth':.5}))
     _legend_under(ax, handles, xticks=False)
     return fig
@@ -479,6 +496,11 @@ def _epoch_ends(h):
 
 BASELINE_LINES = dict(majority=('always the larger class', ':'), zero_shot=('untrained ImageNet classes', '-.'))
 
+def _pad_right(ax, x0:float, x1:float, pts:float=6.):
+    "x limits from `x0` to `x1` plus `pts` points of room on the right, so a marker at `x1` (6 pt wide) is drawn whole."
+    w = ax.get_position().width*ax.figure.get_size_inches()[0]   # the axes' width in inches
+    ax.set_xlim(x0, x1 + (x1 - x0)*pts*PT/max(w - pts*PT, PT))
+
 def plot_losses(h:RunHistory, ax=None, smooth:int=10)->Figure:
     "Train loss per step (and its running mean), valid loss and error rate per epoch; frozen phases shaded."
     check_history(h, 'plot_losses')
@@ -495,11 +517,11 @@ def plot_losses(h:RunHistory, ax=None, smooth:int=10)->Figure:
     ax2.plot(xe, h.epochs.error_rate, 's--', color='C3', label='error rate (epoch)', gid='error_rate')
     for k, (name, ls) in BASELINE_LINES.items():
         v = h.baselines.get(k)
-        if v is not None: ax2.axhline(v, color='C3', ls=ls, lw=1, alpha=.7, label=f'{name} ({v:.0%})', gid=f'baseline_{k}')
+        if v is not None: ax2.axhline(v, color='C3', ls=ls, lw=1, alpha=.7, label=f'{name} ({100*v:.1f} %)', gid=f'baseline_{k}')
     top = max([v for v in [*h.epochs.error_rate, *h.baselines.values()] if v is not None and np.isfinite(v)], default=0)
     ax2.set_ylim(bottom=0, top=max(1.15*top, .05))   # room above the highest marker, so it is never cut in half
     _mark_phases(ax, h, shade=True)
-    ax.set_xlim(_step_edges(h)[[0, -1]]); ax.set_ylim(bottom=0)
+    _pad_right(ax, *_step_edges(h)[[0, -1]]); ax.set_ylim(bottom=0)
     _few_ticks(ax.xaxis, ax.yaxis, ax2.yaxis); _labels(ax, 'training step', 'loss', _tick_w('num'))
     ax2.set_ylabel('error rate')
     ax2.yaxis.set_label_coords(1, .5, _offset(ax2, ax2.transAxes, dx=TICK + _tick_w('num') + 3*PT))
@@ -548,7 +570,7 @@ def plot_compare(histories:list, titles:list|None=None, cmap:str='viridis', grou
     for h in hs: check_history(h, 'plot_compare')
     titles = list(titles) if titles is not None else run_titles(hs)
     if len(titles) != len(hs): raise ValueError(f"plot_compare got {len(hs)} histories but {len(titles)} titles: give one title per history.")
-    titles = [f"{t}: {error_words(h)}" for t, h in zip(titles, hs)]
+    titles = [f"{t}: {error_words(h)}" for t, h in zip(titles, hs)]   # with repeats: the seeds' mean and range
     last = len(hs) - 1
     cbars = [True if not shared_scale else '‖W − W₀‖ / ‖W₀‖ (shared log scale)' if i == last else False for i in range(len(hs))]
     cm, rows = _cmap(cmap), [_heat_rows(h, group_by, 40) for h in hs]
@@ -556,10 +578,10 @@ def plot_compare(histories:list, titles:list|None=None, cmap:str='viridis', grou
         rows = [SimpleNamespace(**{**vars(r), **(dict(row_w=0, ticks=(r.ticks[0], ['']*len(r.ticks[1]), *r.ticks[2:])) if i else {}),
                                    **(dict(group_w=0, group_texts=[(*g[:3], '') for g in r.group_texts]) if i < last else {})})
                 for i,r in enumerate(rows)]
-    margins = [(left + right) for left,right,_,_ in (_heat_margins(r, bool(cb)) for r,cb in zip(rows, cbars))]
-    heat_w = min(HEAT_AX_W, max(2., (max_width - sum(margins))/len(hs)))
-    widths = [m + heat_w for m in margins]
-    titles = [wrap_text(t, w - 2*PAD, 11) for t,w in zip(titles, widths)]
+    lr = [(left, right) for left,right,_,_ in (_heat_margins(r, bool(cb)) for r,cb in zip(rows, cbars))]
+    heat_w = min(HEAT_AX_W, max(2., (max_width - sum(map(sum, lr)))/len(hs)))
+    widths = [l + r + heat_w for l,r in lr]
+    titles = [wrap_text(t, _title_room(w, *m), 11) for t,w,m in zip(titles, widths, lr)]   # each inside its own panel
     n_lines = max(t.count('\n') + 1 for t in titles)
     H = 6.5 + _line(11, n_lines - 1)
     fig = Figure(figsize=(sum(widths), H))
@@ -574,12 +596,12 @@ def plot_report(h:RunHistory, title:str|None=None,
                 width:float=16.,          # inches; under 12 the phase bars get a row of their own (10 fits a notebook at 1:1)
                 group_by:str='layer',     # heatmap rows: 'layer' or 'block'
                 cmap:str='viridis')->Figure:
-    "One figure: the heatmap on top; change per phase, learning rates and losses below (group colours named once, under the phase bars)."
+    "One figure: the heatmap on top; movement per phase, learning rates and losses below (group colours named once, under the phase bars)."
     check_history(h, 'plot_report')
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not 6 <= width <= 40:
         raise ValueError(f"plot_report(width={width!r}): give the figure's width in inches, from 6 to 40 (16 for a wide screen, 10 for a notebook).")
     W, narrow = float(width), width < 12
-    title = wrap_text(title or f"{config_title(h)} · {error_words(h)}", W - 2*PAD, 13)
+    title = wrap_text(title or config_title(h), W - 2*PAD, 13)   # knobs, head, images, then the error
     top = PAD + _line(13, title.count('\n') + 1)
     low, heat = (3.4, 5.6) if narrow else (10.7/2.6, 10.7 - 10.7/2.6)
     H = top + heat + low*(1 + narrow)

@@ -7,7 +7,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/synthetic.html.md"""
 # %% ../nbs/05_synthetic.ipynb #s0000003
 from __future__ import annotations
 import numpy as np, pandas as pd
-from .history import RunHistory, phase_of, NORM_KINDS
+from .history import RunHistory, phase_of, repeat_row, NORM_KINDS
 from .strategies import Config, planned_fits
 
 # %% auto #0
@@ -47,10 +47,48 @@ def _synthetic_steps(fits, G, steps_per_epoch):
     cols = ['step','fit','epoch','phase','loss'] + [f'{k}_{g}' for k in ('lr','mom') for g in range(G)]
     return pd.DataFrame(rows, columns=cols), trains
 
-def _synthetic_epochs(steps):
-    ep = [dict(epoch=e, phase=d.phase.iloc[-1], train_loss=(tl:=float(d.loss.mean())), valid_loss=tl*.8, error_rate=tl*.2,
+def _synthetic_epochs(steps, seed=0):
+    "One row per epoch: valid loss and error rate follow the epoch's mean train loss, the error with some seed-to-seed noise."
+    rng = np.random.default_rng(seed + 3)
+    ep = [dict(epoch=e, phase=d.phase.iloc[-1], train_loss=(tl:=float(d.loss.mean())), valid_loss=tl*.8, error_rate=tl*.2*rng.uniform(.7, 1.3),
                time=len(d)*.1) for e,d in steps.groupby('epoch')]
     return pd.DataFrame(ep, columns=['epoch','phase','train_loss','valid_loss','error_rate','time'])
+
+# %% ../nbs/05_synthetic.ipynb #s1000002
+def _distance(update:np.ndarray)->np.ndarray:
+    "Made-up ‖W_t − W_start‖ / ‖W₀‖ from the per-step updates since the start (rows: steps)."
+    return .6*np.cumsum(update, 0) + .4*np.sqrt(np.cumsum(update**2, 0))
+
+def _fit_distance(update:np.ndarray, fits:np.ndarray)->np.ndarray:
+    "`_distance` restarted at the first step of each fit: the distance from the weights the fit began with."
+    out = np.zeros_like(update, dtype=float)
+    for f in np.unique(fits): out[fits == f] = _distance(update[fits == f])
+    return out
+
+# %% ../nbs/05_synthetic.ipynb #s1000004
+def _valid_records(n_valid:int, seed:int)->dict:
+    "The validation targets (fixed for a given `n_valid`), the baselines' predictions and error rates, and the photos' key."
+    if not n_valid: return {}
+    y = np.random.default_rng(n_valid).permutation(np.arange(n_valid) >= round(.3*n_valid)).astype(np.int64)
+    zero = y.copy(); flip = np.random.default_rng(seed + 1).choice(n_valid, round(.09*n_valid), replace=False); zero[flip] = 1 - zero[flip]
+    preds = dict(majority=np.ones(n_valid, np.int64), zero_shot=zero)
+    return dict(valid_targets=y, valid_preds=y.copy(), valid_key=f'synthetic:{n_valid}', baseline_preds=preds,
+                baselines={k: float((p != y).mean()) for k,p in preds.items()})
+
+def _predict(h:RunHistory, seed:int):
+    "Give `h` predictions with as many wrong as its last finished epoch's error rate says (rounded to whole photos, and the rate with it)."
+    y, ep = h.valid_targets, h.epochs
+    if not len(y) or not len(ep): return
+    k = int(round(float(ep.error_rate.iloc[-1])*len(y)))
+    wrong = np.random.default_rng(seed + 2).choice(len(y), k, replace=False)
+    h.valid_preds = y.copy(); h.valid_preds[wrong] = 1 - y[wrong]
+    h.epochs.loc[h.epochs.index[-1], 'error_rate'] = k/len(y)
+
+def _repeats(h:RunHistory, seeds:int, seed:int, kw:dict)->pd.DataFrame:
+    "The `repeats` table of `h` run over `seeds` seeds from `seed` (the first of them `h` itself)."
+    kw = {k: kw[k] for k in ('strategy','epochs','freeze_epochs','steps_per_epoch','n_groups','blocks','head_depth','train_bn','base_lr','lr_mult','n_valid')}
+    runs = [h] + [synthetic_history(**kw, seed=s) for s in range(seed + 1, seed + seeds)]
+    return pd.DataFrame([{**repeat_row(r), 'seed': s} for r,s in zip(runs, range(seed, seed + seeds))])
 
 # %% ../nbs/05_synthetic.ipynb #7a4b5727
 def synthetic_history(strategy:str='fine_tune', # any of strategies.STRATEGIES
@@ -63,6 +101,8 @@ def synthetic_history(strategy:str='fine_tune', # any of strategies.STRATEGIES
                       train_bn:bool=True,        # norm layers keep training while frozen (fastai's default)
                       base_lr:float=2e-3, lr_mult:float=100,
                       interrupt_at:float|None=None, # keep only this fraction of the steps and mark the run interrupted
+                      n_valid:int=400,           # validation photos with per-photo predictions (0: none recorded, as in older files)
+                      seeds:int=1,               # >1: the run repeated over this many seeds (`RunHistory.repeats`)
                       seed:int=0)->RunHistory:
     "A `RunHistory` shaped like a real run of `strategy` on a resnet, with made-up numbers: for demos and tests, no training."
     rng, G = np.random.default_rng(seed), n_groups
@@ -78,13 +118,16 @@ def synthetic_history(strategy:str='fine_tune', # any of strategies.STRATEGIES
     lr = steps[[f'lr_{g}' for g in range(G)]].to_numpy()[:, group]
     scale = np.where(norm, 1.5, np.sqrt(fan_in.astype(float)/2)) * np.where(part == 'head', 3., 1.)
     update = trainable * lr * scale * rng.lognormal(0, .3, (n, len(layers)))
-    change = .6*np.cumsum(update, 0) + .4*np.sqrt(np.cumsum(update**2, 0))
     bn = np.where(kinds == 'batchnorm', .02*np.sqrt(np.arange(1, n+1))[:, None]*rng.uniform(.5, 1.5, len(layers)), np.nan)
     steps['loss'] = .12 + .6*np.exp(-np.arange(n)/max(n*.25, 1)) + .05*rng.standard_normal(n).clip(-2, 2)
-    config = dict(arch='resnet34', head_depth=head_depth, strategy=strategy, freeze_epochs=freeze_epochs, epochs=epochs,
-                  base_lr=base_lr, lr_mult=lr_mult, train_bn=train_bn, synthetic=True)
-    h = RunHistory(layers=layers, steps=steps, change=change, update=update, trainable=trainable, bn_stats=bn,
-                   epochs=_synthetic_epochs(steps), config=config)
+    config = dict(arch='resnet34', head_depth=head_depth, head_width=512, ps=.5, concat_pool=True, strategy=strategy,
+                  freeze_epochs=freeze_epochs, epochs=epochs, base_lr=base_lr, lr_mult=lr_mult, train_bn=train_bn,
+                  **(dict(n_images=320, n_valid=n_valid) if n_valid else {}), valid_pct=.2, synthetic=True)
+    h = RunHistory(layers=layers, steps=steps, change=_distance(update), update=update, trainable=trainable, bn_stats=bn,
+                   epochs=_synthetic_epochs(steps, seed), config=config, fit_change=_fit_distance(update, steps.fit.to_numpy()),
+                   **_valid_records(n_valid, seed))
+    _predict(h, seed)
+    if seeds > 1: h.repeats = _repeats(h, seeds, seed, locals())
     return _cut(h, int(n*interrupt_at)) if interrupt_at is not None else h
 
 # %% ../nbs/05_synthetic.ipynb #7a4b57s1
@@ -92,6 +135,10 @@ def _cut(h:RunHistory, n_steps:int)->RunHistory:
     "`h` as if it had been interrupted after `n_steps` recorded steps (epochs not finished are dropped)."
     keep = h.steps.iloc[:n_steps]
     done = [e for e in h.epochs.epoch if (keep.epoch == e).sum() == (h.steps.epoch == e).sum() > 0]
-    return RunHistory(layers=h.layers, steps=keep, change=h.change[:n_steps], update=h.update[:n_steps],
-                      trainable=h.trainable[:n_steps], bn_stats=h.bn_stats[:n_steps],
-                      epochs=h.epochs[h.epochs.epoch.isin(done)], config=h.config, interrupted=True)
+    cut = RunHistory(layers=h.layers, steps=keep, change=h.change[:n_steps], update=h.update[:n_steps],
+                     trainable=h.trainable[:n_steps], bn_stats=h.bn_stats[:n_steps], fit_change=h.fit_change[:n_steps],
+                     epochs=h.epochs[h.epochs.epoch.isin(done)].copy(), config=h.config, interrupted=True, baselines=h.baselines,
+                     valid_targets=h.valid_targets, valid_preds=h.valid_preds, valid_key=h.valid_key, baseline_preds=h.baseline_preds)
+    _predict(cut, n_steps)   # the predictions of its last finished epoch
+    if not len(cut.epochs): cut.valid_preds = np.zeros(0, np.int64); cut.valid_targets = np.zeros(0, np.int64)
+    return cut

@@ -7,7 +7,8 @@ from finetune_lab.history import RunHistory
 from finetune_lab.synthetic import synthetic_history
 from finetune_lab.plots import (fig_to_png, plot_heatmap, plot_phase_bars, plot_lrs, plot_losses, plot_update_ratio,
     plot_compare, plot_report, plot_importance, layer_blocks, color_limits, row_labels, text_width, _step_edges)
-from finetune_lab.explain import explain, explain_diff, run_titles, group_change
+from finetune_lab.explain import explain, explain_diff, run_titles, group_change, error_words, error_short, config_title, run_label
+from finetune_lab.history import compare_runs
 from finetune_lab.importance import layer_importance, KeepReference
 
 def every_kth(h, k):
@@ -170,7 +171,7 @@ def test_compare_shares_one_colour_scale_and_names_the_knobs():
     assert fig.get_size_inches()[0] <= 13.01                                     # max_width: narrower panels, not smaller text
     knobs = ['head_depth=1, strategy=fine_tune, freeze_epochs=1', 'head_depth=2, strategy=fine_tune, freeze_epochs=2',
              'head_depth=1, strategy=full, freeze_epochs=1']
-    assert titles == [f"{k}: error {h.epochs.error_rate.iloc[-1]:.1%}" for k, h in zip(knobs, hs)]   # each run's final error
+    assert titles == [f"{k}: error {h.final_errors().short()} (larger class: 30.0 %)" for k, h in zip(knobs, hs)]   # error with its count
     assert run_titles([hs[0], synthetic_history()]) == ['run 1', 'run 2']
     bare = [RunHistory(**{**vars(h), 'config': {}}) for h in hs[:2]]
     assert run_titles(bare) == ['run 1', 'run 2']
@@ -238,6 +239,10 @@ LAYOUT_CASES = {
     'compare, three runs, rows named once': lambda: plot_compare([synthetic_history(s) for s in ('fine_tune', 'head_only', 'full')], group_by='block'),
     'report, 10 in, blocks': lambda: plot_report(synthetic_history('gradual'), width=10, group_by='block'),
     'report, 10 in, layers': lambda: plot_report(long_names(synthetic_history()), width=10),
+    'heatmap with the Lab title (issue 25.1)': lambda: plot_heatmap(synthetic_history(seeds=2), title=config_title(synthetic_history(seeds=2))),
+    'report, 10 in, repeats': lambda: plot_report(synthetic_history(seeds=2), width=10, group_by='block'),
+    'compare fine_tune with head_only (issue 25.2)': lambda: plot_compare([synthetic_history(), synthetic_history('head_only', seed=1)]),
+    'compare, three runs, repeats': lambda: plot_compare([synthetic_history(s, seeds=2) for s in ('fine_tune', 'head_only', 'full')], group_by='block'),
     'compare, own scales, long titles': lambda: plot_compare([synthetic_history(), synthetic_history('gradual', seed=1)],
                                                              titles=['a title far too long to fit above one panel of the figure']*2,
                                                              shared_scale=False),
@@ -332,13 +337,14 @@ def test_explain_states_the_facts_of_fine_tune():
     t = explain(h)
     for s in ['tracked 76 layers in 3 param groups', 'It trained frozen for 2 epochs, then unfrozen for 3 epochs.',
               'For 2 epochs (40 steps, fit 0) the run was frozen', 'in groups 0 and 1 (of 3) 36 of 72 layers had requires_grad=False',
-              '36 of the 36 norm layers in the frozen groups kept training', 'train_bn=True',
-              'group 2 2.0e-03', 'For 3 epochs (60 steps, fit 1) all 3 groups trained (unfrozen) and 76 of all 76 layers changed']:
+              '36 of the 36 norm layers in the frozen groups kept training', 'Learner.train_bn is True (its default)',
+              'group 2 2.0e-03', 'For 3 epochs (60 steps, fit 1) all 3 groups trained (unfrozen) and 76 of all 76 layers changed',
+              f'error {h.final_errors().text()}']:
         assert s in t, s
     gc_ = group_change(h)
-    assert f'had moved {gc_[2]:.3g} (mean relative change), {gc_[2]/gc_[0]:,.0f} times as far as group 0 ({gc_[0]:.3g})' in t
+    assert f'was {gc_[2]:.3g} from its starting weights (mean ‖W − W₀‖ / ‖W₀‖ over its layers), {gc_[2]/gc_[0]:,.0f} times as far as group 0 ({gc_[0]:.3g})' in t
     w, n = group_change(h, ('conv', 'linear')), group_change(h, ('batchnorm', 'layernorm'))
-    assert f'In group 0 the conv/linear weights moved {w[0]:.3g} and the norm layers {n[0]:.3g}' in t   # apart (issue #15, item 7)
+    assert f'In group 0 the conv/linear weights ended {w[0]:.3g} from their start and the norm layers {n[0]:.3g}' in t   # apart (issue #15, item 7)
 
 def test_explain_reads_in_paragraphs_one_per_phase():
     "What it tracked, each phase, what moved, and how it did: short paragraphs a student can scan, not one wall of text."
@@ -348,7 +354,7 @@ def test_explain_reads_in_paragraphs_one_per_phase():
     assert paras[0].startswith('This run (fine_tune) tracked') and 'It trained frozen for 2 epochs' in paras[0]
     assert paras[1].startswith('For 2 epochs (40 steps, fit 0) the run was frozen')
     assert paras[2].startswith('For 3 epochs (60 steps, fit 1) all 3 groups trained (unfrozen)')
-    assert 'times as far as group 0' in paras[3] and 'error_rate' in paras[4]
+    assert 'times as far as group 0' in paras[3] and 'wrong: ' in paras[4] and '95 % CI' in paras[4]
     hs = synthetic_history(strategy='head_only')
     last_phase = explain(hs).split('\n\n')[1]
     assert 'never fully unfroze' in last_phase   # said where the phase is described
@@ -377,8 +383,8 @@ def test_explain_numbers_come_from_the_history():
     t, t2 = explain(h), explain(h2)
     lr = lambda s: [float(x) for x in re.findall(r'group \d (\d\.\de[+-]\d\d)', s)]
     np.testing.assert_allclose(lr(t2), np.array(lr(t))*10, rtol=.06)
-    (c,) = re.findall(r'had moved ([\d.e+-]+) \(mean relative change\), [\d,.]+ times as far as group 0 \(([\d.e+-]+)\)', t)
-    (c2,) = re.findall(r'had moved ([\d.e+-]+) \(mean relative change\), [\d,.]+ times as far as group 0 \(([\d.e+-]+)\)', t2)
+    pat = r'was ([\d.e+-]+) from its starting weights \(mean ‖W − W₀‖ / ‖W₀‖ over its layers\), [\d,.]+ times as far as group 0 \(([\d.e+-]+)\)'
+    (c,), (c2,) = re.findall(pat, t), re.findall(pat, t2)
     np.testing.assert_allclose(np.array(c2, float), np.array(c, float)*4, rtol=.01)
 
 def test_explain_diff_names_knobs_and_compares_numbers():
@@ -388,7 +394,8 @@ def test_explain_diff_names_knobs_and_compares_numbers():
     (wa, na), (wb, nb_) = ((group_change(h, ('conv', 'linear'))[0], group_change(h, ('batchnorm', 'layernorm'))[0]) for h in (a, b))
     for s in ['A (head_depth=1, freeze_epochs=1) with B (head_depth=2, freeze_epochs=2)', "B's head has 6 layers with weights, A's 4",
               'A trained 1 epoch with part of the model frozen, B 2 epochs', f'With head_depth=2, freeze_epochs=2 (B) the head',
-              f'moved {cb[-1]:.3g}', f'against {ca[-1]:.3g}', f'conv/linear weights moved {wb:.3g} in B and {wa:.3g} in A', f'its norm layers {nb_:.3g} in B and {na:.3g} in A']:
+              f'ended {cb[-1]:.3g} from its starting weights', f'against {ca[-1]:.3g}', f'conv/linear weights ended {wb:.3g} from their start in B and {wa:.3g} in A',
+              f'its norm layers {nb_:.3g} in B and {na:.3g} in A', f'Final error: A {error_short(a)}, B {error_short(b)}.']:
         assert s in t, s
     assert 'Run B was interrupted' in explain_diff(a, synthetic_history(interrupt_at=.5))
     assert 'nothing to compare' in explain_diff(a, synthetic_history(interrupt_at=0))
@@ -438,26 +445,81 @@ def test_losses_draw_the_baselines_the_run_recorded():
     fig = plot_losses(h)
     lines = {l.get_gid(): l for a in fig.axes for l in a.lines}
     assert lines['baseline_majority'].get_ydata()[0] == 0.31 and lines['baseline_zero_shot'].get_ydata()[0] == 0.04
-    assert 'baseline_majority' not in {l.get_gid() for a in plot_losses(synthetic_history()).axes for l in a.lines}
+    assert 'baseline_majority' not in {l.get_gid() for a in plot_losses(synthetic_history(n_valid=0)).axes for l in a.lines}   # none recorded
 
 def test_titles_and_words_say_whether_a_run_beat_the_larger_class():
+    "Issue 22: 'beats' only when the exact McNemar test on the same photos says so; a tie otherwise, equal numbers included."
     good, bad = synthetic_history(), synthetic_history('full')
-    good.baselines = dict(majority=0.31, zero_shot=0.04)
-    bad.baselines = dict(majority=float(bad.epochs.error_rate.iloc[-1]) - 0.01)
-    assert 'has not learned yet' in explain(bad) and 'has not learned yet' not in explain(good)
-    assert 'beats always answering the larger class (31.0% error)' in explain(good)
+    bad.valid_preds = bad.baseline_preds['majority'].copy()                 # answers exactly like the larger class
+    assert 'has not shown that it learned' in explain(bad) and 'beats always answering' not in explain(bad)
+    assert 'beats always answering the larger class (30.0 % (120/400) wrong): exact McNemar test on the same 400 photos' in explain(good)
     fig = plot_compare([good, bad])
-    titles = [a.get_title() for a in fig.axes if a.get_title()]
-    assert any(f"error {good.epochs.error_rate.iloc[-1]:.1%} (larger class: 31%)" in t for t in titles)
+    titles = [a.get_title().replace('\n', ' ') for a in fig.axes if a.get_title()]
+    assert any(f"error {good.final_errors().short()} (larger class: 30.0 %)" in t for t in titles)
+    assert run_label(bad).endswith(', a tie with the larger class') and 'tie' not in run_label(good)
+
+def test_equal_error_rates_are_ties_not_wins():
+    "float32 1/3 against float64 1/3 (3 photos), and 0 % against 0 % (one class only): ties, never 'beats' or 'no better'."
+    for err, base in [(np.float32(1/3), 1/3), (0., 0.)]:
+        h = synthetic_history(n_valid=0)
+        h.epochs.loc[h.epochs.index[-1], 'error_rate'] = err; h.baselines = dict(majority=base)
+        t = explain(h)
+        assert 'a tie within noise' in t and 'beats' not in t and 'no better' not in t, t
+
+def test_a_small_validation_set_is_flagged():
+    "Issue 25 item 4: with 20 photos one photo is 5 points, and the words say so."
+    t = explain(synthetic_history(n_valid=20))
+    assert 'With only 20 validation photos one photo is 5 points of error rate' in t
+    assert 'With only' not in explain(synthetic_history())            # 400 photos: the interval is narrow enough
+
+def test_explain_diff_pairs_only_runs_on_the_same_photos():
+    a, b = synthetic_history(), synthetic_history('head_only', seed=1)
+    v = compare_runs(a, b)
+    t = explain_diff(a, b)
+    assert f"{v.a_only} wrong only for A and {v.b_only} only for B" in t
+    assert ('A tie within noise' in t) == (v.which == 'tie')
+    other = explain_diff(a, synthetic_history(n_valid=40))
+    assert 'different photos, so no paired test' in other and 'McNemar' not in other
+
+def test_repeats_show_mean_and_range_in_words_titles_and_compare():
+    h = synthetic_history(seeds=3)
+    e = 100*h.repeats.error_rate
+    rng = f"3 seeds: mean {e.mean():.1f} %, range {e.min():.1f}–{e.max():.1f} %"
+    assert rng in error_words(h) and rng in config_title(h) and rng in run_label(h)
+    assert f"Over 3 seeds: error mean {e.mean():.1f} %" in explain(h) and 'cannot separate two settings at the 5 % level' in explain(h)
+    titles = [a.get_title().replace('\n', ' ') for a in plot_compare([h, synthetic_history(seeds=3, head_depth=2)]).axes if a.images]
+    assert all('3 seeds: mean' in t for t in titles)
+
+def test_phase_bars_show_movement_during_each_phase():
+    "Issue 22 item 6: the bars are ‖W_end − W_start‖ / ‖W₀‖ per phase, not the growth of the distance from the start."
+    h = synthetic_history()
+    ax = plot_phase_bars(h).axes[0]
+    (p, f, a, b) = h.phase_spans()[1]
+    (bars,) = [c for c in ax.collections if c.get_gid() == 'moved_1']
+    tops = np.array([q.vertices[1:3, 1].max() for q in bars.get_paths()])
+    np.testing.assert_allclose(tops, h.phase_move(a, b), rtol=1e-6)
+    assert (h.phase_move(a, b) > h.phase_growth(a, b) + 1e-4).any()     # they differ, and the bars show the movement
+    assert ax.get_ylabel() == '‖W_end − W_start‖ / ‖W₀‖ (log)' and 'moved during each phase' in ax.get_title()
+    old = RunHistory(**{**vars(h), 'fit_change': np.full_like(h.change, np.nan)})   # an older file: growth only, said so
+    assert plot_phase_bars(old).axes[0].get_ylabel() == 'growth of ‖W − W₀‖ / ‖W₀‖ (log)'
+
+def test_report_title_names_head_pooling_and_images():
+    "Issue 25 item 7: the report title carries head width, dropout, pooling and how many photos trained and validated."
+    fig = plot_report(synthetic_history())
+    t = fig.get_suptitle().replace('\n', ' ')
+    for s in ['head 1×512, dropout 0.5, concat pool', '320 train / 400 valid images', 'error ']: assert s in t, (s, t)
 
 
 def test_explain_says_how_the_body_batchnorm_normalised():
     h = synthetic_history()
     assert 'keep_bn_stats' not in explain(h)                       # a history whose config does not say
     h.config = {**h.config, 'keep_bn_stats': True}
-    assert 'kept their pretrained running statistics (keep_bn_stats=True)' in explain(h)
-    h.config = {**h.config, 'keep_bn_stats': False}
-    assert "fastai's default, keep_bn_stats=False" in explain(h)
+    assert "The resnet34 body's BatchNorm layers were kept in eval mode while training (keep_bn_stats=True" in explain(h)
+    assert 'normalised every batch with their pretrained running statistics, as in validation, and never updated them' in explain(h)
+    h.config = {**h.config, 'arch': 'efficientnet_lite0', 'keep_bn_stats': False}   # issue 22 item 3: the run's own backbone, by name
+    assert "The efficientnet_lite0 body's BatchNorm layers were in train mode while training (fastai's default, keep_bn_stats=False)" in explain(h)
+    h.config = {**h.config, 'arch': 'resnet34', 'pretrained': False, 'keep_bn_stats': True}
+    assert 'EfficientNet' not in explain(h) and 'pretrained running statistics' not in explain(h)
 
 
 # ---------------------------------------------------------------- sized for where they are shown (issue #15)
@@ -490,3 +552,15 @@ def test_error_rate_markers_are_never_clipped():
     fig = plot_losses(h)
     (e,) = [l for a in fig.axes for l in a.lines if l.get_gid() == 'error_rate']
     assert e.axes.get_ylim()[1] >= 1.1*.58
+
+
+@pytest.mark.parametrize('epochs', [1, 3])
+def test_the_last_epoch_markers_are_whole(epochs):
+    "Issue 25 item 3: the last valid-loss and error-rate markers lie wholly inside the loss panel (x limit padded)."
+    for fig in (plot_losses(synthetic_history(epochs=epochs)), plot_report(synthetic_history(epochs=epochs), width=10)):
+        fig_to_png(fig, dpi=40)
+        for gid in ('valid_loss', 'error_rate'):
+            (l,) = [l for a in fig.axes for l in a.lines if l.get_gid() == gid]
+            box, (x, y) = l.axes.get_window_extent(), l.axes.transData.transform((l.get_xdata()[-1], l.get_ydata()[-1]))
+            half = (l.get_markersize() + l.get_markeredgewidth())/2*fig.dpi/72
+            assert box.x0 <= x - half and x + half <= box.x1, (gid, x + half, box.x1)
