@@ -564,3 +564,9 @@ def test_the_last_epoch_markers_are_whole(epochs):
             box, (x, y) = l.axes.get_window_extent(), l.axes.transData.transform((l.get_xdata()[-1], l.get_ydata()[-1]))
             half = (l.get_markersize() + l.get_markeredgewidth())/2*fig.dpi/72
             assert box.x0 <= x - half and x + half <= box.x1, (gid, x + half, box.x1)
+
+def test_a_run_stopped_before_the_peak_says_so_in_plain_words():
+    "Issue 25 item 5: a run stopped in its first epoch, before the warm-up reached the top ('stopped before to the top' is gone)."
+    t = explain(synthetic_history(interrupt_at=.2))
+    assert 'the run was stopped before its schedule reached the top.' in t and 'before to the top' not in t, t
+    assert 'no recorded step fell at the top of the one-cycle schedule' in explain(synthetic_history(steps_per_epoch=2))
