@@ -6,7 +6,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/cli.html.md"""
 
 # %% ../nbs/10_cli.ipynb #803950e4
 from __future__ import annotations
-import argparse, os, re, signal, sys, textwrap, threading, time, warnings
+import argparse, itertools, os, re, signal, sys, textwrap, threading, time, urllib.error, warnings, weakref
 from contextlib import contextmanager
 from fastcore.basics import patch
 from pathlib import Path
@@ -15,15 +15,16 @@ from fastai.vision.all import Callback
 from .strategies import Config, STRATEGIES, run, get_dls, describe_run
 from .models import WeightsUnavailableError, weights_path, pretrained_state
 from .data import describe_source, atomic_write
-from .history import RunHistory, phase_name
-from .plots import plot_report, plot_compare, fig_to_png, BASELINE_LINES
-from .explain import explain, explain_diff
+from .history import RunHistory, phase_name, compare_runs, compare_wrong
+from .plots import plot_report, plot_compare, fig_to_png
+from .explain import explain, explain_diff, paired_words, repeat_short
+from .lab import noise_words, one_line_error, SMALL_VALID
 
 # %% auto #0
-__all__ = ['DEMO', 'DEMO_STRATEGIES', 'DEFAULT_OUT', 'CLIError', 'flag', 'parse_value', 'failure', 'config_from',
-           'add_config_flags', 'config_overrides', 'PhaseLine', 'slug', 'unique', 'explain_text', 'Outputs',
-           'hold_ctrl_c', 'prepare', 'train', 'cmd_demo', 'cmd_run', 'parse_vary', 'cmd_compare', 'cmd_show',
-           'build_parser', 'main']
+__all__ = ['BASELINE_WORDS', 'DEMO', 'DEMO_STRATEGIES', 'DEFAULT_OUT', 'CLIError', 'flag', 'parse_value', 'failure',
+           'config_from', 'add_config_flags', 'config_overrides', 'PhaseLine', 'EpochLine', 'slug', 'unique',
+           'explain_text', 'Outputs', 'hold_ctrl_c', 'prepare', 'result_line', 'result_notes', 'train', 'paired_lines',
+           'cmd_demo', 'cmd_run', 'parse_vary', 'cmd_compare', 'cmd_show', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #2b171127
 class CLIError(Exception):
@@ -59,6 +60,7 @@ _BAD_INPUT = (ValueError, TypeError, WeightsUnavailableError, FileNotFoundError,
 
 def _words(e:BaseException) -> str:
     "`e` as one line: an OSError's own words and file name (not '[Errno 28] ...'), anything else its message."
+    if isinstance(e, urllib.error.URLError): return one_line_error(e)   # not '<urlopen error <urlopen error ...>>'
     if isinstance(e, OSError) and e.strerror: s = e.strerror + (f": {e.filename}" if e.filename else '')
     else: s = str(e) or type(e).__name__
     return ' '.join(s.split())
@@ -67,6 +69,7 @@ def failure(e:BaseException) -> tuple[int, str]:
     "(exit code, one line) for what ended a command: 2 bad input, 1 files/disk/network, 130 Ctrl-C."
     if isinstance(e, KeyboardInterrupt): return 130, "interrupted (Ctrl-C) while starting: nothing was trained or written."
     if isinstance(e, CLIError): return e.code, f"{'' if e.code == 130 else 'error: '}{_words(e)}"
+    if isinstance(e, urllib.error.URLError): return 1, f"error: a download failed (offline?): {_words(e)}"
     if isinstance(e, _BAD_INPUT): return 2, f"error: {_words(e)}"
     if isinstance(e, OSError): return 1, f"error: {_words(e)} (check that the folder exists, is writable and has free space)"
     return 1, f"error: unexpected {type(e).__name__}: {_words(e)} (set FINETUNE_LAB_DEBUG=1 for the traceback, and please report it)"
@@ -113,14 +116,28 @@ def config_overrides(args:argparse.Namespace) -> dict:
 
 # %% ../nbs/10_cli.ipynb #b409a2e7
 class PhaseLine(Callback):
-    "Print `phase: frozen (fit 0, 1 epoch)` as each fit starts, above fastai's table of its epochs."
+    "Print `phase: frozen (fit 0, 1 epoch)` as each fit starts, above fastai's table of its epochs; with `seeds > 1`, `seed 43 (2 of 3)` as each seed's run starts."
     order = 55  # before fastai's ProgressCallback (60) prints the table's header
-    def __init__(self, file=None): self.file, self.n_fit = file, 0
+    def __init__(self, file=None, seed:int=0, seeds:int=1): self.file, self.seed, self.seeds, self.n_fit, self.k, self._learn = file, seed, seeds, 0, 0, None
+    def _say(self, s): print(s, file=self.file or sys.stdout, flush=True)
     def before_fit(self):
+        new = self._learn is None or self._learn() is not self.learn   # run() builds a new Learner for each seed
+        if new and self._learn is not None: self.k, self.n_fit = self.k + 1, 0
+        self._learn = weakref.ref(self.learn)
+        if new and self.seeds > 1: self._say(f"  seed {self.seed + self.k} ({self.k + 1} of {self.seeds})")
         self.n_fit += 1
         if not self.n_epoch: return  # fine_tune(freeze_epochs=0) still calls fit(0): nothing to announce
         ph = phase_name(self.opt.frozen_idx, len(self.opt.param_lists))
-        print(f"  phase: {ph} (fit {self.n_fit-1}, {self.n_epoch} epoch{'s'*(self.n_epoch != 1)})", file=self.file or sys.stdout, flush=True)
+        self._say(f"  phase: {ph} (fit {self.n_fit-1}, {self.n_epoch} epoch{'s'*(self.n_epoch != 1)})")
+
+class EpochLine(Callback):
+    "One line per epoch with the row of fastai's table (epoch, losses, metrics, time): for a log, where bars would leave every redraw."
+    order = 65   # after the Recorder (50) has the epoch's losses, metrics and time
+    def __init__(self, file=None): self.file = file
+    def after_epoch(self):
+        r = self.recorder
+        row = ', '.join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(r.metric_names, r.log))
+        print(f"    {row}", file=self.file or sys.stdout, flush=True)
 
 # %% ../nbs/10_cli.ipynb #55dbbadf
 def slug(s:str) -> str:
@@ -223,24 +240,49 @@ def prepare(cfgs:list):
         get_dls(c)
         if c.pretrained: pretrained_state(c.resolved().arch)
 
-def _result(h) -> str:
-    "The last epoch's error rate next to the baselines the run recorded."
-    last = h.epochs.iloc[-1] if len(h.epochs) else None
-    if last is None: return 'no epoch finished'
-    base = ', '.join(f"{name} {h.baselines[k]:.3f}" for k, (name, _) in BASELINE_LINES.items() if h.baselines.get(k) is not None)
-    return f"error_rate {last.error_rate:.3f}{f' (to beat: {base})' if base else ''}, valid_loss {last.valid_loss:.3f}"
+BASELINE_WORDS = dict(majority='larger class', zero_shot='untrained ImageNet classifier')
+
+def _p(p:float) -> str: return f"p = {p:.2g}" if p >= 1e-3 else "p < 0.001"
+
+def _versus(h:RunHistory, k:str) -> str:
+    "'larger class 108 of 400 (27.0 %): beats it (exact McNemar p < 0.001)', or the rate when no paired test can be made."
+    ec, w, bw = h.baseline_errors(k), h.wrong(), h.baseline_wrong(k)
+    if ec is None or w is None: return f"{BASELINE_WORDS[k]} {h.baselines[k]:.3f} (no per-photo answers: no test)"
+    v = compare_wrong(w, bw)
+    verdict = dict(better='beats it', worse='worse than it', tie='a tie within noise')[v.which]
+    return f"{BASELINE_WORDS[k]} {ec.wrong} of {ec.n} ({100*ec.rate:.1f} %): {verdict} (exact McNemar {_p(v.p)})"
+
+def result_line(h:RunHistory) -> str:
+    "The final error as a count with its 95 % interval, then each baseline on the same photos and the exact McNemar verdict."
+    ep, ec = h.epochs.dropna(subset=['error_rate']), h.final_errors()
+    if not len(ep): return 'no epoch finished'
+    err = f"error {ec.text()}" if ec is not None else f"error_rate {ep.error_rate.iloc[-1]:.3f} (n unknown)"
+    return '; '.join([err] + [_versus(h, k) for k in BASELINE_WORDS if h.baselines.get(k) is not None])
+
+def result_notes(h:RunHistory) -> list:
+    "Lines under the result: each seed's error with their mean and range, and how coarse the error is on few photos."
+    notes, r, ec = [], h.repeats, h.final_errors()
+    if len(r):
+        each = ', '.join(f"{int(s.seed)}: {int(s.wrong)} of {int(s.n)} ({100*s.error_rate:.1f} %)" if s.n else
+                         f"{int(s.seed)}: {100*s.error_rate:.1f} %" for s in r.itertuples())
+        notes.append(f"seeds {each}; {repeat_short(h)}")
+    if ec is not None and 0 < ec.n < SMALL_VALID: notes.append(f"note: {noise_words(ec.n, ec.ci)}")
+    return notes
 
 def train(cfgs:list, names:list, quiet:bool=False, outputs:Outputs|None=None, stems:list|None=None) -> list:
-    "Run each config in turn, printing progress and saving each history as it ends; stops early (keeping what ran) if one is interrupted."
-    hs = []
+    """Run each config in turn, printing progress (bars on a terminal, a line per epoch in a log) and saving each history
+    as it ends; stops early (keeping what ran) if one is interrupted."""
+    hs, bars = [], not quiet and sys.stdout.isatty()   # bars redraw with carriage returns: right on a terminal, noise in a file
     for i, (c, n) in enumerate(zip(cfgs, names)):
         print(f"[{i+1}/{len(cfgs)}] {n}", flush=True)
-        if quiet: print(describe_run(c), flush=True)   # run() prints it itself when it shows progress
+        if not bars: print(describe_run(c), flush=True)   # run() prints it itself when it shows progress
+        cbs = None if quiet else [PhaseLine()] if bars else [PhaseLine(seed=c.seed, seeds=c.seeds), EpochLine()]
         t = time.perf_counter()
-        h = run(c, cbs=None if quiet else [PhaseLine()], progress=not quiet)
+        h = run(c, cbs=cbs, progress=bars)
         hs.append(h)
         if outputs is not None: outputs.save_history(h, (stems or names)[i])   # at once: a later Ctrl-C or full disk cannot lose it
-        print(f"  -> {_result(h)} ({time.perf_counter()-t:.1f} s){' INTERRUPTED' if h.interrupted else ''}", flush=True)
+        print(f"  -> {result_line(h)} ({time.perf_counter()-t:.1f} s){' INTERRUPTED' if h.interrupted else ''}", flush=True)
+        for line in result_notes(h): print(f"     {line}", flush=True)
         if h.interrupted: break
     return hs
 
@@ -249,11 +291,23 @@ DEMO = {k: getattr(Config(), k) for k in ('n_images', 'size', 'bs', 'freeze_epoc
 DEMO_STRATEGIES = ('fine_tune', 'head_only', 'full')
 DEFAULT_OUT = 'finetune_lab_out'
 
+def paired_lines(hs:list, names:list) -> list:
+    "For each pair of runs: a win or a tie by the exact McNemar test when they answered on the same photos, else why not."
+    out = []
+    for (ha, a), (hb, b) in itertools.combinations(zip(hs, names), 2):
+        v = compare_runs(ha, hb)
+        if v is None: out.append(f"{a} vs {b}: not the same recorded validation photos, so no paired test (compare their intervals)"); continue
+        say = dict(better=f"{a} wins", worse=f"{b} wins", tie="a tie within noise")[v.which]
+        out.append(f"{a} vs {b}: {say} ({paired_words(v, len(ha.valid_targets), a, b)})")
+    return out
+
 def _finish(o:Outputs, hs:list, names:list, t0=None, n_planned=None) -> int:
     "Draw the figures, say exactly which files are there, and return 130 if the runs were cut short."
     o.figures(hs, names)
     print(f"wrote {len(o.written)} files to {o.out.resolve()}/: " + ', '.join(p.name for p in o.written))
     if o.sfx: print(f"  (numbered {o.sfx}: {o.out} already holds files of an earlier run, kept as they were; --overwrite replaces them)")
+    if len(hs) > 1: print('\n'.join(['paired tests on the validation photos (exact McNemar; a win needs p < 0.05):'] +
+                                     [f"  {l}" for l in paired_lines(hs, names)]))
     if t0 is not None: print(f"done in {time.perf_counter()-t0:.0f} s")
     if n_planned and (len(hs) < n_planned or hs[-1].interrupted):
         print(f"finetune-lab: interrupted: {len(hs)} of {n_planned} runs written to {o.out} (the last one partial); "

@@ -7,8 +7,9 @@ Docs: https://finetune-lab.github.io/finetune_lab/lab.html.md"""
 
 # %% ../nbs/09_lab.ipynb #5b3d9e23
 from __future__ import annotations
-import hashlib, html, importlib, json, math, threading, time, warnings
+import hashlib, html, importlib, json, math, re, threading, time, urllib.error, warnings, weakref
 from pathlib import Path
+from statistics import NormalDist
 import ipywidgets as W
 with warnings.catch_warnings():   # fastai scripts a few activations with torch.jit.script at import, which torch now deprecates
     warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=FutureWarning)
@@ -16,53 +17,84 @@ with warnings.catch_warnings():   # fastai scripts a few activations with torch.
 from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback
 from . import __version__
-from .data import cache_dir, atomic_write, SOURCES
+from .data import cache_dir, atomic_write, SOURCES, fastai_data, check_split
 from .models import ARCHS, weights_available, make_head, describe_head, keeps_bn_stats
-from .history import RunHistory, phase_name
-from .strategies import Config, run, describe_run, check_cbs, STRATEGIES
+from .history import RunHistory, ErrorCount, phase_name
+from .strategies import Config, run, describe_run, check_cbs, STRATEGIES, PROBE_EPOCHS
 from .plots import plot_report, plot_heatmap, plot_compare, fig_to_png, HeatmapPNG
-from .explain import explain, explain_diff, config_title, run_label, config_words
+from .explain import (explain, explain_diff, config_title, run_label, config_words, check_history, error_short,
+                                  repeat_short)
 
 # %% auto #0
-__all__ = ['N_IMAGES', 'HEAD_WIDTHS', 'CMAPS', 'REPORT_W', 'DEFAULT_VIEW', 'planned_epochs', 'WidgetProgress', 'head_html',
-           'run_file', 'Lab', 'data_words']
+__all__ = ['SMALL_VALID', 'Z95', 'N_IMAGES', 'N_VALID', 'HEAD_WIDTHS', 'CMAPS', 'SEEDS_TIP', 'REPORT_W', 'DEFAULT_VIEW',
+           'planned_epochs', 'WidgetProgress', 'head_html', 'valid_size', 'wilson_half', 'noise_words', 'run_file',
+           'Lab', 'data_words', 'result_words', 'one_line_error']
 
 # %% ../nbs/09_lab.ipynb #5010e188
 def planned_epochs(cfg:Config, n_groups:int=3) -> int:
-    "How many epochs `run(cfg)` trains in all: gradual unfreezing adds one stage per body group."
+    "How many epochs `run(cfg)` trains per seed: gradual unfreezing adds one stage per body group, lp_ft probes first."
+    if cfg.strategy == 'lp_ft': return getattr(cfg, 'probe_epochs', PROBE_EPOCHS) + cfg.epochs
     return cfg.freeze_epochs + cfg.epochs*(n_groups-1 if cfg.strategy == 'gradual' else 1)
 
 # %% ../nbs/09_lab.ipynb #ab5b7add
 class WidgetProgress(Callback):
-    "Move `bar` and `label` at every training batch (setting widget values is safe from a worker thread)."
+    "Move `bar` and `label` at every training batch (setting widget values is safe from a worker thread); one bar for all seeds."
     order = 95
     def __init__(self, bar:W.IntProgress, label:W.Label, cfg:Config):
         store_attr()
-        self.batches = self.epochs_done = 0
+        self.batches = self.epochs_done = self.seed_i = 0
+        self._learn = None
 
     def before_fit(self):
+        if self._learn is not None and self._learn() is not self.learn:   # run() builds a new Learner for each seed
+            self.seed_i, self.epochs_done = self.seed_i + 1, 0
+        self._learn = weakref.ref(self.learn)
         self.total_epochs = planned_epochs(self.cfg, len(self.opt.param_lists))
-        self.bar.max = max(self.total_epochs*len(self.dls.train), 1)
+        self.bar.max = max(self.cfg.seeds*self.total_epochs*len(self.dls.train), 1)
 
     def after_batch(self):
         if not self.training: return
         self.batches += 1
         self.bar.value = min(self.batches, self.bar.max)
-        G = len(self.opt.param_lists)
-        self.label.value = (f"epoch {min(self.epochs_done+1, self.total_epochs)}/{self.total_epochs}, "
+        G, seed = len(self.opt.param_lists), f"seed {self.seed_i+1}/{self.cfg.seeds}, " if self.cfg.seeds > 1 else ''
+        self.label.value = (f"{seed}epoch {min(self.epochs_done+1, self.total_epochs)}/{self.total_epochs}, "
                             f"{phase_name(self.opt.frozen_idx, G)}, batch {self.iter+1}/{self.n_iter}")
 
     def after_epoch(self): self.epochs_done += 1
 
 # %% ../nbs/09_lab.ipynb #44ba31dc
 def head_html(arch:str, head_depth:int, head_width:int=512, ps:float=0.5, concat_pool:bool=True) -> str:
-    "An HTML table of the head `build_learner` would put on `arch`, with a one-line summary above it."
+    "An HTML table of the head `build_learner` would put on `arch`, with a summary above it (and how fastai splits the dropout)."
     df = describe_head(make_head(arch, head_depth, head_width, ps, concat_pool))
     n_lin = int(df['what it does'].str.startswith('Linear').sum())
     pool = 'average and max pooling' if concat_pool else 'average pooling'
     cap = (f"Head on {arch} with head_depth={head_depth} ({pool}): {len(df)} layers, {n_lin} of them Linear, "
            f"{int(df.params.sum()):,} parameters.")
-    return f"<div><b>{html.escape(cap)}</b></div>" + df.to_html(index=False, border=0, classes='fl-head')
+    drop = (f"Dropout: fastai's create_head halves it on the hidden layers (p={ps/2:g}) and keeps the full p={ps:g} before "
+            "the classifier." if head_depth else f"Dropout: p={ps:g} before the classifier (no hidden layer).")
+    return (f"<div><b>{html.escape(cap)}</b></div><div class='fl-head-dropout' style='color:#555'>{html.escape(drop)}</div>" +
+            df.to_html(index=False, border=0, classes='fl-head'))
+
+# %% ../nbs/09_lab.ipynb #lab0n002
+SMALL_VALID = 200   # fewer validation photos than this: the panel and the CLI say how coarse the error rate is
+
+def valid_size(cfg:Config) -> int|None:
+    "How many photos `cfg` validates on (None: a `valid_pct` split of a whole folder, known once the folder is read)."
+    if cfg.n_valid is not None: return cfg.n_valid
+    return None if cfg.n_images is None else check_split(cfg.n_images, cfg.valid_pct, cfg.bs)[1]
+
+Z95 = NormalDist().inv_cdf(0.975)   # 1.95996...: the z of a two-sided 95 % interval
+
+def wilson_half(p:float, n:int, z:float=Z95) -> float:
+    "Half the width of the Wilson 95 % interval of a proportion `p` measured on `n` photos."
+    return z*math.sqrt(p*(1-p)/n + z*z/(4*n*n))/(1 + z*z/n)
+
+def noise_words(n:int, ci:tuple|None=None, rate:float=0.1) -> str:
+    "How coarse an error rate on `n` photos is: one photo in points, and the 95 % interval `ci` (else at error `rate`) as ± points."
+    half = 100*((ci[1] - ci[0])/2 if ci is not None else wilson_half(rate, n))
+    at = "this run's" if ci is not None else f"at {100*rate:.0f} % error the"
+    return (f"{n} validation photos: one photo is {100/n:.3g} points of error rate; {at} 95 % interval is about ±{half:.1f} points, "
+            f"so differences under ~{math.ceil(half)} points can be noise.")
 
 # %% ../nbs/09_lab.ipynb #a33df1a8
 def run_file(run_dir:Path, cfg:Config) -> Path:
@@ -71,8 +103,11 @@ def run_file(run_dir:Path, cfg:Config) -> Path:
 
 # %% ../nbs/09_lab.ipynb #1d087a77
 N_IMAGES = (32, 64, 100, 200, 500, 1000, None)
+N_VALID = (20, 40, 80, 200, 400, 1000)
 HEAD_WIDTHS = (64, 128, 256, 512, 1024, 2048)
 CMAPS = ('viridis', 'magma', 'cividis')
+SEEDS_TIP = ("Run this setup over this many seeds (seed, seed+1, ...), one after another: a run takes that many times longer. "
+             "The result gives the error's mean and range over the seeds: how much the seed alone moves it.")
 _STYLE = dict(description_width='10em')
 _LAY = dict(width='26em')
 _COLORS = dict(info='#333', ok='#1a7f37', warn='#9a6700', error='#cf222e')
@@ -86,13 +121,16 @@ def _arch_label(a):
 
 def _menu(values, default): return sorted(dict.fromkeys([*values, default]))
 
+def _counts(menu, d, none_label):
+    "Dropdown options: the counts in `menu` (and the default `d`), then None as `none_label`."
+    return [(str(n), n) for n in sorted(dict.fromkeys([*menu] + [d]*(d is not None)))] + [(none_label, None)]
+
 def _controls(d:Config) -> dict:
     "One widget per `Config` field the panel lets you change, keyed by field name, starting at `d`'s values."
     kw = lambda desc: dict(description=desc, style=_STYLE, layout=W.Layout(**_LAY))
     box = lambda v, desc: W.Checkbox(value=v, indent=False, description=desc, layout=W.Layout(width='26em'))
     arch = d.arch if d.arch != 'auto' else d.resolved().arch
     sources = list(SOURCES) + ([str(d.source)] if str(d.source) not in SOURCES else [])
-    n_imgs = list(dict.fromkeys(list(N_IMAGES[:-1]) + [d.n_images]*(d.n_images is not None)))
     e = lambda v: math.log10(v)
     return dict(
         arch=W.Dropdown(options=[(_arch_label(a), a) for a in ARCHS], value=arch, **kw('backbone')),
@@ -111,9 +149,11 @@ def _controls(d:Config) -> dict:
                                  readout_format='.3g', **kw('LR multiplier')),
         train_bn=box(d.train_bn, 'train BatchNorm while frozen (train_bn)'),
         keep_bn_stats=box(d.resolved().keep_bn_stats, 'keep BN statistics (keep_bn_stats)'),
+        seeds=W.IntSlider(value=d.seeds, min=1, max=max(5, d.seeds), tooltip=SEEDS_TIP, **kw('seeds (repeats)')),
         source=W.Dropdown(options=sources, value=str(d.source), **kw('images')),
-        n_images=W.Dropdown(options=[(str(n), n) for n in sorted(n_imgs)] + [('all', None)], value=d.n_images,
-                            **kw('number of images')))
+        n_images=W.Dropdown(options=_counts(N_IMAGES[:-1], d.n_images, 'all'), value=d.n_images, **kw('training photos')),
+        n_valid=W.Dropdown(options=_counts(N_VALID, d.n_valid, f'{d.valid_pct:.0%} of the photos'), value=d.n_valid,
+                           **kw('validation photos')))
 
 # %% ../nbs/09_lab.ipynb #7146cd87
 REPORT_W = 10.   # inches: 1,000 px at 100 dpi, shown pixel for pixel in a notebook, so 8-pt row names are 11 px on screen
@@ -128,7 +168,7 @@ class Lab:
         self.run_dir = None if run_dir is None else Path(cache_dir()/'runs' if run_dir == 'auto' else run_dir)
         self.cbs, self.runs, self.n_trained, self.error = check_cbs(cbs), [], 0, None   # a bad cbs fails here, not at Run
         self._cache, self._thread, self._stop, self._busy = {}, None, threading.Event(), False
-        self._shown, self._compared, self._pngs, self._heatmaps = None, None, {}, {}
+        self._shown, self._compared, self._pngs, self._heatmaps, self._own = None, None, {}, {}, {}
         self._build()
         self._on_change()
 
@@ -163,7 +203,7 @@ def _build(self:Lab):
     self.controls = _controls(self.defaults)
     for w in self.controls.values(): w.observe(self._handler('_on_change'), 'value')
     self.controls['head_depth'].add_class('fl-head-depth')
-    for k in ('head_width', 'ps', 'concat_pool'): self.controls[k].add_class(f"fl-{k.replace('_', '-')}")
+    for k in ('head_width', 'ps', 'concat_pool', 'seeds', 'n_valid'): self.controls[k].add_class(f"fl-{k.replace('_', '-')}")
     self.head_table = W.HTML().add_class('fl-head-table')
     self.run_button = W.Button(description='Run', button_style='success', icon='play').add_class('fl-run')
     self.stop_button = W.Button(description='Stop', button_style='danger', icon='stop', disabled=True).add_class('fl-stop')
@@ -171,6 +211,7 @@ def _build(self:Lab):
     self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width='20em')).add_class('fl-progress')
     self.progress_label = W.Label().add_class('fl-progress-label')
     self.status = W.HTML().add_class('fl-status')
+    self.noise_line = W.HTML().add_class('fl-noise')
     self.data_line = W.HTML().add_class('fl-data')
     img = lambda: W.Layout(max_width='100%', align_self='flex-start', display='none')   # natural size (1:1), never stretched
     self.report = W.Image(format='png', layout=img()).add_class('fl-report')
@@ -198,18 +239,18 @@ def _build(self:Lab):
 # %% ../nbs/09_lab.ipynb #lab0b004
 @patch
 def _layout(self:Lab) -> W.VBox:
-    "The panel: the Training and Model columns, Run and its progress, the status line, the figure, the finished runs."
+    "The panel: the Training and Model columns, Run and its progress, the noise warning, the status line, the figure, the finished runs."
     c, h = self.controls, lambda s: W.HTML(f'<b>{s}</b>')
     col = W.Layout(width='27em', overflow='visible')   # as wide as a control: nothing cut off, no scroll bar
     model = W.VBox([h('Model'), c['arch'], c['pretrained'], c['head_depth'], c['head_width'], c['ps'], c['concat_pool'],
                     self.head_table], layout=W.Layout(overflow='visible', flex='1 1 30em')).add_class('fl-col-model')   # beside Training when 57em fit
     train = W.VBox([h('Training'), c['strategy'], c['freeze_epochs'], c['epochs'], c['base_lr'], c['lr_mult'],
-                    c['train_bn'], c['keep_bn_stats'], h('Data'), c['source'], c['n_images']], layout=col).add_class('fl-col-training')
+                    c['train_bn'], c['keep_bn_stats'], c['seeds'], h('Data'), c['source'], c['n_images'], c['n_valid']], layout=col).add_class('fl-col-training')
     bar = W.HBox([self.run_button, self.stop_button, self.progress, self.progress_label])
     runs = W.VBox([h('Finished runs (pick one to show, two to compare; hover for every setting)'), self.runs_list, self.run_details,
                    W.HBox([self.show_button, self.compare_button, self.view['scale']]), self.compare_image, self.diff])
     return W.VBox([W.HTML('<h3>finetune_lab: what fine-tuning does to every layer</h3>'),
-                   W.HBox([train, model], layout=W.Layout(flex_flow='row wrap', overflow='visible')), bar, self.data_line,
+                   W.HBox([train, model], layout=W.Layout(flex_flow='row wrap', overflow='visible')), bar, self.noise_line, self.data_line,
                    self.status, W.HBox([self.view['figure'], self.view['group_by'], self.view['cmap']], layout=W.Layout(flex_flow='row wrap')),
                    self.report, self.explanation, runs])
 
@@ -247,26 +288,46 @@ def say(self:Lab, msg:str, kind:str='info'):
 
 def _plural(n, w): return f"{n} {w}{'s'*(n != 1)}"
 
+def _pets_downloaded() -> bool:
+    "Whether fastai's Pets download is on this machine (what source='pets' reads without going online)."
+    try: p = fastai_data()/'oxford-iiit-pet'/'images'
+    except Exception: return False   # a damaged fastai settings file: Run names it
+    return p.is_dir() and any(p.iterdir())
+
 @patch
 def _check(self:Lab, cfg:Config) -> tuple[str, str]:
-    "(message, kind) about `cfg` before it runs: a warning when its weights would need a download."
+    "(message, kind) about `cfg` before it runs: a warning when it would need a download or cannot run, else what Run will do."
     if cfg.pretrained and not weights_available(cfg.resolved().arch):
         msg = (f"{cfg.arch}'s ImageNet weights are not on this machine: Run will try to download them, which fails offline. "
                "Choose efficientnet_lite0 (its weights ship with pip) or untick 'ImageNet weights'.")
         return msg, 'warn'
+    if cfg.source == 'pets' and not _pets_downloaded():
+        return ("images 'pets' is fastai's download of the full Oxford-IIIT Pet dataset, not on this machine: Run will download it, "
+                "which fails offline. Choose 'bundled' (1,409 real photos shipped with finetune_lab) to work offline."), 'warn'
+    if cfg.strategy == 'lp_ft' and cfg.head_depth:
+        return "lp_ft's first phase trains a linear classifier: set head depth to 0 to run it.", 'warn'
     if self.cached(cfg) is not None: return "This setup has been run before: Run shows it at once, without training.", 'ok'
-    return f"Ready: Run trains {_plural(planned_epochs(cfg), 'epoch')} ({cfg.strategy}) in the background.", 'info'
+    seeds = (f", {cfg.seeds} times over (seeds {cfg.seed} to {cfg.seed + cfg.seeds - 1}), so it takes {cfg.seeds} times as long"
+             if cfg.seeds > 1 else '')
+    return f"Ready: Run trains {_plural(planned_epochs(cfg), 'epoch')} ({cfg.strategy}){seeds} in the background.", 'info'
 
 def data_words(cfg:Config) -> str:
     "The line under Run: which images and which backbone `cfg` uses on this machine (what 'auto' chose)."
     return describe_run(cfg).removeprefix('finetune_lab: ').replace('images: ', 'Run uses ', 1)
+
+def _warn_html(msg:str) -> str:
+    return f'<div class="fl-msg fl-warn" style="color:{_COLORS["warn"]}">⚠ {html.escape(msg)}</div>' if msg else ''
 
 @patch
 def _on_change(self:Lab, change=None):
     c = self.controls
     if change is not None and change.get('owner') is c['arch'] and self.defaults.keep_bn_stats == 'auto':
         c['keep_bn_stats'].value = keeps_bn_stats('auto', c['arch'].value)  # what 'auto' means for the new backbone
-    try: self.data_line.value = f'<div style="color:#555">{html.escape(data_words(self.config()))}.</div>'
+    try:
+        cfg = self.config()
+        self.data_line.value = f'<div style="color:#555">{html.escape(data_words(cfg))}.</div>'
+        n = valid_size(cfg)
+        self.noise_line.value = _warn_html(noise_words(n)) if n is not None and n < SMALL_VALID else ''
     except ValueError: pass
     self.head_table.value = head_html(c['arch'].value, c['head_depth'].value, c['head_width'].value, _snap(c['ps']), c['concat_pool'].value)
     if self.running: return  # the status line belongs to the run until it ends
@@ -280,7 +341,10 @@ def _set_running(self:Lab, on:bool):
     self.run_button.disabled, self.stop_button.disabled = on, not on
 
 @patch
-def _label_of(self:Lab, h:RunHistory) -> str: return run_label(h, self.defaults.resolved().asdict())
+def _label_of(self:Lab, h:RunHistory) -> str:
+    "`run_label` against the panel's defaults; a run added with a name starts with that name instead of its strategy."
+    label, name = run_label(h, self.defaults.resolved().asdict()), self._own.get(id(h))
+    return label if name is None else name + label[len(str((h.config or {}).get('strategy', 'run'))):]
 
 @patch
 def _add(self:Lab, h:RunHistory):
@@ -292,10 +356,21 @@ def _add(self:Lab, h:RunHistory):
     self.runs_list.value = tuple(i for i in sel if i < len(self.runs))
 
 @patch
+def _idle_progress(self:Lab):
+    "Clear the progress bar and its label (a stale 'stopped before training began' must not sit beside another run)."
+    if not self.running: self.progress.value, self.progress_label.value = 0, ''
+
+@patch
 def _on_pick(self:Lab, change=None):
     "Every setting of the picked runs, under the list."
     self.run_details.value = ''.join(f'<div style="color:#555; font-size:90%">{i+1}. {html.escape(config_words(self.runs[i]))}</div>'
                                      for i in self.runs_list.value)
+
+def result_words(h:RunHistory) -> str:
+    "'error 2.5 % (1/40); 3 seeds: mean ..., range ...', and how coarse that is when fewer than `SMALL_VALID` photos: for the status line."
+    s = f"error {error_short(h)}" + (f"; {repeat_short(h)}" if len(h.repeats) else '')
+    ec = h.final_errors()
+    return s + (f". {noise_words(ec.n, ec.ci)}" if ec is not None and 0 < ec.n < SMALL_VALID else '')
 
 @patch
 def _on_run(self:Lab, _=None):
@@ -304,12 +379,13 @@ def _on_run(self:Lab, _=None):
     except ValueError as e: return self.say(str(e), 'error')
     h = self.cached(cfg)
     if h is not None:
-        self._add(h); self._show(h)
-        return self.say("Shown from the cache: this setup has been run before, nothing was retrained.", 'ok')
+        self._add(h); self._idle_progress(); self._show(h)
+        return self.say(f"Shown from the cache: this setup has been run before, nothing was retrained: {result_words(h)}", 'ok')
     self._stop = threading.Event()
     self._set_running(True)
     self.progress.value, self.progress_label.value = 0, 'preparing the images and the model...'
-    self.say(f"Training {cfg.strategy} on {cfg.n_images or 'all'} images: the panel stays usable; Stop ends it early.")
+    seeds = f", {cfg.seeds} seeds one after another" if cfg.seeds > 1 else ''
+    self.say(f"Training {cfg.strategy} on {cfg.n_images or 'all'} images{seeds}: the panel stays usable; Stop ends it early.")
     self._thread = threading.Thread(target=self._train, args=(cfg,), daemon=True, name='finetune_lab.Lab')
     self._thread.start()
 
@@ -320,14 +396,20 @@ def _on_stop(self:Lab, _=None):
     self.say("Stopping at the next batch...", 'warn')
 
 # %% ../nbs/09_lab.ipynb #b8c92d84
+def one_line_error(e:BaseException) -> str:
+    "`e`'s message on one line; a failed download (`URLError`) without the nested '<urlopen error ...>' wrappers."
+    s = str(e.reason) if isinstance(e, urllib.error.URLError) else str(e)
+    while (t := re.sub(r'<urlopen error ([^<>]*)>', r'\1', s)) != s: s = t   # innermost first: they nest
+    return ' '.join(s.split()) or 'no message'
+
 def _error_text(e:Exception) -> str:
-    "One readable line for a failed run (no traceback)."
-    msg = ' '.join(str(e).split()) or 'no message'
-    return f"The run failed: {type(e).__name__}: {msg}"
+    "One readable line for a failed run (no traceback): a failed download is said as such."
+    if isinstance(e, urllib.error.URLError): return f"The run failed: a download failed (offline?): {one_line_error(e)}"
+    return f"The run failed: {type(e).__name__}: {one_line_error(e)}"
 
 @patch
 def _train(self:Lab, cfg:Config):
-    "The worker thread: train, keep the history, cache it if finished, draw it; any error becomes one message."
+    "The worker thread: train, keep the history, cache it if finished (every seed), draw it; any error becomes one message."
     self.n_trained += 1
     t0 = time.perf_counter()
     try:
@@ -336,14 +418,18 @@ def _train(self:Lab, cfg:Config):
         if h.interrupted and not len(h.steps):   # stopped while preparing: nothing trained, nothing to keep or show
             self.progress_label.value = 'stopped before training began'
             return self.say(f"Stopped before the first training step ({secs:.0f} s): nothing was trained, so no run was added.", 'warn')
+        seeds_cut = cfg.seeds > 1 and not h.interrupted and len(h.repeats) < cfg.seeds   # Stop during a later seed
         self._add(h)
-        note = '' if h.interrupted else self._remember(cfg, h)
-        self.progress_label.value = f"{'stopped after' if h.interrupted else 'done:'} {_plural(len(h.steps), 'step')}"
-        msg = (f"Stopped after {len(h.steps)} steps ({secs:.0f} s): the partial run is kept in the list, not cached."
-               if h.interrupted else f"Finished in {secs:.0f} s ({len(h.steps)} steps); cached{note}.")
+        note = '' if h.interrupted or seeds_cut else self._remember(cfg, h)
+        self.progress_label.value = f"{'stopped after' if h.interrupted or seeds_cut else 'done:'} {_plural(len(h.steps), 'step')}"
+        each = ' per seed' if cfg.seeds > 1 else ''
+        if h.interrupted: msg = f"Stopped after {len(h.steps)} steps ({secs:.0f} s): the partial run is kept in the list, not cached."
+        elif seeds_cut: msg = (f"Stopped during seed {len(h.repeats) + 1} of {cfg.seeds} ({secs:.0f} s): the {_plural(len(h.repeats), 'finished seed')} "
+                               f"are kept in the list, not cached: {result_words(h)}")
+        else: msg = f"Finished in {secs:.0f} s ({len(h.steps)} steps{each}): {result_words(h)} Cached{note}."
         try: self._show(h)
         except Exception as e: msg += f" Drawing it failed: {type(e).__name__}: {' '.join(str(e).split())}"
-        self.say(msg, 'warn' if h.interrupted or 'failed' in msg else 'ok')
+        self.say(msg, 'warn' if h.interrupted or seeds_cut or 'failed' in msg else 'ok')
     except Exception as e:  # a thread's exception would only reach stderr: show it in the panel instead
         self.error = e
         self.progress_label.value = 'failed'
@@ -364,7 +450,7 @@ def _report_png(self:Lab, h:RunHistory) -> bytes:
 @patch
 def _report_file(self:Lab, h:RunHistory) -> Path|None:
     "Where the report PNG of a finished, saved run is kept next to its history (per package version), or None."
-    if self.run_dir is None or h.interrupted: return None
+    if self.run_dir is None or h.interrupted or id(h) in self._own: return None   # a run of your own is drawn afresh
     try: p = run_file(self.run_dir, Config.from_dict(h.config))
     except (ValueError, TypeError): return None   # a history without a usable Config (loaded from elsewhere)
     return p.with_name(f'{p.stem}.report-{__version__}.png') if p.exists() else None
@@ -418,12 +504,17 @@ def _compare_png(self:Lab, hs:list) -> bytes:
     return fig_to_png(plot_compare(hs, cmap=v['cmap'].value, group_by=v['group_by'].value, shared_scale=v['scale'].value == 'shared',
                                    max_width=REPORT_W))
 
+def _seeds_words(hs:list) -> str:
+    "A paragraph with each run's mean and range over its seeds ('' when neither was repeated)."
+    said = [f"{k}: {repeat_short(h)}" for k, h in zip('AB', hs) if len(h.repeats)]
+    return '\n\nOver seeds, ' + '; '.join(said) + '.' if said else ''
+
 @patch
 def compare(self:Lab, i:int, j:int):
     "Compare `runs[i]` with `runs[j]`: side-by-side heatmaps and a paragraph."
     self._compared = [self.runs[i], self.runs[j]]
     _shown_image(self.compare_image, self._compare_png(self._compared))
-    self.diff.value = _paragraphs_html(explain_diff(*self._compared))
+    self.diff.value = _paragraphs_html(explain_diff(*self._compared) + _seeds_words(self._compared))
 
 @patch
 def _on_compare(self:Lab, _=None):
@@ -436,10 +527,22 @@ def _on_compare(self:Lab, _=None):
 def _on_show(self:Lab, _=None):
     sel = self.runs_list.value
     if len(sel) != 1: return self.say(f"Pick one finished run to show; {len(sel)} picked.", 'warn')
-    self._show(self.runs[sel[0]])
-    self.say(f"Showing run {sel[0]+1}.", 'ok')
+    self._idle_progress(); self._show(self.runs[sel[0]])
+    self.say(f"Showing run {sel[0]+1}: {result_words(self.runs[sel[0]])}", 'ok')
 
 @patch
 def _on_view(self:Lab, change=None):
     if self._shown is not None: _shown_image(self.report, self._report_png(self._shown))
     if self._compared is not None: _shown_image(self.compare_image, self._compare_png(self._compared))
+
+@patch
+def add(self:Lab, h:RunHistory, name:str|None=None) -> int:
+    """Put a run of your own (`learner_history(learn)`, `learn.weight_history` or `RunHistory.load(path)`) in the list of
+    finished runs, labelled `name`, and show it: Show and Compare treat it like the panel's runs. Returns its index in `runs`."""
+    check_history(h, 'Lab.add')
+    self._own[id(h)] = None if name is None else ' '.join(str(name).split())
+    self._add(h)
+    i = next(i for i, r in enumerate(self.runs) if r is h)
+    self._idle_progress(); self._show(h)
+    if not self.running: self.say(f"Added run {i+1} ({self._label_of(h)}).", 'ok')
+    return i

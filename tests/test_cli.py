@@ -9,7 +9,7 @@ from finetune_lab.history import RunHistory
 from finetune_lab.models import WeightsUnavailableError
 from finetune_lab.synthetic import synthetic_history
 
-TINY = ['--source', 'synthetic', '--arch', 'efficientnet_lite0', '--n-images', '24', '--size', '64']
+TINY = ['--source', 'synthetic', '--arch', 'efficientnet_lite0', '--n-images', '24', '--n-valid', '24', '--size', '64']
 
 
 def call(capsys, *args):
@@ -102,6 +102,12 @@ def test_run_writes_report_history_and_words_then_show_redraws_it(capsys, tmp_pa
     assert code == 0, err
     assert names(tmp_path) == ['explain.txt', 'run.npz', 'run.png']
     assert 'phase: frozen (fit 0, 1 epoch)' in out and 'phase: unfrozen (fit 1, 1 epoch)' in out
+    # captured, stdout is not a terminal: one line per epoch, no progress-bar frames (issue 25 item 10)
+    assert '\r' not in out and out.count('    epoch 0, train_loss ') == 2 and 'error_rate ' in out
+    h0 = RunHistory.load(tmp_path/'run.npz')
+    ec, maj = h0.final_errors(), h0.baseline_errors('majority')
+    assert f"  -> error {ec.text()}; larger class {maj.wrong} of 24 ({100*maj.rate:.1f} %): " in out and 'exact McNemar p' in out
+    assert 'note: 24 validation photos: one photo is 4.17 points of error rate' in out
     h = RunHistory.load(tmp_path/'run.npz')
     assert (h.config['head_depth'], h.config['n_images'], h.config['size']) == (2, 24, 64)
     assert list(h.epochs.phase) == ['frozen', 'unfrozen']
@@ -269,7 +275,7 @@ def test_ctrl_c_while_writing_keeps_every_finished_history(capsys, tmp_path, fak
     (['compare', '--strategies', 'full,full'], 'repeats a strategy'),
     (['compare', '--vary', 'head_depth=,'], 'write KNOB=v1,v2'),
     (['run', '--bs', '1'], 'Config.bs=1 is not allowed'),
-    (['run', '--n-images', '8', '--valid-pct', '0.9'], 'leaves 1 to train on'),
+    (['run', '--n-images', '8', '--n-valid', 'none', '--valid-pct', '0.9'], 'leaves 1 to train on'),
 ])
 def test_more_mistakes_exit_2_and_write_nothing(capsys, tmp_path, args, says, fake_training):
     code, out, err = call(capsys, *args, '--out', tmp_path/'out')
@@ -331,3 +337,52 @@ def test_show_into_the_folder_it_reads_keeps_everything(capsys, tmp_path, fake_t
     code, out, err = call(capsys, 'show', tmp_path/'run.npz', '--out', tmp_path)
     assert code == 0 and {k: v for k, v in snapshot(tmp_path).items() if k in before} == before
     assert names(tmp_path) == ['explain-2.txt', 'explain.txt', 'run-2.png', 'run.npz', 'run.png']
+
+
+# --- issue 22/25: counts and intervals, paired tests, seeds, logs, offline downloads ---------------------------------
+
+def test_compare_says_win_or_tie_by_the_paired_test(capsys, tmp_path, fake_training):
+    from finetune_lab.history import compare_runs
+    code, out, err = call(capsys, 'compare', '--strategies', 'fine_tune,head_only,full', '--out', tmp_path)
+    assert code == 0, err
+    hs = {s: RunHistory.load(tmp_path/f'{s}.npz') for s in ('fine_tune', 'head_only', 'full')}
+    block = out.split('paired tests on the validation photos (exact McNemar; a win needs p < 0.05):\n')[1].splitlines()[:3]
+    for line, (a, b) in zip(block, [('fine_tune', 'head_only'), ('fine_tune', 'full'), ('head_only', 'full')]):
+        v = compare_runs(hs[a], hs[b])
+        assert line.startswith(f"  {a} vs {b}: " + dict(better=f"{a} wins", worse=f"{b} wins", tie='a tie within noise')[v.which]), line
+        assert f"exact McNemar test on the same 400 photos, {v.a_only} wrong only for {a} and {v.b_only} only for {b}" in line
+
+def test_different_photos_get_no_paired_test(capsys, tmp_path):
+    for n, nv in (('a', 400), ('b', 100)): synthetic_history(n_valid=nv).save(tmp_path/f'{n}.npz')
+    code, out, err = call(capsys, 'show', tmp_path/'a.npz', tmp_path/'b.npz', '--out', tmp_path/'out')
+    assert code == 0 and 'a vs b: not the same recorded validation photos, so no paired test' in out
+
+def test_a_multi_seed_run_prints_each_seed_and_the_mean_and_range(capsys, tmp_path, monkeypatch):
+    h = synthetic_history(n_valid=40, seeds=3)
+    monkeypatch.setattr(cli, 'prepare', lambda cfgs: None)
+    monkeypatch.setattr(cli, 'run', lambda cfg, cbs=None, progress=True: h)
+    code, out, err = call(capsys, 'run', '--seeds', '3', '--out', tmp_path)
+    assert code == 0, err
+    r = h.repeats
+    each = ', '.join(f"{int(s.seed)}: {int(s.wrong)} of 40 ({100*s.error_rate:.1f} %)" for s in r.itertuples())
+    e = 100*r.error_rate
+    assert f"     seeds {each}; 3 seeds: mean {e.mean():.1f} %, range {e.min():.1f}–{e.max():.1f} %" in out
+    assert 'note: 40 validation photos' in out
+
+def test_seeds_flag_runs_every_seed(capsys, tmp_path):
+    code, out, err = call(capsys, 'run', *TINY, '--seeds', '2', '--epochs', '1', '--freeze-epochs', '0', '--out', tmp_path)
+    assert code == 0, err
+    h = RunHistory.load(tmp_path/'run.npz')
+    assert list(h.repeats.seed) == [42, 43] and (h.repeats.n == 24).all()
+    assert '  seed 42 (1 of 2)' in out and '  seed 43 (2 of 2)' in out and '\r' not in out   # a log line per seed, no bars
+    assert '     seeds 42: ' in out and ', 43: ' in out and '2 seeds: mean' in out
+
+def test_an_offline_download_is_one_clear_line(capsys, tmp_path, monkeypatch):
+    "Issue 25 item 9: a failed Pets download is one line without the nested '<urlopen error ...>'."
+    import urllib.error
+    def offline(cfgs): raise urllib.error.URLError("Could not download the Oxford-IIIT Pet dataset (<urlopen error [Errno -3] "
+                                                   "Temporary failure in name resolution>): check the internet connection.")
+    monkeypatch.setattr(cli, 'prepare', offline)
+    code, out, err = call(capsys, 'run', '--source', 'pets', '--out', tmp_path)
+    assert code == 1 and one_line(err) and 'a download failed (offline?)' in err and 'urlopen' not in err
+    assert '([Errno -3] Temporary failure in name resolution)' in err

@@ -1,11 +1,12 @@
-"The Lab panel driven from plain Python: stop mid-run, run again, disk cache in a fresh panel, compare, errors."
+"The Lab panel driven from plain Python: stop mid-run, run again, disk cache in a fresh panel, compare, errors, seeds, runs of your own."
 import time, urllib.error
 import pytest
+from fastai.callback.core import Callback
 from finetune_lab.lab import Lab, run_file, planned_epochs
 from finetune_lab.models import weights_available
 from finetune_lab.explain import explain
 
-TINY = dict(source='synthetic', n_images=32, size=64, arch='efficientnet_lite0', epochs=1, freeze_epochs=1)
+TINY = dict(source='synthetic', n_images=32, n_valid=16, size=64, arch='efficientnet_lite0', epochs=1, freeze_epochs=1)   # 2 batches an epoch
 PNG = b'\x89PNG\r\n\x1a\n'
 
 def wait_for(cond, timeout=300, what='condition'):
@@ -31,12 +32,13 @@ def lab(run_dir):
     lab.controls['epochs'].value = 1  # TINY: a different setup from the stopped one
     lab.run_button.click()
     assert lab.wait(300)
+    lab.after_run_status = lab.status.value
     return lab
 
 def test_stop_keeps_partial_run_uncached(lab, run_dir):
     h = lab.runs[0]
     assert h.interrupted and 'interrupted' in lab.runs_list.options[0][0]
-    n_planned = planned_epochs(lab.stopped_cfg)  # 1 batch per epoch with 32 images
+    n_planned = planned_epochs(lab.stopped_cfg)*2  # 2 batches per epoch: 32 training images, bs 16
     assert 1 <= len(h.steps) < n_planned, f"{len(h.steps)} steps recorded, {n_planned} planned: Stop did not end it early"
     done, total = lab.after_stop['progress']
     assert done < total
@@ -149,7 +151,7 @@ def test_finished_runs_are_told_apart_and_the_panel_names_data_and_backbone(lab)
     more = Lab(run_dir=None, **{**TINY, 'n_images': 48})
     r = lab.runs[1]
     assert '32 images' in more._label_of(r) and '48' not in more._label_of(r)   # 32 differs from this panel's 48
-    assert 'drawn' in lab.data_line.value and 'efficientnet_lite0' in lab.data_line.value and '32 of them at 64 px' in lab.data_line.value
+    assert 'drawn' in lab.data_line.value and 'efficientnet_lite0' in lab.data_line.value and '32 photos to train on and 16 held out to validate on at 64 px' in lab.data_line.value
 
 def test_stop_while_preparing_adds_no_empty_run():
     "Item 5 of issue #15: Stop before the first training step cancels cleanly: no 0-step run, no empty figure, a clear label."
@@ -206,3 +208,109 @@ def test_head_type_controls_change_the_preview_and_the_run_config():
     assert 'Run trains 2 epochs' in lab.status.value
     c['freeze_epochs'].value = 0
     assert 'Run trains 1 epoch (' in lab.status.value      # not "1 epochs"
+
+
+# --- issue 22/25: noise made visible, seeds, a stale label, runs of your own -------------------------------------------------
+
+def test_small_validation_set_is_flagged_near_run_and_in_the_result(lab):
+    "16 validation photos: the line under Run and the finished run's status say how coarse the error is; 400 photos say nothing."
+    from finetune_lab.lab import noise_words
+    assert 'fl-noise' in lab.noise_line._dom_classes
+    assert '16 validation photos: one photo is 6.25 points of error rate' in lab.noise_line.value and 'can be noise' in lab.noise_line.value
+    h, ec = lab.runs[1], lab.runs[1].final_errors()
+    assert ec is not None and ec.n == 16                                      # the run validated on the 16 photos it was given
+    assert f"error {ec.short()}" in lab.after_run_status and noise_words(16, ec.ci) in lab.after_run_status.replace('&#x27;', "'")
+    lab.controls['n_valid'].value = 400
+    assert lab.noise_line.value == ''
+    lab.controls['n_valid'].value = 16
+    assert '16 validation photos' in lab.noise_line.value
+
+def test_error_counts_in_the_finished_runs_list(lab):
+    labels = [l for l, _ in lab.runs_list.options]
+    ec = lab.runs[1].final_errors()
+    assert f"error {ec.short()}" in labels[1] and f"/{ec.n})" in labels[1]    # '12.5 % (2/16)': the count, not only the rate
+
+class StopAtSecondSeed(Callback):
+    "Press the panel's Stop as the second seed's learner starts fitting (a new Learner per seed)."
+    def __init__(self, lab): self.lab, self.learners = lab, []
+    def before_fit(self):
+        if not any(l is self.learn for l in self.learners): self.learners.append(self.learn)
+        if len(self.learners) == 2: self.lab.stop_button.click()
+
+def test_seeds_run_one_after_another_and_show_mean_and_range(run_dir):
+    lab = Lab(run_dir=run_dir, **{**TINY, 'seeds': 2})
+    assert lab.controls['seeds'].value == 2 and 'seeds 42 to 43' in lab.status.value and '2 times as long' in lab.status.value
+    lab.run_button.click()
+    labels = []
+    wait_for(lambda: labels.append(lab.progress_label.value) or 'seed 2/2' in lab.progress_label.value or not lab.running,
+             what='the second seed')
+    assert lab.wait(300)
+    h = lab.runs[0]
+    assert list(h.repeats.seed) == [42, 43] and (h.repeats.n == 16).all()
+    assert any('seed 2/2' in l for l in labels), labels[-5:]
+    assert lab.progress.value == lab.progress.max == 2*planned_epochs(lab.config())*2   # one bar for both seeds
+    assert '2 seeds: mean' in lab.runs_list.options[0][0] and '2 seeds: mean' in lab.status.value and 'Finished' in lab.status.value
+    assert 'Over 2 seeds' in lab.explanation.value
+    assert run_file(run_dir, lab.config()).exists()
+    one = Lab(run_dir=run_dir, **TINY)       # the one-seed run of the same setup, from the cache
+    one.run_button.click()
+    one.add(h, name='two seeds')
+    one.compare(0, 1)
+    assert 'B: 2 seeds: mean' in one.diff.value
+
+def test_stop_during_a_later_seed_keeps_the_finished_seeds_uncached(run_dir):
+    lab = Lab(run_dir=run_dir, **{**TINY, 'seeds': 2, 'epochs': 2})
+    lab.cbs = [StopAtSecondSeed(lab)]
+    lab.run_button.click(); assert lab.wait(300)
+    h = lab.runs[0]
+    assert len(h.repeats) == 1 and not h.interrupted
+    assert 'Stopped during seed 2 of 2' in lab.status.value and 'not cached' in lab.status.value
+    assert lab.cached(lab.config()) is None and not run_file(run_dir, lab.config()).exists()
+
+def test_showing_another_run_clears_a_stale_stop_label():
+    "Issue 25 item 8: 'stopped before training began' does not stay beside a run shown later."
+    from finetune_lab.synthetic import synthetic_history
+    lab = Lab(run_dir=None, **TINY)
+    lab.run_button.click(); lab.stop_button.click()
+    assert lab.wait(300) and lab.progress_label.value == 'stopped before training began'
+    lab.add(synthetic_history(n_valid=16))
+    assert lab.progress_label.value == '' and lab.progress.value == 0
+    lab.progress_label.value = 'stopped before training began'    # as a later Stop would leave it
+    lab.runs_list.value = (0,); lab.show_button.click()
+    assert lab.progress_label.value == '' and 'Showing run 1' in lab.status.value
+
+def test_a_run_of_your_own_joins_the_list_and_compares(lab):
+    "Issue 23 item 2: lab.add(learner_history(learn), name=...) on a Learner trained outside the panel."
+    from finetune_lab.strategies import Config, get_dls, learner_history
+    from finetune_lab.models import build_learner
+    from finetune_lab.tracker import WeightChangeTracker
+    learn = build_learner(get_dls(Config(**TINY)), 'efficientnet_lite0', head_depth=2, keep_bn_stats=True)
+    learn.fine_tune(1, freeze_epochs=1, cbs=WeightChangeTracker())
+    mine = learner_history(learn)
+    n = len(lab.runs)
+    i = lab.add(mine, name='my head_depth=2')
+    assert i == n and lab.runs[i] is mine and lab._shown is mine and bytes(lab.report.value).startswith(PNG)
+    label = lab.runs_list.options[i][0]
+    assert label.startswith(f"{i+1}. my head_depth=2") and f"error {mine.final_errors().short()}" in label
+    assert 'This run' in lab.explanation.value and "Added run" in lab.status.value
+    lab.compare(1, i)
+    assert bytes(lab.compare_image.value).startswith(PNG) and 'Comparing A' in lab.diff.value
+    with pytest.raises(TypeError, match='Lab.add needs a RunHistory'): lab.add(learn)
+
+def test_head_table_explains_the_halved_dropout():
+    lab = Lab(run_dir=None, **TINY)
+    lab.controls['ps'].value = 0.3
+    t = lab.head_table.value
+    assert 'p=0.15' in t and 'halves it on the hidden layers (p=0.15)' in t and 'full p=0.3' in t
+
+def test_pets_offline_is_warned_before_run_and_fails_in_one_line(monkeypatch):
+    "Issue 25 item 9: images=pets without the download warns before Run; offline, Run ends in one clear line."
+    import finetune_lab.lab as L, finetune_lab.data as D
+    monkeypatch.setattr(L, '_pets_downloaded', lambda: False)
+    def offline(*a, **k): raise urllib.error.URLError(urllib.error.URLError('[Errno -3] Temporary failure in name resolution'))
+    monkeypatch.setattr(D, 'untar_data', offline)
+    lab = Lab(run_dir=None, **{**TINY, 'source': 'pets', 'n_valid': 40})
+    assert 'fl-warn' in lab.status.value and 'fails offline' in lab.status.value and "'bundled'" in lab.status.value.replace('&#x27;', "'")
+    lab.run_button.click(); assert lab.wait(300)
+    s = lab.status.value.replace('&#x27;', "'")
+    assert 'fl-error' in s and 'a download failed (offline?)' in s and 'urlopen error' not in s and 'Traceback' not in s

@@ -67,7 +67,7 @@ def open_page(browser, url):
     return page
 
 # Tiny settings for the app, read by nbs/app.ipynb from FINETUNE_LAB_APP_<FIELD>: a run takes seconds on a CPU.
-TINY = dict(SOURCE='synthetic', ARCH='efficientnet_lite0', N_IMAGES='32', SIZE='64', EPOCHS='1', FREEZE_EPOCHS='1')
+TINY = dict(SOURCE='synthetic', ARCH='efficientnet_lite0', N_IMAGES='32', N_VALID='16', SIZE='64', EPOCHS='1', FREEZE_EPOCHS='1')
 
 @pytest.fixture(scope='module')
 def page(browser, tmp_path_factory):
@@ -143,6 +143,15 @@ def test_model_column_sits_beside_training_in_a_notebook_wide_page_and_below_it_
         assert m['y'] >= t['y'] + t['height'] - 1, f"Model not below Training at 600 px: {t} {m}"
     finally: page.set_viewport_size({'width': 1400, 'height': 2200})
 
+def test_small_validation_set_halved_dropout_and_seeds_explain_themselves(page):
+    "Issue 25 items 4 and 6, issue 22's seeds: the page says how coarse 16 photos are, why the table shows p=0.25, what seeds do."
+    noise = text(page, '.fl-noise')
+    assert '16 validation photos: one photo is 6.25 points of error rate' in noise and 'can be noise' in noise
+    assert page.locator('.fl-noise').is_visible()
+    assert "halves it on the hidden layers (p=0.25)" in text(page, '.fl-head-table') and 'p=0.25' in text(page, '.fl-head-table')
+    tip = page.evaluate("() => { const e = document.querySelector('.fl-seeds'); return e.title || e.getAttribute('title') || '' }")
+    assert 'times longer' in tip, tip
+
 def test_line_under_run_names_the_images_and_the_backbone(page):
     "Item 3 of issue #15: what 'auto' chose is on the page before Run."
     line = text(page, '.fl-data')
@@ -161,6 +170,8 @@ def test_run_draws_the_report(page):
     w, h = report_size(page)
     assert w > 400 and h > 300, f"the report figure is only {w}x{h} px"
     assert 'fl-ok' in page.locator('.fl-status').inner_html()
+    status = text(page, '.fl-status')
+    assert re.search(r'error \d+\.\d % \(\d+/16\)', status) and '16 validation photos' in status, status   # count, and how coarse
     from playwright.sync_api import expect   # the buttons are set after the status line, one widget message later: wait for them
     expect(page.locator('.fl-run')).to_be_enabled(timeout=30_000)
     expect(page.locator('.fl-stop')).to_be_disabled(timeout=30_000)
