@@ -1,4 +1,4 @@
-"""`representation_change(learn, reference_state, dl)`: how differently each block of the trained body represents a fixed validation batch than the pretrained body did (linear CKA), next to how far its weights moved.
+"""`representation_change(learn, reference_state)`: how differently each block of the trained body represents the validation images than the pretrained body did (linear CKA over the whole validation set), beside what CKA gives the same images in a shuffled order, and how far the block's weights moved.
 
 Docs: https://finetune-lab.github.io/finetune_lab/representation.html.md"""
 
@@ -10,21 +10,40 @@ import copy
 import numpy as np, pandas as pd, torch
 from torch import nn
 from matplotlib.figure import Figure
-from fastai.callback.hook import hook_outputs
+from fastai.callback.hook import Hooks
 from .models import bare_model, body_names
 
 # %% auto #0
-__all__ = ['linear_cka', 'body_blocks', 'representation_change', 'plot_representation']
+__all__ = ['linear_cka', 'shuffled_cka', 'body_blocks', 'pooled_outputs', 'representation_change', 'plot_representation']
 
 # %% ../nbs/12_representation.ipynb #d6ab3183
-def linear_cka(x:torch.Tensor, y:torch.Tensor)->float:
-    "Linear CKA of activations `x` and `y` of the same images (first dim): 1 = the same up to rotation and scale."
-    if len(x) != len(y) or len(x) < 2: raise ValueError(f"linear_cka needs activations of the same images, at least 2: got {len(x)} and {len(y)}.")
-    x, y = (t.detach().flatten(1).double() for t in (x, y))
-    x, y = x - x.mean(0), y - y.mean(0)
-    k, l = x @ x.T, y @ y.T
+def _centred_gram(x:torch.Tensor)->torch.Tensor:
+    "The `n × n` Gram matrix of `x`'s rows (one per image), after centring each feature over the images."
+    x = x.detach().flatten(1).double()
+    x = x - x.mean(0)
+    return x @ x.T
+
+def _cka(k:torch.Tensor, l:torch.Tensor)->float:
     den = k.norm() * l.norm()
     return float((k*l).sum() / den) if den > 0 else float('nan')   # nan: a block whose output is the same for every image
+
+def _same_images(x, y, f):
+    if len(x) != len(y) or len(x) < 2: raise ValueError(f"{f} needs activations of the same images, at least 2: got {len(x)} and {len(y)}.")
+
+def linear_cka(x:torch.Tensor, y:torch.Tensor)->float:
+    "Linear CKA of activations `x` and `y` of the same images (first dim): 1 = the same up to rotation and scale."
+    _same_images(x, y, 'linear_cka')
+    return _cka(_centred_gram(x), _centred_gram(y))
+
+# %% ../nbs/12_representation.ipynb #r22base2
+def shuffled_cka(x:torch.Tensor,     # activations of n images (first dim)
+                 y:torch.Tensor,     # activations of the same n images
+                 n_perm:int=10,      # random orders to average over
+                 seed:int=0)->float: # picks the orders
+    "Mean linear CKA of `x` against `y` with its images in `n_perm` random orders: what CKA gives unrelated representations of this many images."
+    _same_images(x, y, 'shuffled_cka')
+    k, l, g = _centred_gram(x), _centred_gram(y), torch.Generator().manual_seed(seed)
+    return float(np.mean([_cka(k, l[p][:, p]) for p in (torch.randperm(len(l), generator=g) for _ in range(n_perm))]))
 
 # %% ../nbs/12_representation.ipynb #9348fe05
 def body_blocks(learn)->list:
@@ -36,6 +55,30 @@ def body_blocks(learn)->list:
     if len(names) != len(kids): names = [str(i) for i in range(len(kids))]
     return [(n, k) for n, k in zip(names, kids) if any(True for _ in k.parameters())]
 
+# %% ../nbs/12_representation.ipynb #r22pool1
+def _pool(m, i, o)->torch.Tensor:
+    "A block's output averaged over the positions: one row of `channels` per image."
+    return (o.float().mean(tuple(range(2, o.ndim))) if o.ndim > 2 else o.float().flatten(1)).cpu()
+
+@torch.no_grad()
+def pooled_outputs(pairs:list,  # `(model, blocks)` pairs: each model and the modules whose outputs to keep
+                   dl)->list:    # batches `(x, ...)` that every model sees, once
+    "For each pair: its blocks' outputs over all of `dl`'s images, each averaged over the positions (`n_images × channels`)."
+    modes = [[m.training for m in model.modules()] for model, _ in pairs]
+    feats = [[[] for _ in bs] for _, bs in pairs]
+    hooks = [Hooks(bs, _pool) for _, bs in pairs]
+    try:
+        for model, _ in pairs: model.eval()
+        for b in dl:
+            for (model, _), hs, fs in zip(pairs, hooks, feats):
+                model(b[0])
+                for f, h in zip(fs, hs): f.append(h.stored)
+    finally:
+        for h in hooks: h.remove()
+        for (model, _), ms in zip(pairs, modes):
+            for m, t in zip(model.modules(), ms): m.training = t
+    return [[torch.cat(f) for f in fs] for fs in feats]
+
 # %% ../nbs/12_representation.ipynb #bf205211
 def _reference(learn, reference_state):
     if reference_state is not None: return reference_state
@@ -46,48 +89,54 @@ def _reference(learn, reference_state):
                      "before training: {k: v.clone() for k, v in learn.model.state_dict().items()}), or train with "
                      "finetune_lab.importance.KeepReference and pass its .reference_state.")
 
-@torch.no_grad()
-def _outputs(model, blocks, xb)->list:
-    with hook_outputs(blocks, detach=True, cpu=True) as hooks: model(xb)
-    return hooks.stored
-
-def representation_change(learn,                      # a trained Learner
-                          reference_state:dict|None=None,  # its state_dict before training (default: a callback's `reference_state`)
-                          dl=None)->pd.DataFrame:     # images to compare on: the first batch (default: the validation set's)
-    "Per body block: parameters, relative weight change and linear CKA between the pretrained and the trained block's outputs."
-    ref, model = _reference(learn, reference_state), bare_model(learn.model)
+def _reference_model(model, ref):
     old = copy.deepcopy(model)
     try: old.load_state_dict(ref)
     except RuntimeError as e: raise ValueError(f"reference_state does not fit this model ({str(e).splitlines()[0]}): give the state_dict of this same model taken before training.") from None
-    xb = (dl if dl is not None else learn.dls.valid).one_batch()[0]
-    blocks, old_blocks = body_blocks(learn), dict(old.named_modules())
-    names = {m: n for n, m in model.named_modules()}
-    was = model.training
-    try: now, then = _outputs(model.eval(), [b for _, b in blocks], xb), _outputs(old.eval(), [old_blocks[names[b]] for _, b in blocks], xb)
-    finally: model.train(was)
-    rows = []
-    for (n, b), a, o in zip(blocks, now, then):
-        w, w0 = [p.detach().flatten().cpu() for p in b.parameters()], [p.detach().flatten().cpu() for p in old_blocks[names[b]].parameters()]
-        d = float(torch.cat(w).sub(torch.cat(w0)).norm() / torch.cat(w0).norm())
-        rows.append(dict(block=n, n_params=sum(len(p) for p in w), weight_change=d, cka=linear_cka(a, o)))
-    df = pd.DataFrame(rows)
-    df.attrs['n_images'] = len(xb)
+    return old
+
+def _valid(dl, bs:int=64):
+    "`dl` in batches of at least `bs`: the same images in the same order, in fewer forward passes."
+    return dl.new(bs=bs) if dl.bs < bs else dl
+
+def _weight_change(b, b0)->float:
+    w, w0 = (torch.cat([p.detach().flatten().cpu() for p in m.parameters()]) for m in (b, b0))
+    return float((w - w0).norm() / w0.norm())
+
+def representation_change(learn,                      # a trained Learner
+                          reference_state:dict|None=None,  # its state_dict before training (default: a callback's `reference_state`)
+                          dl=None,                    # images to compare on (default: the whole validation set, in batches of at least 64)
+                          min_images:int=80)->pd.DataFrame: # fewer images are refused: CKA's floor (`cka_shuffled`) climbs as n falls
+    "Per body block: parameters, relative weight change, linear CKA of the pretrained vs the trained block's pooled outputs, and CKA with the images shuffled."
+    ref, model = _reference(learn, reference_state), bare_model(learn.model)
+    old = _reference_model(model, ref)
+    blocks, old_blocks, names = body_blocks(learn), dict(old.named_modules()), {m: n for n, m in model.named_modules()}
+    then_blocks = [old_blocks[names[b]] for _, b in blocks]
+    now, then = pooled_outputs([(model, [b for _, b in blocks]), (old, then_blocks)], dl if dl is not None else _valid(learn.dls.valid))
+    n = len(now[0])
+    if n < min_images: raise ValueError(f"representation_change got {n} images, fewer than min_images={min_images}: with so few, CKA scores even shuffled images high. Pass dl= with more images (or a larger valid_pct), or min_images={n} to accept it.")
+    df = pd.DataFrame([dict(block=nm, n_params=sum(p.numel() for p in b.parameters()), weight_change=_weight_change(b, b0),
+                            cka=linear_cka(a, o), cka_shuffled=shuffled_cka(a, o), n_images=n)
+                       for (nm, b), b0, a, o in zip(blocks, then_blocks, now, then)])
+    df.attrs['n_images'] = n
     return df
 
 # %% ../nbs/12_representation.ipynb #9bce39c3
 def plot_representation(df:pd.DataFrame, title:str|None=None)->Figure:
-    "How far each body block moved (left) next to how differently it represents the same images (right: 1 - linear CKA)."
-    need = {'block', 'weight_change', 'cka'} - set(df.columns)
+    "How far each body block moved (left) next to how differently it represents the images (right: 1 - linear CKA, with the shuffled-image floor)."
+    need = {'block', 'weight_change', 'cka', 'cka_shuffled'} - set(df.columns)
     if need: raise ValueError(f"plot_representation needs the DataFrame from representation_change; this one lacks {sorted(need)}.")
-    x = np.arange(len(df))
-    fig = Figure(figsize=(10, 4.2), layout='constrained')
+    x, n = np.arange(len(df)), df.attrs.get('n_images', df['n_images'].iloc[0] if 'n_images' in df else None)
+    fig = Figure(figsize=(10, 4.4), layout='constrained')
     a1, a2 = fig.subplots(1, 2)
     a1.bar(x, df.weight_change, color='tab:blue', gid='moved')
     if (df.weight_change > 0).any(): a1.set_yscale('log')
     a1.set_title('How far each block moved', fontsize=11); a1.set_ylabel('‖W − W₀‖ / ‖W₀‖')
-    a2.bar(x, 1 - df.cka, color='tab:orange', gid='represents')
-    a2.set_title(f"How differently it represents {df.attrs.get('n_images', 'the')} validation images", fontsize=11)
-    a2.set_ylabel('1 − linear CKA (0: as pretrained)')
+    a2.bar(x, 1 - df.cka, color='tab:orange', gid='represents', label='trained vs pretrained')
+    a2.plot(x, 1 - df.cka_shuffled, '_', color='black', ms=18, mew=2.5, gid='shuffled', label='images shuffled (unrelated)')
+    a2.set_yscale('symlog', linthresh=1e-4); a2.set_ylim(0, 1.5)
+    a2.set_title(f"How differently it represents the {n} validation images", fontsize=11)
+    a2.set_ylabel(f'1 − linear CKA  (0: as pretrained; n = {n})'); a2.legend(loc='center left', fontsize=9)
     for a in (a1, a2): a.set_xticks(x, df.block, rotation=45, ha='right'); a.set_xlabel('body block (input → head)')
     if title: fig.suptitle(title, fontsize=12)
     return fig
