@@ -6,7 +6,7 @@ baselines are shared). CPU time (both threads) is printed beside the wall time: 
 shares the cores. The error rate comes with its count and Wilson 95 % interval half-width. Target: the first
 run <= 20 s on 2 quiet cores.
 
-Usage: python bench/valid_size.py [--n-valid None 200 400] [--reps 1]
+Usage: python bench/valid_size.py [--n-valid None 200 400] [--reps 1] [--runs 2]
 """
 import argparse, json, math, subprocess, sys
 from common import header
@@ -18,7 +18,7 @@ from finetune_lab.strategies import Config, run
 n_valid = None if sys.argv[1] == 'None' else int(sys.argv[1])
 cfg = Config(source='bundled', n_valid=n_valid, n_images=400 if n_valid is None else 320)
 out = []
-for seed in (42, 43):
+for seed in (42, 43)[:int(sys.argv[2])]:
     t, c = time.perf_counter(), time.process_time(); h = run(cfg.replace(seed=seed), progress=False)
     w, c = time.perf_counter() - t, time.process_time() - c
     e = h.epochs.error_rate.iloc[-1]
@@ -34,7 +34,7 @@ def main(a):
     header("Issue 22: wall time of run(Config(source='bundled')) per n_valid (fresh process each, imports excluded)")
     for r in range(a.reps):
         for nv in a.n_valid:
-            p = subprocess.run([sys.executable, '-c', CHILD, nv], capture_output=True, text=True)
+            p = subprocess.run([sys.executable, '-c', CHILD, nv, str(a.runs)], capture_output=True, text=True)
             if p.returncode: print(p.stderr[-2000:]); continue
             for o in json.loads(p.stdout.strip().splitlines()[-1]):
                 print(f"rep {r} n_valid={nv:>4s} seed {o['seed']}: {'first' if o['seed'] == 42 else 'second'} run {o['wall']:5.1f} s (CPU {o['cpu']:5.1f} s), "
@@ -45,4 +45,5 @@ if __name__ == '__main__':
     ap = argparse.ArgumentParser()
     ap.add_argument('--n-valid', nargs='+', default=['None', '200', '400'])
     ap.add_argument('--reps', type=int, default=1)
+    ap.add_argument('--runs', type=int, default=2, choices=[1, 2], help='1: the first run only')
     main(ap.parse_args())
