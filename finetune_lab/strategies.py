@@ -21,10 +21,10 @@ from .tracker import WeightChangeTracker, valid_key
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'ULMFIT_FACTOR', 'PROBE_EPOCHS', 'STRATEGY_FUNCS', 'Config', 'fine_tune', 'head_only', 'full', 'gradual',
-           'one_lr', 'no_discriminative', 'lp_ft', 'surgical', 'ulmfit_lr_mult', 'ulmfit_lrs', 'Rehearsal',
-           'planned_fits', 'get_dls', 'valid_targets', 'measure_baselines', 'baselines', 'baseline_answers',
-           'describe_run', 'StopOnRequest', 'check_cbs', 'run_learner', 'release_memory', 'run', 'body_change',
-           'run_repeats', 'known_arch', 'cat_index', 'learner_history']
+           'one_lr', 'no_discriminative', 'ValidateLast', 'lp_ft', 'surgical', 'ulmfit_lr_mult', 'ulmfit_lrs',
+           'Rehearsal', 'planned_fits', 'get_dls', 'valid_targets', 'measure_baselines', 'baselines',
+           'baseline_answers', 'describe_run', 'StopOnRequest', 'check_cbs', 'run_learner', 'release_memory', 'run',
+           'body_change', 'run_repeats', 'known_arch', 'cat_index', 'learner_history']
 
 # %% ../nbs/04_strategies.ipynb #69652f43
 STRATEGIES = ('fine_tune', 'head_only', 'full', 'gradual', 'no_discriminative', 'lp_ft', 'surgical', 'ulmfit_lrs')
@@ -183,6 +183,7 @@ def no_discriminative(learn, cfg):
 # %% ../nbs/04_strategies.ipynb #h16str01
 from torch import nn
 from fastai.callback.training import BnFreeze
+from fastai.callback.core import CancelValidException
 from .models import bare_model
 
 ULMFIT_FACTOR = 2.6
@@ -203,13 +204,19 @@ def _opt_without_train_bn(learn):
     learn.train_bn = False
     learn.create_opt()
 
+class ValidateLast(Callback):
+    "Skip validation but after a fit's last epoch: lp_ft's probe is scored once, when it is done, not 16 times."
+    def before_validate(self):
+        if self.epoch < self.n_epoch - 1: raise CancelValidException()
+
 def lp_ft(learn, cfg):
     """Kumar et al. 2022's LP-FT: fit a linear classifier on the fixed body's pooled features, then fine-tune everything at one LR.
     1. Probe, `cfg.probe_epochs` (else `PROBE_EPOCHS`) epochs of `fit_one_cycle` at `slice(cfg.base_lr)`: only the head
        trains, and the head must be pool → BatchNorm1d → Dropout → Linear (`head_depth=0`), an affine map of the pooled
        features, i.e. logistic regression on standardised features. A head with hidden layers is refused, not rebuilt:
        it would not be the paper's linear probe, and swapping it silently would make the run's Config lie. The body
-       cannot move at all: no weight, no norm layer (`train_bn=False`), no BatchNorm statistic (`BnFreeze`).
+       cannot move at all: no weight, no norm layer (`train_bn=False`), no BatchNorm statistic (`BnFreeze`). The probe
+       is validated after its last epoch only (`ValidateLast`).
     2. Fine-tune: everything unfrozen, one LR for every group (`one_lr`, as the paper fine-tunes with a single LR), for
        `cfg.epochs` epochs, shaped like fine_tune's unfrozen phase.
     fine_tune also trains the head first, but its whole head (hidden layers too) for `freeze_epochs` epochs with the
@@ -217,7 +224,7 @@ def lp_ft(learn, cfg):
     if (n := _hidden_layers(learn)): raise ValueError(f"lp_ft's probe is a linear classifier, but this head has {n} hidden layer(s): use head_depth=0.")
     _opt_without_train_bn(learn)
     learn.freeze()
-    learn.fit_one_cycle(getattr(cfg, 'probe_epochs', PROBE_EPOCHS), slice(cfg.base_lr), cbs=BnFreeze())
+    learn.fit_one_cycle(getattr(cfg, 'probe_epochs', PROBE_EPOCHS), slice(cfg.base_lr), cbs=[BnFreeze(), ValidateLast()])
     learn.train_bn = cfg.train_bn
     learn.unfreeze()
     learn.fit_one_cycle(cfg.epochs, one_lr(cfg), pct_start=0.3, div=5.0)
