@@ -149,7 +149,8 @@ def test_small_validation_set_halved_dropout_and_seeds_explain_themselves(page):
     assert '16 validation photos: one photo is 6.25 points of error rate' in noise and 'can be noise' in noise
     assert page.locator('.fl-noise').is_visible()
     assert "halves it on the hidden layers (p=0.25)" in text(page, '.fl-head-table') and 'p=0.25' in text(page, '.fl-head-table')
-    tip = page.evaluate("() => { const e = document.querySelector('.fl-seeds'); return e.title || e.getAttribute('title') || '' }")
+    tip = page.evaluate("""() => [document.querySelector('.fl-seeds'), ...document.querySelectorAll('.fl-seeds [title]')]
+                                 .map(e => e.title || '').join(' ')""")   # ipywidgets puts the tooltip on the widget or its label
     assert 'times longer' in tip, tip
 
 def test_line_under_run_names_the_images_and_the_backbone(page):
