@@ -245,7 +245,7 @@ BASELINE_WORDS = dict(majority='larger class', zero_shot='untrained ImageNet cla
 def _p(p:float) -> str: return f"p = {p:.2g}" if p >= 1e-3 else "p < 0.001"
 
 def _versus(h:RunHistory, k:str) -> str:
-    "'larger class 108 of 400 (27.0 %): beats it (exact McNemar p < 0.001)', or the rate when no paired test can be made."
+    "'larger class 128 of 400 (32.0 %): beats it (exact McNemar p < 0.001)', or the rate when no paired test can be made."
     ec, w, bw = h.baseline_errors(k), h.wrong(), h.baseline_wrong(k)
     if ec is None or w is None: return f"{BASELINE_WORDS[k]} {h.baselines[k]:.3f} (no per-photo answers: no test)"
     v = compare_wrong(w, bw)

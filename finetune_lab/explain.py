@@ -259,7 +259,7 @@ def bn_words(h:RunHistory)->str:
                 "Their weights and biases trained like any norm layer's.")
     if k is False:
         return (f"The {arch} body's BatchNorm layers were in train mode while training (fastai's default, keep_bn_stats=False): "
-                "they normalised each batch with its own statistics and updated their running statistics, which validation used.")
+                "they normalised each batch with its own statistics and updated their running statistics, which validation used (except where fastai's BnFreeze held frozen layers in eval mode, as lp_ft's probe and surgical do: there the pretrained statistics stayed).")
     return ''
 
 def _more_steps(h)->str:
@@ -282,7 +282,7 @@ def baseline_words(h:RunHistory)->str:
     if which is None: return f"Against {base}: {why}, so whether this run beats it cannot be said."
     if which != 'better':
         verdict = ("That is worse than " + base if which == 'worse' else "Against " + base + " that is a tie within noise")
-        learned = "This run has not learned yet." if which == 'worse' else "This run has not shown that it learned anything yet."
+        learned = "This run has not shown that it learned anything yet."
         return f"{verdict}: {why}. {learned} {_more_steps(h)}"
     s = f"That beats {base}: {why}."
     if h.baselines.get('zero_shot') is None: return s
@@ -304,7 +304,7 @@ def repeat_words(h:RunHistory)->str:
     p = 2/comb(2*N, N)   # exact two-sided Mann-Whitney p when every seed of one setting beats every seed of the other
     return s + (f". The range is what the seed alone changes. Two settings with {N} seeds each are at best p = {p:.2g} apart by a "
                 "two-sided rank test (Mann–Whitney), when every seed of one beats every seed of the other" +
-                (f": {N} seeds cannot separate two settings at the 5 % level." if p > .05 else "; ranges that overlap separate nothing."))
+                (f": {N} seeds cannot separate two settings at the 5 % level." if p > .05 else "; a rank test on the seeds' errors can separate them."))
 
 # %% ../nbs/07_explain.ipynb #e0000011
 def _norm_trained_frozen(h, g:int=0)->bool:
@@ -383,8 +383,8 @@ def _error_diff(h1, h2)->str:
     why = ("They were validated on different photos" if h1.valid_key and h2.valid_key else
            "Their validation photos cannot be matched (no valid_key)")
     s += f" {why}, so no paired test: the 95 % intervals are A {100*l1:.1f}–{100*u1:.1f} %, B {100*l2:.1f}–{100*u2:.1f} %"
-    if u1 < l2 or u2 < l1: return s + f": they do not overlap, so {'A' if e1 < e2 else 'B'}'s lower error is more than noise."
-    return s + ": they overlap, so the difference is within noise."
+    if u1 < l2 or u2 < l1: return s + f": they do not overlap, so the gap is larger than sampling noise, but on different photos it is not a paired comparison of the two settings."
+    return s + ": they overlap, so this comparison shows no difference (overlapping intervals do not rule one out, and without the same photos no paired test can)."
 
 def _group0_diff(h1, h2, f1, f2)->str:
     "Group 0 in both runs, conv/linear weights and norm layers apart, and which of them trained while the body was frozen."

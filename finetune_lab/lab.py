@@ -94,7 +94,7 @@ def noise_words(n:int, ci:tuple|None=None, rate:float=0.1) -> str:
     half = 100*((ci[1] - ci[0])/2 if ci is not None else wilson_half(rate, n))
     at = "this run's" if ci is not None else f"at {100*rate:.0f} % error the"
     return (f"{n} validation photos: one photo is {100/n:.3g} points of error rate; {at} 95 % interval is about ±{half:.1f} points, "
-            f"so differences under ~{math.ceil(half)} points can be noise.")
+            f"so a difference of a few points between two runs can be noise; on the same photos the exact McNemar test decides.")
 
 # %% ../nbs/09_lab.ipynb #a33df1a8
 def run_file(run_dir:Path, cfg:Config) -> Path:

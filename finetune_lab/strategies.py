@@ -52,7 +52,7 @@ class Config:
     surgical_group: int = _setting(0, "surgical: the one body param group that trains with the head (0: the early blocks, 1: the later ones)", lo=0, hi=1)
     train_bn: bool = _setting(True, "norm layers keep training while the body is frozen (fastai's default)")
     keep_bn_stats: bool|str = _setting('auto', "body BatchNorm normalises with its pretrained statistics (KeepBNStats): 'auto' (on for the TF-trained efficientnet_lite0, off for resnets, fastai's default), True or False")
-    bs: int = _setting(16, "batch size (at least 2: BatchNorm needs two images to normalise a batch)", lo=2, hi=4096)
+    bs: int = _setting(16, "batch size (at least 2: the head's BatchNorm1d needs two images per batch to train)", lo=2, hi=4096)
     seed: int = _setting(42, "random seed for the training photos (and the split when n_valid is None), the head's init and the batch order", lo=0, hi=2**32-1)
     seeds: int = _setting(1, "run this configuration over `seeds` seeds: seed, seed+1, ...; shows the mean and range of the error and of each group's movement", lo=1, hi=100)
     track_every: int = _setting(1, "record weight changes every this many steps", lo=1, hi=10_000)
@@ -152,7 +152,7 @@ def fine_tune(learn, cfg):
     learn.fine_tune(cfg.epochs, cfg.base_lr, freeze_epochs=cfg.freeze_epochs, lr_mult=cfg.lr_mult)
 
 def head_only(learn, cfg):
-    "Body frozen throughout: as many epochs as fine_tune would train in all, at its frozen-phase LRs."
+    "Body frozen throughout: as many epochs as fine_tune would train in all, at its frozen-phase peak LRs."
     learn.freeze()
     learn.fit_one_cycle(cfg.freeze_epochs + cfg.epochs, slice(cfg.base_lr))
 
@@ -213,7 +213,7 @@ def lp_ft(learn, cfg):
     """Kumar et al. 2022's LP-FT: fit a linear classifier on the fixed body's pooled features, then fine-tune everything at one LR.
     1. Probe, `cfg.probe_epochs` (else `PROBE_EPOCHS`) epochs of `fit_one_cycle` at `slice(cfg.base_lr)`: only the head
        trains, and the head must be pool → BatchNorm1d → Dropout → Linear (`head_depth=0`), an affine map of the pooled
-       features, i.e. logistic regression on standardised features. A head with hidden layers is refused, not rebuilt:
+       features trained with dropout p=ps on its inputs; at inference, logistic regression on BatchNorm-standardised features. A head with hidden layers is refused, not rebuilt:
        it would not be the paper's linear probe, and swapping it silently would make the run's Config lie. The body
        cannot move at all: no weight, no norm layer (`train_bn=False`), no BatchNorm statistic (`BnFreeze`). The probe
        is validated after its last epoch only (`ValidateLast`).
@@ -230,7 +230,8 @@ def lp_ft(learn, cfg):
     learn.fit_one_cycle(cfg.epochs, one_lr(cfg), pct_start=0.3, div=5.0)
 
 def surgical(learn, cfg):
-    """Lee et al. 2023's surgical fine-tuning: body group `cfg.surgical_group` and the head train; nothing else does, not
+    """Adapted from Lee et al. 2023's surgical fine-tuning (they tune one block of a model whose classifier already fits the
+    task; here the cat/dog head is new, so it trains too): body group `cfg.surgical_group` and the head train; nothing else does, not
     even the other groups' norm layers (`train_bn=False` while it runs) or BatchNorm statistics (`BnFreeze`). One
     `fit_one_cycle` of `freeze_epochs + epochs` epochs (as many as fine_tune trains in all) with one LR, `one_lr`, for
     both trained parts: the paper tunes one block, so there is no spread of LRs between groups to give; no head warm-up."""
