@@ -383,7 +383,7 @@ def _error_diff(h1, h2)->str:
     why = ("They were validated on different photos" if h1.valid_key and h2.valid_key else
            "Their validation photos cannot be matched (no valid_key)")
     s += f" {why}, so no paired test: the 95 % intervals are A {100*l1:.1f}–{100*u1:.1f} %, B {100*l2:.1f}–{100*u2:.1f} %"
-    if u1 < l2 or u2 < l1: return s + f": they do not overlap, so the gap is larger than sampling noise, but on different photos it is not a paired comparison of the two settings."
+    if u1 < l2 or u2 < l1: return s + ": they do not overlap, so the gap is larger than sampling noise, but on different photos it is not a paired comparison of the two settings."
     return s + ": they overlap, so this comparison shows no difference (overlapping intervals do not rule one out, and without the same photos no paired test can)."
 
 def _group0_diff(h1, h2, f1, f2)->str:

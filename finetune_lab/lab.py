@@ -19,7 +19,7 @@ from fastai.callback.core import Callback
 from . import __version__
 from .data import cache_dir, atomic_write, SOURCES, fastai_data, check_split
 from .models import ARCHS, weights_available, make_head, describe_head, keeps_bn_stats
-from .history import RunHistory, ErrorCount, phase_name
+from .history import RunHistory, phase_name
 from .strategies import Config, run, describe_run, check_cbs, STRATEGIES, PROBE_EPOCHS
 from .plots import plot_report, plot_heatmap, plot_compare, fig_to_png, HeatmapPNG
 from .explain import (explain, explain_diff, config_title, run_label, config_words, check_history, error_short,

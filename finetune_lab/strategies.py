@@ -15,7 +15,7 @@ from fastcore.all import L
 from fastai.vision.all import set_seed, Callback, CancelFitException, Learner
 from fastai.optimizer import Optimizer
 from .data import pets_dls, auto_source, describe_source, is_cat, check_split, SOURCES
-from .models import build_learner, KeepBNStats, ARCHS, weights_available, keeps_bn_stats, zero_shot_preds
+from .models import build_learner, ARCHS, weights_available, keeps_bn_stats, zero_shot_preds
 from .history import RunHistory, repeat_row
 from .tracker import WeightChangeTracker, valid_key
 
