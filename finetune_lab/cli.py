@@ -14,11 +14,10 @@ warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=Futur
 from fastai.vision.all import Callback
 from .strategies import Config, STRATEGIES, run, get_dls, describe_run
 from .models import WeightsUnavailableError, weights_path, pretrained_state
-from .data import describe_source, atomic_write
 from .history import RunHistory, phase_name, compare_runs, compare_wrong
 from .plots import plot_report, plot_compare, fig_to_png
-from .explain import explain, explain_diff, paired_words, repeat_short
-from .lab import noise_words, one_line_error, SMALL_VALID
+from .explain import explain, explain_diff, paired_words, repeat_short, noise_words, SMALL_VALID
+from .data import describe_source, atomic_write, one_line_error
 
 # %% auto #0
 __all__ = ['BASELINE_WORDS', 'DEMO', 'DEMO_STRATEGIES', 'DEFAULT_OUT', 'CLIError', 'flag', 'parse_value', 'failure',

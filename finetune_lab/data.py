@@ -19,7 +19,7 @@ from fastai.data.external import fastai_path
 __all__ = ['IMAGE_EXTS', 'HELD_OUT_DRAW', 'VALID_DRAW', 'SOURCES', 'is_cat', 'atomic_write', 'cache_dir', 'cache_folder',
            'fastai_data', 'local_pets', 'bundled_pets', 'image_folder', 'draw_pet', 'synthetic_pets', 'readable_images',
            'stratified_subset', 'split_photos', 'auto_source', 'describe_source', 'download_pets', 'resolve_source',
-           'check_split', 'pets_dls']
+           'one_line_error', 'check_split', 'pets_dls']
 
 # %% ../nbs/00_data.ipynb #0b5e9f5b
 def is_cat(x:str): # a Pets file name such as 'Abyssinian_12.jpg'
@@ -266,6 +266,15 @@ def resolve_source(source='auto', n_images:int|None=None, seed:int=42, verbose:b
         raise ValueError(f"source={source!r} is not one of {SOURCES} and not an existing folder. "
                          "Use 'auto', 'pets', 'bundled', 'synthetic' or the path of a folder of Pets images.")
     return image_folder(source), str(source)
+
+# %% ../nbs/00_data.ipynb #dat1le01
+import re, urllib.error
+
+def one_line_error(e:BaseException) -> str:
+    "`e`'s message on one line; a failed download (`URLError`) without the nested '<urlopen error ...>' wrappers."
+    s = str(e.reason) if isinstance(e, urllib.error.URLError) else str(e)
+    while (t := re.sub(r'<urlopen error ([^<>]*)>', r'\1', s)) != s: s = t   # innermost first: they nest
+    return ' '.join(s.split()) or 'no message'
 
 # %% ../nbs/00_data.ipynb #56734722
 def _check_classes(files, folder, n_bad:int=0):

@@ -14,10 +14,10 @@ from .data import check_split
 from .strategies import Config, planned_fits
 
 # %% auto #0
-__all__ = ['WEIGHT_KINDS', 'TITLE_KEYS', 'check_history', 'group_change', 'diverged_at', 'final_error', 'error_text',
-           'error_short', 'paired_words', 'versus_baseline', 'run_titles', 'repeat_short', 'error_words', 'run_label',
-           'config_words', 'images_words', 'config_title', 'scheduled_peaks', 'bn_words', 'baseline_words',
-           'repeat_words', 'explain', 'explain_diff']
+__all__ = ['WEIGHT_KINDS', 'TITLE_KEYS', 'SMALL_VALID', 'Z95', 'check_history', 'group_change', 'diverged_at', 'final_error',
+           'error_text', 'error_short', 'paired_words', 'versus_baseline', 'run_titles', 'repeat_short', 'error_words',
+           'run_label', 'config_words', 'images_words', 'config_title', 'scheduled_peaks', 'bn_words', 'baseline_words',
+           'repeat_words', 'explain', 'explain_diff', 'valid_size', 'wilson_half', 'noise_words']
 
 # %% ../nbs/07_explain.ipynb #e0000006
 def check_history(h, what:str):
@@ -426,3 +426,26 @@ def explain_diff(h1:RunHistory, h2:RunHistory)->str:
     for k,h in (('A', h1), ('B', h2)):
         if h.interrupted: out.append(f"Run {k} was interrupted after {_plural(len(h.steps), 'recorded step')}.")
     return ' '.join(out)
+
+# %% ../nbs/07_explain.ipynb #lab0n002
+import math
+from statistics import NormalDist
+SMALL_VALID = 200   # fewer validation photos than this: the Lab and the CLI say how coarse the error rate is
+
+def valid_size(cfg:Config) -> int|None:
+    "How many photos `cfg` validates on (None: a `valid_pct` split of a whole folder, known once the folder is read)."
+    if cfg.n_valid is not None: return cfg.n_valid
+    return None if cfg.n_images is None else check_split(cfg.n_images, cfg.valid_pct, cfg.bs)[1]
+
+Z95 = NormalDist().inv_cdf(0.975)   # 1.95996...: the z of a two-sided 95 % interval
+
+def wilson_half(p:float, n:int, z:float=Z95) -> float:
+    "Half the width of the Wilson 95 % interval of a proportion `p` measured on `n` photos."
+    return z*math.sqrt(p*(1-p)/n + z*z/(4*n*n))/(1 + z*z/n)
+
+def noise_words(n:int, ci:tuple|None=None, rate:float=0.1) -> str:
+    "How coarse an error rate on `n` photos is: one photo in points, and the 95 % interval `ci` (else at error `rate`) as ± points."
+    half = 100*((ci[1] - ci[0])/2 if ci is not None else wilson_half(rate, n))
+    at = "this run's" if ci is not None else f"at {100*rate:.0f} % error the"
+    return (f"{n} validation photos: one photo is {100/n:.3g} points of error rate; {at} 95 % interval is about ±{half:.1f} points, "
+            f"so a difference of a few points between two runs can be noise; on the same photos the exact McNemar test decides.")

@@ -7,9 +7,8 @@ Docs: https://finetune-lab.github.io/finetune_lab/lab.html.md"""
 
 # %% ../nbs/09_lab.ipynb #5b3d9e23
 from __future__ import annotations
-import hashlib, html, importlib, json, math, re, threading, time, urllib.error, warnings, weakref
+import hashlib, html, importlib, json, math, threading, time, urllib.error, warnings, weakref
 from pathlib import Path
-from statistics import NormalDist
 import ipywidgets as W
 with warnings.catch_warnings():   # fastai scripts a few activations with torch.jit.script at import, which torch now deprecates
     warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=FutureWarning)
@@ -17,18 +16,17 @@ with warnings.catch_warnings():   # fastai scripts a few activations with torch.
 from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback
 from . import __version__
-from .data import cache_dir, atomic_write, SOURCES, fastai_data, check_split
+from .data import cache_dir, atomic_write, SOURCES, fastai_data, one_line_error
 from .models import ARCHS, weights_available, make_head, describe_head, keeps_bn_stats
 from .history import RunHistory, phase_name
 from .strategies import Config, run, describe_run, check_cbs, STRATEGIES, PROBE_EPOCHS
 from .plots import plot_report, plot_heatmap, plot_compare, fig_to_png, HeatmapPNG
 from .explain import (explain, explain_diff, config_title, run_label, config_words, check_history, error_short,
-                                  repeat_short)
+                                  repeat_short, noise_words, valid_size, SMALL_VALID)
 
 # %% auto #0
-__all__ = ['SMALL_VALID', 'Z95', 'N_IMAGES', 'N_VALID', 'HEAD_WIDTHS', 'CMAPS', 'SEEDS_TIP', 'REPORT_W', 'DEFAULT_VIEW',
-           'planned_epochs', 'WidgetProgress', 'head_html', 'valid_size', 'wilson_half', 'noise_words', 'run_file',
-           'Lab', 'data_words', 'result_words', 'one_line_error']
+__all__ = ['N_IMAGES', 'N_VALID', 'HEAD_WIDTHS', 'CMAPS', 'SEEDS_TIP', 'REPORT_W', 'DEFAULT_VIEW', 'planned_epochs',
+           'WidgetProgress', 'head_html', 'run_file', 'Lab', 'data_words', 'result_words']
 
 # %% ../nbs/09_lab.ipynb #5010e188
 def planned_epochs(cfg:Config, n_groups:int=3) -> int:
@@ -74,27 +72,6 @@ def head_html(arch:str, head_depth:int, head_width:int=512, ps:float=0.5, concat
             "the classifier." if head_depth else f"Dropout: p={ps:g} before the classifier (no hidden layer).")
     return (f"<div><b>{html.escape(cap)}</b></div><div class='fl-head-dropout' style='color:#555'>{html.escape(drop)}</div>" +
             df.to_html(index=False, border=0, classes='fl-head'))
-
-# %% ../nbs/09_lab.ipynb #lab0n002
-SMALL_VALID = 200   # fewer validation photos than this: the panel and the CLI say how coarse the error rate is
-
-def valid_size(cfg:Config) -> int|None:
-    "How many photos `cfg` validates on (None: a `valid_pct` split of a whole folder, known once the folder is read)."
-    if cfg.n_valid is not None: return cfg.n_valid
-    return None if cfg.n_images is None else check_split(cfg.n_images, cfg.valid_pct, cfg.bs)[1]
-
-Z95 = NormalDist().inv_cdf(0.975)   # 1.95996...: the z of a two-sided 95 % interval
-
-def wilson_half(p:float, n:int, z:float=Z95) -> float:
-    "Half the width of the Wilson 95 % interval of a proportion `p` measured on `n` photos."
-    return z*math.sqrt(p*(1-p)/n + z*z/(4*n*n))/(1 + z*z/n)
-
-def noise_words(n:int, ci:tuple|None=None, rate:float=0.1) -> str:
-    "How coarse an error rate on `n` photos is: one photo in points, and the 95 % interval `ci` (else at error `rate`) as ± points."
-    half = 100*((ci[1] - ci[0])/2 if ci is not None else wilson_half(rate, n))
-    at = "this run's" if ci is not None else f"at {100*rate:.0f} % error the"
-    return (f"{n} validation photos: one photo is {100/n:.3g} points of error rate; {at} 95 % interval is about ±{half:.1f} points, "
-            f"so a difference of a few points between two runs can be noise; on the same photos the exact McNemar test decides.")
 
 # %% ../nbs/09_lab.ipynb #a33df1a8
 def run_file(run_dir:Path, cfg:Config) -> Path:
@@ -396,12 +373,6 @@ def _on_stop(self:Lab, _=None):
     self.say("Stopping at the next batch...", 'warn')
 
 # %% ../nbs/09_lab.ipynb #b8c92d84
-def one_line_error(e:BaseException) -> str:
-    "`e`'s message on one line; a failed download (`URLError`) without the nested '<urlopen error ...>' wrappers."
-    s = str(e.reason) if isinstance(e, urllib.error.URLError) else str(e)
-    while (t := re.sub(r'<urlopen error ([^<>]*)>', r'\1', s)) != s: s = t   # innermost first: they nest
-    return ' '.join(s.split()) or 'no message'
-
 def _error_text(e:Exception) -> str:
     "One readable line for a failed run (no traceback): a failed download is said as such."
     if isinstance(e, urllib.error.URLError): return f"The run failed: a download failed (offline?): {one_line_error(e)}"
