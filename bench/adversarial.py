@@ -133,6 +133,9 @@ def main():
         ('SIGINT while training', ['run', *TINY[:-1], '--epochs', '30', *o('s2')], {130}, None, 'phase: unfrozen'),
         ('SIGINT while resizing', ['run', '--source', W/'photos', '--n-images', 'none', '--size', '64', '--arch', 'efficientnet_lite0', *o('s3')],
          {130}, None, lambda: len(list((W/'cache').rglob('photos_*/*'))) > 50, cache_sound),
+        # 7. interrupted runs and stale locks (double Ctrl-C, SIGTERM, SIGKILL)
+        # 8. odd images (huge sides, symlink loops, 16-bit and float modes) and the image cache's key
+        # 9. histories that load but are degenerate (equal changes, odd layer names), equal-number comparisons
     ]
     t0, res = time.time(), []
     for c in cases: res.append(case(*c))
