@@ -7,15 +7,16 @@ Docs: https://finetune-lab.github.io/finetune_lab/strategies.html.md"""
 
 # %% ../nbs/04_strategies.ipynb #936c962a
 from __future__ import annotations
-import ctypes, dataclasses, gc, math, random, threading
+import ctypes, dataclasses, gc, hashlib, math, os, random, threading
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torchvision
 from fastcore.all import L
 from fastai.vision.all import set_seed, Callback, CancelFitException, Learner
 from fastai.optimizer import Optimizer
-from .data import pets_dls, auto_source, describe_source, is_cat, check_split, SOURCES
-from .models import build_learner, ARCHS, weights_available, keeps_bn_stats, zero_shot_preds
+from . import __version__
+from .data import cache_dir, pets_dls, auto_source, describe_source, is_cat, check_split, SOURCES
+from .models import build_learner, ARCHS, weights_available, keeps_bn_stats, zero_shot_preds, weights_path
 from .history import RunHistory, repeat_row
 from .tracker import WeightChangeTracker, valid_key
 
@@ -299,21 +300,59 @@ def valid_targets(dls) -> np.ndarray:
     except (AttributeError, IndexError, TypeError): return np.concatenate([np.asarray(b[-1].cpu()).reshape(-1) for b in dls.valid]).astype(np.int64)
     return np.array([int(ys[i]) for i in range(len(ys))], dtype=np.int64)
 
-def measure_baselines(dls, arch:str|None=None, cat_index:int|None=None) -> tuple[dict, dict]:
-    "(error rates, answers per validation photo) of 'majority' and, given `arch` and `cat_index`, 'zero_shot'."
+def measure_baselines(dls, arch:str|None=None, cat_index:int|None=None, zero_shot:np.ndarray|None=None) -> tuple[dict, dict]:
+    """(error rates, answers per validation photo) of 'majority' and, given `arch` and `cat_index`, 'zero_shot'
+    (its answers measured here, or the `zero_shot` answers given, measured earlier on the same photos)."""
     y = valid_targets(dls)
     preds = dict(majority=np.full(len(y), np.bincount(y).argmax() if len(y) else 0, dtype=np.int64))
-    if arch is not None and cat_index is not None:   # neither torch's RNG nor the loader's may move: a run must not depend on the cache
+    if zero_shot is not None: preds['zero_shot'] = zero_shot
+    elif arch is not None and cat_index is not None:   # neither torch's RNG nor the loader's may move: a run must not depend on the cache
         state = dls.valid.rng.getstate()
         with torch.random.fork_rng(): preds['zero_shot'] = zero_shot_preds(arch, dls.valid, cat_index)
         dls.valid.rng.setstate(state)
     return {k: float((p != y).mean()) if len(y) else 0.0 for k, p in preds.items()}, preds
 
+
+# %% ../nbs/04_strategies.ipynb #3e88149c
+def _answers_file(cfg:Config, dls) -> Path|None:
+    "Where the zero-shot answers on `dls.valid`'s photos are kept between sessions (None: the photos are not files, or no usable cache)."
+    items = list(getattr(dls.valid, 'items', None) or [])
+    if not items or not all(isinstance(i, (str, Path)) for i in items): return None
+    try:
+        stamp = lambda p: (p.name, p.stat().st_size, p.stat().st_mtime_ns)
+        what = (cfg.arch, cfg.size, dls.vocab.o2i[True], torch.__version__, __version__, stamp(weights_path(cfg.arch)),
+                [stamp(Path(i)) for i in items])
+        return cache_dir()/'zero_shot'/f"{hashlib.sha1(repr(what).encode()).hexdigest()[:20]}.npy"
+    except (OSError, ValueError, KeyError): return None   # a photo or the weights gone, no usable cache, no True class: keep nothing
+
+
+# %% ../nbs/04_strategies.ipynb #06561e3d
+def _zero_shot(cfg:Config, dls) -> np.ndarray:
+    "The zero-shot answers on `dls.valid`: read back when measured before on these photos, else measured and kept."
+    f = _answers_file(cfg, dls)
+    try:
+        a = np.load(f, allow_pickle=False) if f is not None and f.is_file() else None
+        if a is not None and a.dtype == np.int64 and a.shape == (len(dls.valid_ds),): return a
+    except (OSError, ValueError): pass   # a damaged file: measure again
+    a = measure_baselines(dls, cfg.arch, dls.vocab.o2i[True])[1]['zero_shot']
+    if f is None: return a
+    tmp = f.with_name(f".{f.stem}-{os.getpid()}.tmp")
+    try:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, 'wb') as out: np.save(out, a)
+        os.replace(tmp, f)   # whole or absent: a killed write never leaves a half file under the real name
+    except OSError:   # a full or read-only cache: the answers are still right, only not kept
+        try: tmp.unlink()
+        except OSError: pass
+    return a
+
+
+# %% ../nbs/04_strategies.ipynb #d9b77ac3
 def _baselines(cfg:Config, dls) -> tuple[dict, dict]:
     # call it after `build_learner`: the zero-shot model needs the backbone's `Normalize`, which vision_learner adds
     cfg = cfg.resolved()
     k = _valid_set_key(cfg)
-    if k not in _BASELINES: _BASELINES[k] = measure_baselines(dls, cfg.arch if cfg.pretrained else None, dls.vocab.o2i[True])
+    if k not in _BASELINES: _BASELINES[k] = measure_baselines(dls, zero_shot=_zero_shot(cfg, dls) if cfg.pretrained else None)
     return _BASELINES[k]
 
 def baselines(cfg:Config, dls) -> dict:
@@ -324,6 +363,8 @@ def baseline_answers(cfg:Config, dls) -> dict:
     "Each baseline's answer (class index) for every validation photo of `dls`, in order."
     return {k: v.copy() for k, v in _baselines(cfg, dls)[1].items()}
 
+
+# %% ../nbs/04_strategies.ipynb #b0cd4ad2
 def describe_run(cfg:Config) -> str:
     "The line every run starts with: which images and which backbone `cfg` uses on this machine."
     r = cfg.resolved()

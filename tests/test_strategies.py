@@ -226,6 +226,33 @@ def test_runs_on_the_same_held_out_photos_share_baselines_and_valid_key(ft):
     assert baseline_answers(TINY, get_dls(TINY)).keys() == baselines(TINY, get_dls(TINY)).keys()
 
 
+def test_zero_shot_answers_are_kept_on_disk_and_read_back_only_for_the_same_photos(monkeypatch, tmp_path):
+    import os
+    monkeypatch.setenv('FINETUNE_LAB_CACHE', str(tmp_path/'cache'))
+    dls = get_dls(TINY); build_learner(dls, TINY.arch)                       # vision_learner adds the backbone's Normalize
+    measured = strategies._zero_shot(TINY, dls)
+    np.testing.assert_array_equal(measured, zero_shot_preds(TINY.arch, dls.valid, dls.vocab.o2i[True]))
+    f = strategies._answers_file(TINY, dls)
+    assert f.is_file() and f.parent.parent == tmp_path/'cache' and not list(f.parent.glob('.*'))   # no temporary file left
+    real = strategies.zero_shot_preds
+    def measure_again(*a, **k): raise AssertionError('measured again')
+    monkeypatch.setattr(strategies, 'zero_shot_preds', measure_again)
+    np.testing.assert_array_equal(strategies._zero_shot(TINY, dls), measured)   # read back, not measured
+    p = Path(dls.valid.items[0]); st = p.stat()
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))                # one photo changed: another key
+    try: assert strategies._answers_file(TINY, dls) not in (None, f)
+    finally: os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert strategies._answers_file(TINY.replace(size=32), dls) != f         # another image size: another key
+    f.write_bytes(b'not a numpy file')                                       # damaged: measured again, and rewritten
+    with pytest.raises(AssertionError, match='measured again'): strategies._zero_shot(TINY, dls)
+    monkeypatch.setattr(strategies, 'zero_shot_preds', real)
+    np.testing.assert_array_equal(strategies._zero_shot(TINY, dls), measured)
+    np.testing.assert_array_equal(np.load(f), measured)
+    (tmp_path/'a_file').write_text('x'); monkeypatch.setenv('FINETUNE_LAB_CACHE', str(tmp_path/'a_file'))
+    np.testing.assert_array_equal(strategies._zero_shot(TINY, dls), measured)   # no usable cache: measured, no error
+    assert (tmp_path/'a_file').read_text() == 'x'                            # and nothing kept
+
+
 def test_seeds_repeat_the_run_and_keep_only_the_first_history(monkeypatch):
     refs, row = [], strategies.repeat_row
     monkeypatch.setattr(strategies, 'repeat_row', lambda h: refs.append(weakref.ref(h)) or row(h))
