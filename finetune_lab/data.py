@@ -6,7 +6,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/data.html.md"""
 
 # %% ../nbs/00_data.ipynb #80fdbb68
 from __future__ import annotations
-import hashlib, importlib.resources, os, secrets, warnings
+import errno, hashlib, importlib.resources, io, os, secrets, warnings
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -16,10 +16,10 @@ from fastai.vision.all import (ImageDataLoaders, DataBlock, ImageBlock, Category
 from fastai.data.external import fastai_path
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'HELD_OUT_DRAW', 'VALID_DRAW', 'SOURCES', 'is_cat', 'atomic_write', 'cache_dir', 'cache_folder',
-           'fastai_data', 'local_pets', 'bundled_pets', 'image_folder', 'draw_pet', 'synthetic_pets', 'readable_images',
-           'stratified_subset', 'split_photos', 'auto_source', 'describe_source', 'download_pets', 'resolve_source',
-           'one_line_error', 'check_split', 'pets_dls']
+__all__ = ['IMAGE_EXTS', 'HELD_OUT_DRAW', 'JPEG_MAX', 'VALID_DRAW', 'SOURCES', 'is_cat', 'atomic_write', 'image_files',
+           'cache_dir', 'cache_folder', 'fastai_data', 'local_pets', 'bundled_pets', 'image_folder', 'draw_pet',
+           'synthetic_pets', 'readable_images', 'skipped_words', 'stratified_subset', 'split_photos', 'auto_source',
+           'describe_source', 'download_pets', 'resolve_source', 'one_line_error', 'check_split', 'pets_dls']
 
 # %% ../nbs/00_data.ipynb #0b5e9f5b
 def is_cat(x:str): # a Pets file name such as 'Abyssinian_12.jpg'
@@ -49,6 +49,14 @@ def atomic_write(path,               # the file to (re)place
 
 # %% ../nbs/00_data.ipynb #f5fb022c
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp')
+
+def image_files(folder) -> L:
+    "The image files directly in `folder`, by extension, as fastai's `get_files` lists them; a symlink loop is listed (to be skipped with its reason), not raised."
+    def listed(e):
+        try: return e.is_file()
+        except OSError: return True
+    with os.scandir(folder) as es:
+        return L(Path(folder)/e.name for e in es if not e.name.startswith('.') and Path(e.name).suffix.lower() in IMAGE_EXTS and listed(e))
 
 def cache_dir() -> Path:
     "Where finetune_lab keeps drawn and resized images (`FINETUNE_LAB_CACHE` overrides)."
@@ -160,10 +168,11 @@ def synthetic_pets(n:int=200,              # how many pets to draw
     return dest
 
 # %% ../nbs/00_data.ipynb #e5de14de
+def _stamp_of(b:bytes) -> bytes: return f'finetune_lab source {len(b)} {hashlib.sha1(b).hexdigest()}'.encode()
+
 def _stamp(src:Path) -> bytes:
-    "What identifies the content of `src` for the cache: its size and modification time in nanoseconds."
-    st = src.stat()
-    return f'finetune_lab source {st.st_size} {st.st_mtime_ns}'.encode()
+    "What identifies the content of `src` for the cache: its size and the SHA-1 of its bytes."
+    return _stamp_of(Path(src).read_bytes())
 
 def _cached(dest:Path, stamp:bytes) -> str:
     "'fresh' (a whole JPEG made from the source `stamp` names), 'stale' (made from another version), 'damaged' or 'missing'."
@@ -174,38 +183,72 @@ def _cached(dest:Path, stamp:bytes) -> str:
     except Exception: return 'damaged'
     return 'damaged' if not whole else 'fresh' if found == stamp else 'stale'
 
+
+# %% ../nbs/00_data.ipynb #a17a0010
+def _to_rgb(im:Image.Image) -> Image.Image:
+    "`im` as RGB; 16-bit greyscale scaled by its type's range, 32-bit and float by the picture's own (Pillow would clip them)."
+    if not (im.mode in ('I', 'F') or im.mode.startswith('I;16')): return im.convert('RGB')
+    a = np.asarray(im, dtype=np.float64)
+    ok = np.isfinite(a)
+    lo, hi = (0., 65535.) if im.mode.startswith('I;16') else (a[ok].min(), a[ok].max()) if ok.any() else (0., 0.)
+    g = np.where(ok, (a - lo) / (hi - lo), 0.) if hi > lo else np.full(a.shape, .5)   # a flat picture: mid grey
+    return Image.fromarray(np.round(g * 255).astype(np.uint8)).convert('RGB')
+
+
+# %% ../nbs/00_data.ipynb #a17a0012
+JPEG_MAX = 65_500   # the longest side a JPEG can hold (libjpeg's JPEG_MAX_DIMENSION)
+
+def _write_error(e:OSError, dest:Path) -> OSError:
+    "A cache write that failed, said in one line: free space when the disk is full, else a writable cache."
+    fix = ("free some disk space, or set FINETUNE_LAB_CACHE to a folder with room" if e.errno in (errno.ENOSPC, errno.EDQUOT)
+           else "set FINETUNE_LAB_CACHE to a writable folder")
+    return type(e)(f"Cannot write the resized copy {dest} ({e.strerror or e}): {fix}.")
+
 def _shrink(src:Path, dest:Path, size:int) -> str:
-    "Cache `src` as an RGB JPEG whose short side is at most `size`: 'cached', 'made', 'rebuilt' (was damaged) or 'unreadable'."
-    stamp = _stamp(src)
+    """Cache `src` as an RGB JPEG whose short side is at most `size`: 'cached', 'made', 'rebuilt' (was damaged),
+    or 'unreadable' with the reason after ': ' when there is more to say than 'not an image'."""
+    try: b = Path(src).read_bytes()
+    except OSError as e: return f"unreadable: {'a symlink loop' if e.errno == errno.ELOOP else e.strerror or e}"
+    stamp = _stamp_of(b)
     state = _cached(dest, stamp)
     if state == 'fresh': return 'cached'
     try:
-        with Image.open(src) as im:
-            im.load()
-            im = im.convert('RGB')
-    except Exception: return 'unreadable'  # truncated, zero-byte or not an image: counted by the caller
+        with Image.open(io.BytesIO(b)) as im: im.load(); mode = im.mode
+    except Exception: return 'unreadable'   # truncated, zero-byte or not an image: counted by the caller
+    try: im = _to_rgb(im)
+    except Exception: return f'unreadable: its colour mode {mode} has no conversion to RGB'
     s = min(im.size)
     if s > size: im = im.resize((max(1, round(im.width*size/s)), max(1, round(im.height*size/s))), Image.BICUBIC)
+    if max(im.size) > JPEG_MAX: return f'unreadable: {im.width}x{im.height} px, a side longer than a JPEG holds ({JPEG_MAX:,} px)'
     try: atomic_write(dest, lambda f: im.save(f, format='JPEG', quality=95, comment=stamp), durable=False)
     except OSError as e:
-        raise type(e)(f"Cannot write the resized copy {dest} ({e.strerror or e}): free some disk space, "
-                      "or set FINETUNE_LAB_CACHE to a folder with room.") from None
+        if e.errno is None: return f'unreadable: Pillow cannot write it as a JPEG ({e})'   # the encoder's, not the disk's
+        raise _write_error(e, dest) from None
     return 'rebuilt' if state == 'damaged' else 'made'
 
 def _cache_for(folder:Path, size:int) -> Path:
     key = hashlib.md5(str(folder.resolve()).encode()).hexdigest()[:10]
     return cache_folder('resized', f'{folder.name}_{key}_{size}px')
 
-def readable_images(files, folder:Path, size:int, n_workers:int=0) -> tuple[L, int]:
-    "Cached RGB copies of `files` at `size`, and how many could not be read."
+def readable_images(files, folder:Path, size:int, n_workers:int=0) -> tuple[L, dict]:
+    "Cached RGB copies of `files` at `size`, and the files skipped: {name: why} ('' for a file that is not an image)."
     dest = _cache_for(folder, size)
     outs = [dest/Path(f).name for f in files]
     res = list(parallel(_shrink_star, list(zip(files, outs, [size]*len(outs))), n_workers=n_workers, progress=False))
     if res.count('rebuilt'):
         warnings.warn(f"Rebuilt {res.count('rebuilt')} damaged cached image(s) in {dest} from their originals.")
-    return L(o for o, r in zip(outs, res) if r != 'unreadable'), res.count('unreadable')
+    skipped = {Path(f).name: r.partition(': ')[2] for f, r in zip(files, res) if r.startswith('unreadable')}
+    return L(o for o, r in zip(outs, res) if not r.startswith('unreadable')), skipped
 
 def _shrink_star(a): return _shrink(*a)
+
+def skipped_words(skipped:dict, folder) -> str:
+    "One line: how many files in `folder` were skipped, and why for those with more to say than 'not an image' (3 named)."
+    why = [f'{n}: {r}' for n, r in skipped.items() if r]
+    more = f'; {len(why) - 3} more' if len(why) > 3 else ''
+    return (f"Skipped {len(skipped)} file(s) in {folder} that could not be read as images"
+            + (f" ({'; '.join(why[:3])}{more})" if why else '') + '.')
+
 
 # %% ../nbs/00_data.ipynb #9db6a890
 def stratified_subset(files, n:int|None, seed:int=42) -> L:
@@ -320,13 +363,13 @@ def _dls_held_out(train, valid, path, size, bs, num_workers, **kwargs):
 
 # %% ../nbs/00_data.ipynb #2273ef2c
 def _read_split(files, folder, name, size, n_images, valid_pct, seed, n_valid):
-    "(train, valid, n_unreadable) as cached readable copies; valid is None when fastai's RandomSplitter will split."
+    "(train, valid, {skipped file: why}) as cached readable copies; valid is None when fastai's RandomSplitter will split."
     if n_valid is None:
-        files, n_bad = readable_images(stratified_subset(files, n_images, seed), folder, size)
-        return files, None, n_bad
+        files, skipped = readable_images(stratified_subset(files, n_images, seed), folder, size)
+        return files, None, skipped
     train, valid, vfolder = _held_out(files, folder, name, n_valid, n_images, seed)
     (train, bad_t), (valid, bad_v) = readable_images(train, folder, size), readable_images(valid, vfolder, size)
-    return train, valid, bad_t + bad_v
+    return train, valid, {**bad_t, **bad_v}
 
 def pets_dls(source='auto',            # 'auto', 'pets', 'bundled', 'synthetic' or a folder of Pets images
              size:int=128,              # images are resized (fastbook's `Resize`) to size x size
@@ -346,17 +389,17 @@ def pets_dls(source='auto',            # 'auto', 'pets', 'bundled', 'synthetic' 
     if size < 16: raise ValueError(f"size={size!r} is too small for a CNN: use at least 16 pixels (fastbook uses 224).")
     check_split((n_images or 10**6) + (n_valid or 0), valid_pct, bs, n_valid=n_valid)   # before any image is read
     folder, name = resolve_source(source, n_images, seed, verbose)
-    files = get_files(folder, extensions=IMAGE_EXTS, recurse=False)
+    files = image_files(folder)
     _check_classes(files, folder)
     if n_valid is None and n_images is not None and n_images > len(files):
         warnings.warn(f"n_images={n_images} but {folder} holds only {len(files)} images: using all of them.")
-    train, valid, n_bad = _read_split(files, folder, name, size, n_images, valid_pct, seed, n_valid)
-    if n_bad: warnings.warn(f"Skipped {n_bad} file(s) in {folder} that could not be read as images.")
-    _check_classes(train + L(valid), folder, n_bad)
+    train, valid, skipped = _read_split(files, folder, name, size, n_images, valid_pct, seed, n_valid)
+    if skipped: warnings.warn(skipped_words(skipped, folder))
+    _check_classes(train + L(valid), folder, len(skipped))
     n_train, _ = check_split(len(train) + len(L(valid)), valid_pct, bs, f" readable in {folder}", None if valid is None else len(valid))
     if valid is None:
         dls = ImageDataLoaders.from_name_func(train[0].parent, train, label_func=is_cat, valid_pct=valid_pct, seed=seed,
                                               item_tfms=Resize(size), bs=min(bs, n_train), num_workers=num_workers, **kwargs)
     else: dls = _dls_held_out(train, valid, folder, size, min(bs, n_train), num_workers, **kwargs)
-    dls.source, dls.n_skipped = name, n_bad
+    dls.source, dls.n_skipped, dls.skipped = name, len(skipped), skipped
     return dls

@@ -149,8 +149,8 @@ def test_same_stem_different_extension_are_two_images(tmp_path):
     "Abyssinian_12.jpg and Abyssinian_12.png shared one cache file: one image vanished, one landed in both sets."
     d = tmp_path/'pets'; d.mkdir()
     a, b = _photo(d/'Abyssinian_12.jpg', 1, 'JPEG'), _photo(d/'Abyssinian_12.png', 2, 'PNG')
-    outs, n_bad = data.readable_images([a, b], d, 32)
-    assert n_bad == 0 and [o.name for o in outs] == ['Abyssinian_12.jpg', 'Abyssinian_12.png'] and outs[0] != outs[1]
+    outs, skipped = data.readable_images([a, b], d, 32)
+    assert not skipped and [o.name for o in outs] == ['Abyssinian_12.jpg', 'Abyssinian_12.png'] and outs[0] != outs[1]
     assert np.abs(_pixels(outs[0]) - _pixels(outs[1])).mean() > 10          # two different pictures, both kept
     for i in range(4): _photo(d/f'Bengal_{i}.jpg', 10+i); _photo(d/f'pug_{i}.jpg', 20+i)
     dls = pets_dls(d, size=32, bs=2, valid_pct=0.2, verbose=False)
@@ -176,8 +176,8 @@ def test_damaged_cache_entry_is_rebuilt_with_a_warning(tmp_path, damage):
     good = out.read_bytes()
     out.write_bytes(damage(good))
     with pytest.warns(UserWarning, match=r'Rebuilt 1 damaged cached image\(s\) in .*resized'):
-        (again,), n_bad = data.readable_images([src], d, 32)
-    assert n_bad == 0 and again.read_bytes() == good
+        (again,), skipped = data.readable_images([src], d, 32)
+    assert not skipped and again.read_bytes() == good
 
 
 def test_cache_writes_leave_no_temporaries(tmp_path):
@@ -307,3 +307,85 @@ def test_split_photos_and_check_split():
     assert split_photos(files, 8, 20, seed=6)[1] == va
     assert check_split(30, 0.2, 16, n_valid=10) == (20, 10)
     with pytest.raises(ValueError, match='smaller n_valid'): check_split(11, 0.2, 16, n_valid=10)
+
+
+def _pets_with(d:Path, n:int=4) -> Path:
+    "A folder of `n` drawn cats and `n` drawn dogs, for odd files to sit among."
+    d.mkdir(exist_ok=True)
+    for i in range(n): _photo(d/f'Bengal_{i}.jpg', 30+i); _photo(d/f'pug_{i}.jpg', 40+i)
+    return d
+
+def _skipped(d, **kw):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        dls = pets_dls(d, size=32, bs=2, verbose=False, **kw)
+    return dls, [str(x.message) for x in w if 'could not be read' in str(x.message)]
+
+
+def test_image_too_long_for_a_jpeg_is_skipped_with_its_reason(tmp_path):
+    "A 1x65535 picture cannot be cached as a JPEG (65,500 px at most): skipped and named, not a false 'disk full'."
+    d = _pets_with(tmp_path/'pets')
+    Image.new('RGB', (1, 65535), (128, 128, 128)).save(d/'Bengal_long.png')
+    dls, msgs = _skipped(d)
+    assert dls.n_skipped == 1 and len(msgs) == 1
+    assert 'Bengal_long.png' in msgs[0] and '1x65535' in msgs[0] and '65,500' in msgs[0] and 'disk space' not in msgs[0]
+
+
+def test_symlink_loop_is_skipped_with_its_reason(tmp_path):
+    d = _pets_with(tmp_path/'pets')
+    (d/'pug_loop.jpg').symlink_to(d/'pug_loop2.jpg'); (d/'pug_loop2.jpg').symlink_to(d/'pug_loop.jpg')
+    dls, msgs = _skipped(d)
+    assert dls.n_skipped == 2 and len(msgs) == 1
+    assert 'pug_loop.jpg: a symlink loop' in msgs[0] and 'pug_loop2.jpg: a symlink loop' in msgs[0]
+    assert 'disk space' not in msgs[0]
+
+
+@pytest.mark.parametrize('errno_, says', [(28, 'free some disk space'), (122, 'free some disk space'), (13, 'writable folder')])
+def test_cache_write_error_names_disk_space_only_when_it_is_full(tmp_path, monkeypatch, errno_, says):
+    import errno, os
+    d = _pets_with(tmp_path/'pets', 1)
+    def fail(*a, **kw): raise OSError(errno_, os.strerror(errno_))
+    monkeypatch.setattr(data, 'atomic_write', fail)
+    with pytest.raises(OSError) as e: data.readable_images([d/'Bengal_0.jpg'], d, 32)
+    assert says in str(e.value) and os.strerror(errno_) in str(e.value)
+    if errno_ not in (errno.ENOSPC, errno.EDQUOT): assert 'disk space' not in str(e.value)
+
+
+def _ramp(dtype, lo, hi, n=64):
+    "An `n` x `n` picture dark on the left, bright on the right, in `dtype`'s numbers from `lo` to `hi`."
+    return np.tile(np.linspace(lo, hi, n), (n, 1)).astype(dtype)
+
+@pytest.mark.parametrize('name, a, mode', [
+    ('Bengal_16.png', _ramp(np.uint16, 0, 65535), 'I;16'),        # a 16-bit greyscale PNG: was cached almost white
+    ('Bengal_32.tif', _ramp(np.int32, 10**6, 10**9), 'I'),         # a 32-bit TIFF: was cached white
+    ('Bengal_f.tif', _ramp(np.float32, 0., 1.), 'F'),              # a float TIFF: was cached black
+    ('Bengal_fneg.tif', _ramp(np.float32, -3., 5.), 'F')])
+def test_16_bit_32_bit_and_float_greyscale_keep_their_picture(tmp_path, name, a, mode):
+    d = tmp_path/'pets'; d.mkdir()
+    Image.fromarray(a).save(d/name)
+    assert Image.open(d/name).mode == mode
+    (out,), skipped = data.readable_images([d/name], d, 32)
+    px = _pixels(out)
+    assert not skipped and abs(px.mean() - 127.5) < 4                       # mid grey on average, as the ramp is
+    assert px[:, :2].mean() < 20 and px[:, -2:].mean() > 235                # and still a ramp: dark left, bright right
+    assert np.abs(px[..., 0] - px[..., 2]).max() <= 2                       # grey stays grey
+
+
+def test_a_flat_float_picture_is_mid_grey(tmp_path):
+    d = tmp_path/'pets'; d.mkdir()
+    Image.fromarray(np.full((32, 32), 7.5, np.float32)).save(d/'Bengal_flat.tif')
+    (out,), skipped = data.readable_images([d/'Bengal_flat.tif'], d, 32)
+    assert not skipped and abs(_pixels(out).mean() - 128) < 2
+
+
+def test_a_different_picture_with_the_same_size_and_date_is_resized_again(tmp_path):
+    "The cache knows a picture by its content, not only by its size and modification time."
+    d = tmp_path/'pets'; d.mkdir()
+    src = _photo(d/'Bengal_1.bmp', 1, 'BMP'); os.utime(src, ns=(10**18, 10**18))
+    size = src.stat().st_size
+    (out,), _ = data.readable_images([src], d, 32)
+    before = _pixels(out)
+    _photo(src, 99, 'BMP'); os.utime(src, ns=(10**18, 10**18))              # another picture, same size, same date
+    assert src.stat().st_size == size and src.stat().st_mtime_ns == 10**18
+    (again,), _ = data.readable_images([src], d, 32)
+    assert np.abs(_pixels(again) - before).mean() > 10                      # the cache shows the new picture
