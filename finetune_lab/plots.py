@@ -116,7 +116,7 @@ def _title_room(width:float, left:float, right:float)->float:
 
 def _title(ax, title, above:float=0., size=11):
     "The axes' title `above` inches over its top (room for phase names), without matplotlib's per-draw search for a free spot."
-    ax.set_title(title, fontsize=size, y=1, pad=(above+7*PT)/PT)
+    ax.set_title(title, fontsize=size, y=1, pad=(above+7*PT)/PT, parse_math=False)   # a '$' in a name is a '$', not mathtext
 
 _SUP = str.maketrans('-0123456789', '⁻⁰¹²³⁴⁵⁶⁷⁸⁹')
 def _pow10(v, pos=None)->str:
@@ -175,7 +175,7 @@ def _mark_phases(ax, h, label=True, shade=False):
         if i: ax.axvline(x[a], color='k', lw=1.2, ls='--', gid='phase_boundary')
         if shade and phase != 'unfrozen': ax.axvspan(x[a], x[b], color='#cfe2f3', alpha=.5, lw=0, gid='phase_shade')
         if label: ax.text((x[a]+x[b])/2, 1, _span_label(h, phase, fit, a, b), transform=_offset(ax, ax.get_xaxis_transform(), dy=3*PT),
-                          ha='center', va='bottom', fontsize=8, clip_on=False)
+                          ha='center', va='bottom', fontsize=8, clip_on=False, parse_math=False)
 
 # %% ../nbs/06_plots.ipynb #5bb65810
 def _stretches(keys):
@@ -215,7 +215,9 @@ def color_limits(histories:list, vmin:float|None=None, vmax:float|None=None, flo
     "Log colour limits covering the trainable cells of all `histories`: their max, and a floor at the 1st percentile (at least max*`floor_ratio`)."
     pos = np.concatenate([_positive(np.where(h.trainable, h.change, np.nan)) for h in histories] + [np.zeros(0)])
     if vmax is None: vmax = float(pos.max()) if len(pos) else 1.
-    if vmin is None: vmin = max(float(np.percentile(pos, 1)) if len(pos) else vmax*floor_ratio, vmax*floor_ratio)
+    if vmin is None:
+        vmin = max(float(np.percentile(pos, 1)) if len(pos) else vmax*floor_ratio, vmax*floor_ratio)
+        if vmin >= vmax: vmin = vmax/10   # one change in every moved cell: a decade below it, so it is coloured at the top
     if not 0 < vmin < vmax: raise ValueError(f"Colour limits need 0 < vmin < vmax on a log scale; got vmin={vmin:g}, vmax={vmax:g}.")
     return vmin, vmax
 
@@ -271,13 +273,13 @@ def _label_rows(ax, h, r):
     pos, texts, size, lines = r.ticks
     ax.set_yticks([])
     tr = _offset(ax, ax.get_yaxis_transform(), dx=-3*PT)
-    for y,t in ((y,t) for y,t in zip(pos, texts) if t): ax.text(0, y, t, transform=tr, fontsize=size, ha='right', va='center', gid='row_label')
+    for y,t in ((y,t) for y,t in zip(pos, texts) if t): ax.text(0, y, t, transform=tr, fontsize=size, ha='right', va='center', gid='row_label', parse_math=False)
     if lines: ax.hlines(lines, 0, 1, transform=ax.get_yaxis_transform(), colors='w', lw=.5, alpha=.7)
     gt = r.group_texts
     ax.hlines([a-.5 for _,a,_,_ in gt[1:]], 0, 1, transform=ax.get_yaxis_transform(), colors='k', lw=1.5, gid='group_boundary')
     cols, tr = group_colors(h.n_groups), _offset(ax, ax.get_yaxis_transform(), dx=3*PT)
     for g,a,b,t in (x for x in gt if x[3]):   # plain text, not a second axis: cheaper to lay out
-        ax.text(1, (a+b-1)/2, t, transform=tr, color=cols[g], fontsize=8, ha='left', va='center', gid='group_label')
+        ax.text(1, (a+b-1)/2, t, transform=tr, color=cols[g], fontsize=8, ha='left', va='center', gid='group_label', parse_math=False)
 
 # %% ../nbs/06_plots.ipynb #6439e0c2
 CBAR_GAP, CBAR_W = .12, .15   # inches between the group names and the colour bar, and its width
@@ -458,7 +460,7 @@ def plot_phase_bars(h:RunHistory, ax=None)->Figure:
         _bars(ax, x[bk], np.maximum(-np.nan_to_num(v[bk]), floor), bottom, f'back_{i}', facecolor=c[bk], alpha=.35)
         ax.add_artist(PathPatch(_rects_path([(xi-.5, bottom, 1, floor-bottom) for xi in x[~m]]), gid=f'still_{i}', **FROZEN_STYLE))
         ax.text(i*(n+gap) + n/2, 1, f'{_span_name(h, phase, fit)}\n{int(m.sum())}/{n} changed',
-                transform=_offset(ax, ax.get_xaxis_transform(), dy=3*PT), ha='center', va='bottom', fontsize=9)
+                transform=_offset(ax, ax.get_xaxis_transform(), dy=3*PT), ha='center', va='bottom', fontsize=9, parse_math=False)
         if i: ax.axvline(i*(n+gap) - gap/2 - .5, color='k', lw=1)
     _log_axis(ax.yaxis); ax.set_ylim(bottom, top*2); ax.set_xlim(-1, len(spans)*(n+gap) - gap)
     ax.set_xticks([])
@@ -606,7 +608,7 @@ def plot_report(h:RunHistory, title:str|None=None,
     low, heat = (3.4, 5.6) if narrow else (10.7/2.6, 10.7 - 10.7/2.6)
     H = top + heat + low*(1 + narrow)
     fig = Figure(figsize=(W, H))
-    fig.suptitle(title, fontsize=13, y=1 - PAD/H, va='top')
+    fig.suptitle(title, fontsize=13, y=1 - PAD/H, va='top', parse_math=False)
     plot_heatmap(h, cmap=cmap, group_by=group_by, ax=(fig, (0, H - top - heat, W, heat)), max_labels=30)
     if narrow:
         plot_phase_bars(h, ax=(fig, (0, low, W, low)))

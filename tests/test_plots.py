@@ -570,3 +570,53 @@ def test_a_run_stopped_before_the_peak_says_so_in_plain_words():
     t = explain(synthetic_history(interrupt_at=.2))
     assert 'the run was stopped before its schedule reached the top.' in t and 'before to the top' not in t, t
     assert 'no recorded step fell at the top of the one-cycle schedule' in explain(synthetic_history(steps_per_epoch=2))
+
+
+# ---------------------------------------------------------------- histories that load but are degenerate
+def _all_moved_alike(h, v=.01):
+    h.change[:] = np.where(np.nan_to_num(h.change) > 0, v, h.change)
+    return h
+
+@pytest.mark.parametrize('draw', [lambda h: plot_report(h), lambda h: plot_heatmap(h, group_by='layer'),
+                                  lambda h: plot_compare([h, synthetic_history(seed=1)]), lambda h: plot_compare([h, h], shared_scale=False)])
+def test_every_moved_cell_with_the_same_change_still_draws(draw):
+    "One change everywhere leaves no range for a log scale: the colours still span a decade below it, and the figure draws."
+    h = _all_moved_alike(synthetic_history(steps_per_epoch=3))
+    vmin, vmax = color_limits([h])
+    assert 0 < vmin < vmax and vmax == pytest.approx(.01)
+    assert is_png(fig_to_png(draw(h), dpi=40))
+
+def test_dollar_signs_in_layer_names_and_titles_are_drawn_as_text():
+    "torch's add_module allows '$' in a name: it is a name, not matplotlib mathtext (an odd pair failed to parse)."
+    h = synthetic_history(steps_per_epoch=3)
+    names = [f'a$x^{{{i}$' for i in range(len(h.layers))]
+    h.layers['name'] = names
+    for group_by in ('layer', 'block'):
+        fig = plot_report(h, group_by=group_by, title='cost $5 $x^{ title')
+        assert is_png(fig_to_png(fig, dpi=40))
+    fig = plot_heatmap(h, group_by='layer', max_labels=200, title='a $x^{ title')
+    assert is_png(fig_to_png(fig, dpi=40)) and row_labels(fig.axes[0]) == names
+    assert is_png(fig_to_png(plot_compare([h, h], titles=['$a^{', '$b$']), dpi=40))
+
+
+def _on_three_photos(wrong, base_wrong, targets=(0, 1, 1)):
+    "A history validated on 3 photos with its and the larger class's per-photo answers; its error stored as float32."
+    h, y = synthetic_history(n_valid=3), np.array(targets)
+    h.valid_targets, h.valid_preds = y, np.where(wrong, 1 - y, y)
+    h.baseline_preds, h.baselines = dict(majority=np.where(base_wrong, 1 - y, y)), dict(majority=float(np.mean(base_wrong)))
+    h.epochs.loc[h.epochs.index[-1], 'error_rate'] = np.float32(np.mean(wrong))
+    return h
+
+@pytest.mark.parametrize('wrong, base_wrong, targets', [
+    ((1, 0, 0), (1, 0, 0), (0, 1, 1)),      # 1 of 3 against 1 of 3, the same photo
+    ((0, 1, 0), (1, 0, 0), (0, 1, 1)),      # 1 of 3 against 1 of 3, different photos
+    ((0, 0, 0), (0, 0, 0), (1, 1, 1))])     # one class only: 0 % against 0 %
+def test_equal_counts_on_the_same_photos_are_ties(wrong, base_wrong, targets):
+    h = _on_three_photos(wrong, base_wrong, targets)
+    t = explain(h)
+    assert 'a tie within noise' in t and 'beats' not in t and 'no better' not in t and 'worse' not in t, t
+    assert run_label(h).endswith(', a tie with the larger class')
+    other = _on_three_photos(base_wrong, wrong, targets)       # two runs with equal counts, compared with each other
+    other.epochs.loc[other.epochs.index[-1], 'error_rate'] = float(np.mean(base_wrong))   # float64 this time
+    d = explain_diff(h, other)
+    assert 'A tie within noise' in d and 'A is better' not in d and 'B is better' not in d, d
