@@ -6,7 +6,9 @@ Docs: https://finetune-lab.github.io/finetune_lab/cli.html.md"""
 
 # %% ../nbs/10_cli.ipynb #803950e4
 from __future__ import annotations
-import argparse, itertools, os, re, signal, sys, textwrap, threading, time, urllib.error, warnings, weakref
+import argparse, itertools, os, re, signal, sys, tempfile, textwrap, threading, time, urllib.error, warnings, weakref
+try: import fcntl                  # POSIX: a lock the kernel lets go of when its process dies
+except ImportError: fcntl = None   # elsewhere: a lock file's existence is the lock
 from contextlib import contextmanager
 from fastcore.basics import patch
 from pathlib import Path
@@ -20,10 +22,11 @@ from .explain import explain, explain_diff, paired_words, repeat_short, noise_wo
 from .data import describe_source, atomic_write, one_line_error
 
 # %% auto #0
-__all__ = ['BASELINE_WORDS', 'DEMO', 'DEMO_STRATEGIES', 'DEFAULT_OUT', 'CLIError', 'flag', 'parse_value', 'failure',
-           'config_from', 'add_config_flags', 'config_overrides', 'PhaseLine', 'EpochLine', 'slug', 'unique',
-           'explain_text', 'Outputs', 'hold_ctrl_c', 'prepare', 'result_line', 'result_notes', 'train', 'paired_lines',
-           'cmd_demo', 'cmd_run', 'parse_vary', 'cmd_compare', 'cmd_show', 'build_parser', 'main']
+__all__ = ['STOPS', 'BASELINE_WORDS', 'DEMO', 'DEMO_STRATEGIES', 'DEFAULT_OUT', 'CLIError', 'flag', 'parse_value', 'stopped',
+           'on_signals', 'failure', 'config_from', 'add_config_flags', 'config_overrides', 'PhaseLine', 'EpochLine',
+           'slug', 'unique', 'explain_text', 'take_lock', 'clean_stale', 'Outputs', 'hold_ctrl_c', 'prepare',
+           'result_line', 'result_notes', 'train', 'paired_lines', 'cmd_demo', 'cmd_run', 'parse_vary', 'cmd_compare',
+           'cmd_show', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #2b171127
 class CLIError(Exception):
@@ -54,6 +57,34 @@ def parse_value(name:str, typ:str, text:str):
         return dict(int=int, float=float).get(base, str)(text)
     except ValueError: raise CLIError(f"{flag(name)} {text!r} is not {_type_words(typ)}.") from None
 
+# %% ../nbs/10_cli.ipynb #sig00002
+STOPS = {signal.SIGINT: (130, 'interrupted', 'Ctrl-C'), signal.SIGTERM: (143, 'terminated', 'SIGTERM')}
+_got = []   # the SIGINTs and SIGTERMs this command has received, in order
+
+def stopped() -> tuple[int, str, str]:
+    "(exit code, verb, signal) for what stopped the command: the first signal it got, or Ctrl-C (a KeyboardInterrupt raised in code)."
+    return STOPS[_got[0] if _got else signal.SIGINT]
+
+def _handle(f) -> dict:
+    "Make `f` the handler of SIGINT and SIGTERM (in the main thread: Python sets none elsewhere); return the old ones."
+    if threading.current_thread() is not threading.main_thread(): return {}
+    return {s: signal.signal(s, f) for s in STOPS}
+
+def _restore(old:dict):
+    for s, h in old.items(): signal.signal(s, h)
+
+@contextmanager
+def on_signals(first_only:bool=False):
+    "In the block, SIGINT and SIGTERM raise `KeyboardInterrupt` and are noted; with `first_only`, later ones are only noted."
+    n = len(_got)
+    def on(sig, frame):
+        _got.append(sig)
+        if not first_only or len(_got) == n + 1: raise KeyboardInterrupt
+    old = _handle(on)
+    try: yield
+    finally: _restore(old)
+
+
 # %% ../nbs/10_cli.ipynb #a17c0002
 _BAD_INPUT = (ValueError, TypeError, WeightsUnavailableError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
@@ -65,9 +96,11 @@ def _words(e:BaseException) -> str:
     return ' '.join(s.split())
 
 def failure(e:BaseException) -> tuple[int, str]:
-    "(exit code, one line) for what ended a command: 2 bad input, 1 files/disk/network, 130 Ctrl-C."
-    if isinstance(e, KeyboardInterrupt): return 130, "interrupted (Ctrl-C) while starting: nothing was trained or written."
-    if isinstance(e, CLIError): return e.code, f"{'' if e.code == 130 else 'error: '}{_words(e)}"
+    "(exit code, one line) for what ended a command: 2 bad input, 1 files/disk/network, 130 Ctrl-C, 143 SIGTERM."
+    if isinstance(e, KeyboardInterrupt):
+        code, verb, sig = stopped()
+        return code, f"{verb} ({sig}) while starting: nothing was trained or written."
+    if isinstance(e, CLIError): return e.code, f"{'' if e.code in (130, 143) else 'error: '}{_words(e)}"
     if isinstance(e, urllib.error.URLError): return 1, f"error: a download failed (offline?): {_words(e)}"
     if isinstance(e, _BAD_INPUT): return 2, f"error: {_words(e)}"
     if isinstance(e, OSError): return 1, f"error: {_words(e)} (check that the folder exists, is writable and has free space)"
@@ -156,11 +189,49 @@ def explain_text(histories:list, names:list) -> str:
     return '\n\n'.join(parts) + '\n'
 
 # %% ../nbs/10_cli.ipynb #a17c0005
+def take_lock(p:Path) -> int|None:
+    "An open descriptor of lock file `p` (made if missing), locked by this process; None while a live process holds it."
+    if fcntl is None:
+        try: return os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError: return None
+    while True:
+        fd = os.open(p, os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.path.samestat(os.fstat(fd), os.stat(p)): return fd
+        except (BlockingIOError, FileNotFoundError) as e:
+            os.close(fd)
+            if isinstance(e, BlockingIOError): return None
+            continue
+        except BaseException: os.close(fd); raise
+        os.close(fd)   # its holder removed the file as we opened it: lock the one there now
+
+def _alive(pid:int) -> bool:
+    "Is process `pid` running? (Where it cannot be asked, assume so.)"
+    if os.name != 'posix': return True
+    try: os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError): return False
+    except PermissionError: pass   # another user's
+    return True
+
+_TMP = re.compile(r'\..+\.(\d+)\.[0-9a-f]+\.tmp')   # atomic_write's temporary files: .NAME.PID.HEX.tmp
+
+def clean_stale(out:Path) -> list:
+    "Remove what killed commands left in `out`: lock files no process holds, temporary files whose process is gone."
+    gone = []
+    for p in sorted(out.glob('.finetune-lab*.lock')):
+        fd = take_lock(p) if fcntl else None
+        if fd is not None: p.unlink(missing_ok=True); os.close(fd); gone.append(p.name)
+    for p in sorted(out.glob('.*.tmp')):
+        m = _TMP.fullmatch(p.name)
+        if m and not _alive(int(m.group(1))): p.unlink(missing_ok=True); gone.append(p.name)
+    return gone
+
 class Outputs:
     "The files one command writes to `out`: free names, each file whole, and one line saying what is on disk if it stops."
     def __init__(self, out, stems:list, overwrite:bool=False, histories:bool=True):
         self.out, self.stems, self.overwrite, self.exts = Path(out).expanduser(), list(stems), overwrite, ('.npz', '.png')[not histories:]
-        self.written, self.sfx, self.claim, self.writing = [], '', None, None
+        self.written, self.sfx, self.claim, self.fd, self.writing, self.busy = [], '', None, None, None, False
 
     def _names(self, sfx:str) -> list:
         return [f'{s}{sfx}{e}' for s in self.stems for e in self.exts] + [f'compare{sfx}.png', f'explain{sfx}.txt']
@@ -168,17 +239,21 @@ class Outputs:
     def __enter__(self):
         try: self.out.mkdir(parents=True, exist_ok=True)
         except OSError as e: raise CLIError(f"--out {self.out}: cannot create that folder ({_words(e)}).", 1) from None
-        k = 1
-        while not self.overwrite:
-            sfx = '' if k == 1 else f'-{k}'
-            claim = self.out/f'.finetune-lab{sfx}.lock'
-            try: os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError: k += 1; continue          # another command is writing this set right now
-            except OSError as e: raise CLIError(f"--out {self.out}: cannot write there ({_words(e)}); choose another folder.", 1) from None
-            if not any((self.out/n).exists() for n in self._names(sfx)):
-                self.claim, self.sfx = claim, sfx; break
-            claim.unlink(); k += 1                               # an earlier run's files: keep them, try the next number
+        try:
+            tempfile.TemporaryFile(dir=self.out).close()   # writable? find out now, not after training (--overwrite takes no lock)
+            clean_stale(self.out)
+            k = 1
+            while not self.overwrite:
+                sfx = '' if k == 1 else f'-{k}'
+                claim = self.out/f'.finetune-lab{sfx}.lock'
+                fd = take_lock(claim)
+                if fd is None: self.busy, k = True, k + 1; continue    # another command is writing this set right now
+                if not any((self.out/n).exists() for n in self._names(sfx)):
+                    self.claim, self.fd, self.sfx = claim, fd, sfx; break
+                claim.unlink(); os.close(fd); k += 1                   # an earlier run's files: keep them, try the next number
+        except OSError as e: raise CLIError(f"--out {self.out}: cannot write there ({_words(e)}); choose another folder.", 1) from None
         return self
+
 
 # %% ../nbs/10_cli.ipynb #a17c0006
 @patch
@@ -186,14 +261,13 @@ def path(self:Outputs, stem:str, ext:str) -> Path: return self.out/f'{stem}{self
 
 @contextmanager
 def hold_ctrl_c():
-    "Ctrl-C waits until the block is done (main thread only): the file being written is finished, then the interrupt counts."
-    if threading.current_thread() is not threading.main_thread(): yield; return
+    "Ctrl-C and SIGTERM wait until the block is done (main thread only): the file being written is finished, then they count."
     got = []
-    old = signal.signal(signal.SIGINT, lambda *a: got.append(a))
+    old = _handle(lambda sig, frame: got.append(sig))
     try: yield
     finally:
-        signal.signal(signal.SIGINT, old)
-        if got: raise KeyboardInterrupt
+        _restore(old)
+        for s in dict.fromkeys(got): signal.raise_signal(s)   # now, to the handler that was there before
 
 @patch
 def write(self:Outputs, p:Path, data) -> Path:
@@ -225,8 +299,10 @@ def __exit__(self:Outputs, typ, e, tb):
     if self.claim is not None:
         try: self.claim.unlink()
         except OSError: pass
+        os.close(self.fd)
     if isinstance(e, KeyboardInterrupt):
-        raise CLIError(f"interrupted (Ctrl-C){f' while writing {self.writing.name}' if self.writing else ''}: {self.account()}.", 130) from None
+        code, verb, sig = stopped()
+        raise CLIError(f"{verb} ({sig}){f' while writing {self.writing.name}' if self.writing else ''}: {self.account()}.", code) from None
     if isinstance(e, OSError) and self.writing is not None:
         raise CLIError(f"could not write {self.writing} ({_words(e)}): {self.account()}; free some disk space or "
                        "choose another --out, then run the command again.", 1) from None
@@ -270,16 +346,17 @@ def result_notes(h:RunHistory) -> list:
 
 def train(cfgs:list, names:list, quiet:bool=False, outputs:Outputs|None=None, stems:list|None=None) -> list:
     """Run each config in turn, printing progress (bars on a terminal, a line per epoch in a log) and saving each history
-    as it ends; stops early (keeping what ran) if one is interrupted."""
+    as it ends; stops early (keeping what ran, marked interrupted) at the first Ctrl-C or SIGTERM."""
     hs, bars = [], not quiet and sys.stdout.isatty()   # bars redraw with carriage returns: right on a terminal, noise in a file
     for i, (c, n) in enumerate(zip(cfgs, names)):
         print(f"[{i+1}/{len(cfgs)}] {n}", flush=True)
         if not bars: print(describe_run(c), flush=True)   # run() prints it itself when it shows progress
         cbs = None if quiet else [PhaseLine()] if bars else [PhaseLine(seed=c.seed, seeds=c.seeds), EpochLine()]
         t = time.perf_counter()
-        h = run(c, cbs=cbs, progress=bars)
-        hs.append(h)
-        if outputs is not None: outputs.save_history(h, (stems or names)[i])   # at once: a later Ctrl-C or full disk cannot lose it
+        with on_signals(first_only=True):   # a second Ctrl-C while the first one's partial run is kept changes nothing
+            h = run(c, cbs=cbs, progress=bars)
+            hs.append(h)
+            if outputs is not None: outputs.save_history(h, (stems or names)[i])   # at once: a later Ctrl-C or full disk cannot lose it
         print(f"  -> {result_line(h)} ({time.perf_counter()-t:.1f} s){' INTERRUPTED' if h.interrupted else ''}", flush=True)
         for line in result_notes(h): print(f"     {line}", flush=True)
         if h.interrupted: break
@@ -301,17 +378,19 @@ def paired_lines(hs:list, names:list) -> list:
     return out
 
 def _finish(o:Outputs, hs:list, names:list, t0=None, n_planned=None) -> int:
-    "Draw the figures, say exactly which files are there, and return 130 if the runs were cut short."
+    "Draw the figures, say exactly which files are there, and return 130 (143 for SIGTERM) if the runs were cut short."
     o.figures(hs, names)
     print(f"wrote {len(o.written)} files to {o.out.resolve()}/: " + ', '.join(p.name for p in o.written))
-    if o.sfx: print(f"  (numbered {o.sfx}: {o.out} already holds files of an earlier run, kept as they were; --overwrite replaces them)")
+    if o.sfx and o.busy: print(f"  (numbered {o.sfx}: another finetune-lab command is writing into {o.out} now)")
+    elif o.sfx: print(f"  (numbered {o.sfx}: {o.out} already holds files of an earlier run, kept as they were; --overwrite replaces them)")
     if len(hs) > 1: print('\n'.join(['paired tests on the validation photos (exact McNemar; a win needs p < 0.05):'] +
                                      [f"  {l}" for l in paired_lines(hs, names)]))
     if t0 is not None: print(f"done in {time.perf_counter()-t0:.0f} s")
     if n_planned and (len(hs) < n_planned or hs[-1].interrupted):
-        print(f"finetune-lab: interrupted: {len(hs)} of {n_planned} runs written to {o.out} (the last one partial); "
-              "run the command again for the rest.", file=sys.stderr)
-        return 130
+        code, verb, sig = stopped()
+        print(f"finetune-lab: {verb}{'' if code == 130 else f' ({sig})'}: {len(hs)} of {n_planned} runs written to {o.out} "
+              "(the last one partial); run the command again for the rest.", file=sys.stderr)
+        return code
     return 0
 
 def _choices(cfg:Config, given:dict):
@@ -435,7 +514,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def main(argv:list|None=None) -> int:
     "Run `finetune-lab` with `argv` (default: `sys.argv[1:]`) and return the exit code; whatever stops it is one line (`failure`)."
-    with warnings.catch_warnings():
+    _got.clear()
+    with warnings.catch_warnings(), on_signals():
         warnings.showwarning = _one_line_warning   # a warning is a line for the user, not a line of our source code
         try:
             p = build_parser()

@@ -1,4 +1,4 @@
-"""`finetune-lab` starts here: the CLI imported under a guard, so a Ctrl-C while torch loads is one line too.
+"""`finetune-lab` starts here: the CLI imported under a guard, so a Ctrl-C (or SIGTERM) while torch loads is one line too.
 
 Docs: https://finetune-lab.github.io/finetune_lab/console.html.md"""
 
@@ -20,14 +20,18 @@ def start() -> int:
     hits = []
     def note(sig, frame): hits.append(sig); raise KeyboardInterrupt
     guard = threading.current_thread() is threading.main_thread()   # signal handlers can only be set there
-    old = signal.signal(signal.SIGINT, note) if guard else None
+    old = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)} if guard else {}
     try: main = _load_cli()
     except BaseException as e:
         if hits or isinstance(e, KeyboardInterrupt):
-            print("finetune-lab: interrupted (Ctrl-C) while starting: nothing was trained or written.", file=sys.stderr); return 130
+            term = hits[:1] == [signal.SIGTERM]
+            print(f"finetune-lab: {'terminated (SIGTERM)' if term else 'interrupted (Ctrl-C)'} while starting: nothing was trained or written.",
+                  file=sys.stderr)
+            return 143 if term else 130
         if not isinstance(e, Exception): raise
         print(f"finetune-lab: error: cannot start ({type(e).__name__}: {' '.join(str(e).split())}); "
               "reinstall finetune-lab and its dependencies (pip install finetune-lab).", file=sys.stderr); return 1
     finally:
-        if guard and old is not None: signal.signal(signal.SIGINT, old)
+        for s, h in old.items():
+            if h is not None: signal.signal(s, h)
     return main()

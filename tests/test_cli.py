@@ -386,3 +386,171 @@ def test_an_offline_download_is_one_clear_line(capsys, tmp_path, monkeypatch):
     code, out, err = call(capsys, 'run', '--source', 'pets', '--out', tmp_path)
     assert code == 1 and one_line(err) and 'a download failed (offline?)' in err and 'urlopen' not in err
     assert '([Errno -3] Temporary failure in name resolution)' in err
+
+
+# --- interrupted runs saved and marked; locks and temporaries of killed commands ----------------------------------
+
+import signal
+from fastai.callback.core import Callback
+from finetune_lab import strategies
+from finetune_lab.tracker import WeightChangeTracker
+
+REAL = ['--source', 'synthetic', '--arch', 'efficientnet_lite0', '--n-images', '16', '--n-valid', '16', '--size', '32', '--bs', '8',
+        '--freeze-epochs', '1', '--epochs', '3', '--quiet']
+
+
+class SignalAt(Callback):
+    "Send `sig` to this process after the first training batch of the unfrozen fit (fit 1), once the tracker has recorded it."
+    order = WeightChangeTracker.order + 1
+    def __init__(self, sig): self.sig, self.n_fit = sig, -1
+    def before_fit(self): self.n_fit += 1
+    def after_batch(self):
+        if self.training and self.n_fit == 1 and self.epoch == 0 and self.iter == 0: signal.raise_signal(self.sig)
+
+
+def signal_during_training(monkeypatch, sig):
+    "Make the CLI's run() get `sig` at a known batch: after the frozen epoch and one unfrozen step."
+    real = cli.run
+    monkeypatch.setattr(cli, 'run', lambda cfg, cbs=None, progress=True: real(cfg, cbs=[*(cbs or []), SignalAt(sig)], progress=progress))
+    return real
+
+
+def assert_partial_run_saved(d):
+    "`d` holds the run's files; its history is marked interrupted and has the frozen epoch and the unfrozen steps so far."
+    assert names(d) == ['explain.txt', 'run.npz', 'run.png']
+    h = RunHistory.load(d/'run.npz')
+    assert h.interrupted and list(h.epochs.phase) == ['frozen']
+    assert (h.steps.phase == 'frozen').sum() >= 1 and (h.steps.phase == 'unfrozen').sum() >= 1
+
+
+@pytest.mark.parametrize('second', ['while run() cleans up', 'as run() returns'])
+def test_a_second_ctrl_c_keeps_the_partial_run(capsys, tmp_path, monkeypatch, second):
+    "Two Ctrl-Cs: the first stops training, the second lands before the history is saved; the history is still saved."
+    real = signal_during_training(monkeypatch, signal.SIGINT)
+    if second == 'as run() returns':
+        def run_then_ctrl_c(cfg, cbs=None, progress=True):
+            h = real(cfg, cbs=[*(cbs or []), SignalAt(signal.SIGINT)], progress=progress)
+            signal.raise_signal(signal.SIGINT)
+            return h
+        monkeypatch.setattr(cli, 'run', run_then_ctrl_c)
+    else:
+        release = strategies.release_memory
+        monkeypatch.setattr(strategies, 'release_memory', lambda: (signal.raise_signal(signal.SIGINT), release()))
+    code, out, err = call(capsys, 'run', *REAL, '--out', tmp_path)
+    assert code == 130 and one_line(err) and 'interrupted: 1 of 1 runs written' in err and 'the last one partial' in err, err
+    assert 'wrote 3 files' in out and 'run.npz' in out
+    assert_partial_run_saved(tmp_path)
+
+
+class Unhandled(Exception): "SIGTERM reached the handler the test set: the CLI had none of its own."
+
+
+@pytest.fixture
+def sigterm_guard():
+    "Without a handler of the CLI's own, SIGTERM would end pytest itself: this one makes it an exception instead."
+    def unhandled(sig, frame): raise Unhandled()
+    old = signal.signal(signal.SIGTERM, unhandled)
+    yield
+    signal.signal(signal.SIGTERM, old)
+
+
+def test_sigterm_while_training_saves_the_partial_run(capsys, tmp_path, monkeypatch, sigterm_guard):
+    signal_during_training(monkeypatch, signal.SIGTERM)
+    code, out, err = call(capsys, 'run', *REAL, '--out', tmp_path)
+    assert code == 143 and one_line(err) and 'terminated (SIGTERM): 1 of 1 runs written' in err, err
+    assert_partial_run_saved(tmp_path)
+    assert signal.getsignal(signal.SIGTERM).__name__ == 'unhandled'   # main() gives back the handler it found
+
+
+def test_sigterm_while_starting_is_one_line(monkeypatch, capsys, sigterm_guard):
+    from finetune_lab import console
+    def import_hit_by_sigterm(): signal.raise_signal(signal.SIGTERM); raise AssertionError('not interrupted')
+    monkeypatch.setattr(console, '_load_cli', import_hit_by_sigterm)
+    assert console.start() == 143
+    err = capsys.readouterr().err
+    assert one_line(err) and 'terminated (SIGTERM) while starting: nothing was trained or written' in err, err
+
+
+def test_sigterm_while_writing_finishes_the_file_first(capsys, tmp_path, fake_training, monkeypatch, sigterm_guard):
+    real = data.atomic_write
+    def terminated_midway(path, payload, durable=True):
+        if str(path).endswith('.png'): signal.raise_signal(signal.SIGTERM)   # held until this file is whole
+        return real(path, payload, durable)
+    monkeypatch.setattr(cli, 'atomic_write', terminated_midway)
+    code, out, err = call(capsys, 'run', '--out', tmp_path)
+    assert code == 143 and one_line(err) and 'terminated (SIGTERM)' in err and 'run.npz, run.png' in err, err
+    assert names(tmp_path) == ['run.npz', 'run.png']
+
+
+def leave_behind(out, die:bool):
+    """A child process (forked: nothing to import) claims `out` as the CLI does and starts writing run.npz; with `die` it is
+    killed (SIGKILL) there, leaving its lock and temporary file; else it waits, alive, until the returned function is called."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(w)
+            o = cli.Outputs(out, ['run']).__enter__()
+            def stuck(f):
+                f.write(b'half a history'); f.flush()
+                if die: os.kill(os.getpid(), signal.SIGKILL)
+                os.write(1, b''); os.read(r, 1)         # alive until the parent says
+                os._exit(0)
+            data.atomic_write(o.path('run', '.npz'), stuck)
+        finally: os._exit(1)
+    os.close(r)
+    def done():
+        os.close(w)
+        return os.waitpid(pid, 0)[1]
+    if die: assert os.WTERMSIG(done()) == signal.SIGKILL
+    else:
+        import time
+        while not [p for p in Path(out).iterdir() if p.name.endswith('.tmp')]: time.sleep(0.01)   # polls a file, not a clock
+    return done
+
+
+def hidden(d): return sorted(p.name for p in Path(d).iterdir() if p.name.startswith('.'))
+
+
+def test_a_killed_command_leaves_nothing_that_misleads_the_next(capsys, tmp_path, fake_training):
+    leave_behind(tmp_path, die=True)
+    assert [n for n in hidden(tmp_path) if n.endswith('.lock')] and [n for n in hidden(tmp_path) if n.endswith('.tmp')]
+    code, out, err = call(capsys, 'run', '--out', tmp_path)
+    assert code == 0, err
+    assert names(tmp_path) == ['explain.txt', 'run.npz', 'run.png']           # the plain names: the folder held no earlier run
+    assert 'earlier run' not in out and 'numbered' not in out
+    assert hidden(tmp_path) == []                                               # the stale lock and temporary are gone
+
+
+def test_a_live_command_keeps_its_lock_and_temporary(capsys, tmp_path, fake_training):
+    done = leave_behind(tmp_path, die=False)
+    try:
+        before = hidden(tmp_path)
+        code, out, err = call(capsys, 'run', '--out', tmp_path)
+        assert code == 0, err
+        assert names(tmp_path) == before + ['explain-2.txt', 'run-2.npz', 'run-2.png']
+        assert 'earlier run' not in out and 'another finetune-lab command is writing' in out
+    finally: done()
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    "A folder nothing may be written into (as root, where chmod stops nothing, with the immutable flag; else skip)."
+    d = tmp_path/'ro'; d.mkdir(); d.chmod(0o555)
+    chattr = False
+    try: (d/'probe').touch()
+    except OSError: pass
+    else:
+        (d/'probe').unlink()
+        chattr = shutil.which('chattr') and subprocess.run(['chattr', '+i', d], capture_output=True).returncode == 0
+        if not chattr: d.chmod(0o755); pytest.skip("cannot make a read-only folder here (root, and no chattr +i)")
+    yield d
+    if chattr: subprocess.run(['chattr', '-i', d])
+    d.chmod(0o755)
+
+
+@pytest.mark.parametrize('overwrite', [True, False])
+def test_a_read_only_out_fails_before_training(capsys, read_only, fake_training, overwrite):
+    code, out, err = call(capsys, 'run', '--out', read_only, *(['--overwrite'] if overwrite else []))
+    assert code == 1 and one_line(err) and f'--out {read_only}: cannot write there' in err, err
+    assert not fake_training and list(read_only.iterdir()) == []
