@@ -94,7 +94,56 @@ def setup():
     shutil.copytree(bundled_pets(), W/'photos')
     (W/'onecls').mkdir()
     for i in range(8): draw_pet(True, seed=i, size=48).save(W/'onecls'/f'Bengal_{i}.jpg')
+    odd_inputs()
 
+
+def odd_inputs():
+    """Sections 8 and 9: odd images (a side too long for a JPEG, a symlink loop, 16-bit, 32-bit and float greyscale), a picture
+    replaced by another of the same size and date after it was cached, and histories that load but are degenerate."""
+    from PIL import Image
+    from finetune_lab.data import readable_images
+    odd = W/'odd'; odd.mkdir()
+    for i in range(6): draw_pet(True, seed=i, size=48).save(odd/f'Bengal_{i}.jpg'); draw_pet(False, seed=i, size=48).save(odd/f'pug_{i}.jpg')
+    Image.new('RGB', (1, 65535), (128, 128, 128)).save(odd/'Bengal_long.png')
+    (odd/'pug_loop.jpg').symlink_to(odd/'pug_loop2.jpg'); (odd/'pug_loop2.jpg').symlink_to(odd/'pug_loop.jpg')
+    ramp = lambda t, lo, hi: np.tile(np.linspace(lo, hi, 64), (64, 1)).astype(t)
+    Image.fromarray(ramp(np.uint16, 0, 65535)).save(odd/'Bengal_16.png')
+    Image.fromarray(ramp(np.int32, 10**6, 10**9)).save(odd/'pug_32.tif')
+    Image.fromarray(ramp(np.float32, 0, 1)).save(odd/'Bengal_float.tif')
+    same = W/'same_date'; same.mkdir()
+    for i in range(6): draw_pet(True, seed=i, size=48).save(same/f'Bengal_{i}.bmp'); draw_pet(False, seed=i, size=48).save(same/f'pug_{i}.bmp')
+    for f in same.iterdir(): os.utime(f, ns=(10**18, 10**18))
+    os.environ['FINETUNE_LAB_CACHE'] = BASE_ENV['FINETUNE_LAB_CACHE']
+    readable_images(sorted(same.iterdir()), same, 32)                      # cached as the CLI would (size 32)
+    draw_pet(True, seed=99, size=48).save(same/'Bengal_0.bmp'); os.utime(same/'Bengal_0.bmp', ns=(10**18, 10**18))   # same size, same date
+    flat = synthetic_history(steps_per_epoch=3)
+    flat.change[:] = np.where(np.nan_to_num(flat.change) > 0, .01, flat.change); flat.save(W/'flat.npz')
+    dollar = synthetic_history(steps_per_epoch=3)
+    dollar.layers['name'] = [f'a$x^{{{i}$' for i in range(len(dollar.layers))]; dollar.save(W/'dollar.npz')
+    for name, wrong, base, y in (('tie3', (0, 1, 0), (1, 0, 0), (0, 1, 1)), ('tie0', (0, 0, 0), (0, 0, 0), (1, 1, 1))):
+        h, y = synthetic_history(steps_per_epoch=3, n_valid=3), np.array(y)
+        h.valid_targets, h.valid_preds = y, np.where(wrong, 1 - y, y)
+        h.baseline_preds, h.baselines = dict(majority=np.where(base, 1 - y, y)), dict(majority=float(np.mean(base)))
+        h.epochs.loc[h.epochs.index[-1], 'error_rate'] = np.float32(np.mean(wrong)); h.save(W/f'{name}.npz')
+
+
+def odd_cached_grey() -> bool:
+    "The odd folder's 16-bit, 32-bit and float ramps cached as ramps (mean grey), the unusable files not cached at all."
+    from PIL import Image
+    d = next((W/'cache').rglob('odd_*'))
+    means = [np.asarray(Image.open(d/n)).mean() for n in ('Bengal_16.png', 'pug_32.tif', 'Bengal_float.tif')]
+    return all(abs(m - 127.5) < 6 for m in means) and not any((d/n).exists() for n in ('Bengal_long.png', 'pug_loop.jpg'))
+
+
+def cache_current(folder) -> bool:
+    "Every cached copy of `folder`'s pictures made from its current content."
+    fs = list(next((W/'cache').rglob(f'{folder}_*')).iterdir())
+    return len(fs) == 12 and all(_cached(f, _stamp(W/folder/f.name)) == 'fresh' for f in fs)
+
+
+def says(outdir, *yes, no=()) -> bool:
+    t = (W/'out'/outdir/'explain.txt').read_text()
+    return all(y in t for y in yes) and not any(n in t for n in no)
 
 def main():
     setup()
@@ -135,7 +184,13 @@ def main():
          {130}, None, lambda: len(list((W/'cache').rglob('photos_*/*'))) > 50, cache_sound),
         # 7. interrupted runs and stale locks (double Ctrl-C, SIGTERM, SIGKILL)
         # 8. odd images (huge sides, symlink loops, 16-bit and float modes) and the image cache's key
+        ('1x65535 image, symlink loop, 16-bit/32-bit/float grey', ['run', '--source', W/'odd', '--arch', 'efficientnet_lite0', '--size', '32', '--bs', '4', '--n-images', 'none', '--n-valid', 'none', '--quiet', *o('i1')], {0}, None, None, odd_cached_grey),
+        ('a cached picture replaced, same size and date', ['run', '--source', W/'same_date', '--arch', 'efficientnet_lite0', '--size', '32', '--bs', '4', '--n-images', 'none', '--n-valid', 'none', '--quiet', *o('i2')], {0}, None, None,
+         lambda: cache_current('same_date')),
         # 9. histories that load but are degenerate (equal changes, odd layer names), equal-number comparisons
+        ('show: every moved cell changed alike', ['show', W/'flat.npz', *o('h7')], {0}), ('show: $ in layer names', ['show', W/'dollar.npz', *o('h8')], {0}),
+        ('show: 1 of 3 wrong against 1 of 3', ['show', W/'tie3.npz', *o('h9')], {0}, None, None, lambda: says('h9', 'a tie within noise', no=('beats', 'no better'))),
+        ('show: 0 % against 0 %, one class', ['show', W/'tie0.npz', *o('h10')], {0}, None, None, lambda: says('h10', 'a tie within noise', no=('beats', 'no better'))),
     ]
     t0, res = time.time(), []
     for c in cases: res.append(case(*c))
