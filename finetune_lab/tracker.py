@@ -6,7 +6,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/tracker.html.md"""
 
 # %% ../nbs/03_tracker.ipynb #4058eaa2
 from __future__ import annotations
-import hashlib, time, warnings
+import atexit, hashlib, sys, time, warnings, weakref
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import nn
@@ -14,6 +14,7 @@ from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
 from fastai.callback.core import Callback
 from fastai.learner import Learner, Recorder
+from fastai.callback.tracker import EarlyStoppingCallback
 from fastai.torch_core import rank_distrib, num_distrib
 from .history import RunHistory, LAYER_COLS, STEP_COLS, EPOCH_COLS, NORM_KINDS, phase_name, phase_of
 from .models import bare_model, body_names
@@ -157,9 +158,10 @@ class WeightChangeTracker(Callback):
                  every:int=1,       # record every `every`-th training step (and always a fit's last step)
                  config:dict=None,  # stored as `RunHistory.config` (the run's Config, if any)
                  flush:int=256,     # recorded rows kept on the device before one copy to the host
-                 fname:str|Path|None=None): # save the history here after every fit, from rank 0 only (one file however many processes train)
+                 fname:str|Path|None=None): # keep the history in this file, from rank 0 only (one file however many processes train)
         for k,v in dict(every=every, flush=flush).items():
-            if not isinstance(v, int) or v<1: raise ValueError(f"WeightChangeTracker({k}={v!r}): {k} must be a whole number >= 1.")
+            if isinstance(v, bool) or not isinstance(v, int) or v<1:
+                raise ValueError(f"WeightChangeTracker({k}={v!r}): {k} must be a whole number >= 1, e.g. {k}=1.")
         if config is not None and not isinstance(config, dict): raise ValueError(f"WeightChangeTracker(config=...) must be a dict, got {type(config).__name__}.")
         store_attr('every,flush'); self.config = dict(config or {})
         self.fname, self._warned = None if fname is None else Path(fname), set()
@@ -374,12 +376,15 @@ def before_fit(self:WeightChangeTracker):
     self._fit += 1
     self._in_fit,self._validating = True,False
     self.learn.weight_tracker = self  # a plain attribute fastai won't remove: `learn.weight_history` reads it
+    if self.fname is not None: _unfinished.add(self)
 
 @patch
 def before_epoch(self:WeightChangeTracker): self._t0,self._trained,self._phase = time.perf_counter(),False,None
 
 @patch
-def before_train(self:WeightChangeTracker): self._trained = True
+def before_train(self:WeightChangeTracker):
+    self._trained = True
+    self._save()   # marked interrupted until after_fit: a process killed in this epoch leaves no file that reads as finished
 
 @patch
 def before_validate(self:WeightChangeTracker):
@@ -405,14 +410,34 @@ def after_epoch(self:WeightChangeTracker):
     self._n_epoch += 1
 
 @patch
-def after_cancel_fit(self:WeightChangeTracker): self._cancelled = True
+def after_cancel_fit(self:WeightChangeTracker): self._cancelled = self._cancelled or not _stopped_early(self.learn)
 
 @patch
 def after_fit(self:WeightChangeTracker):
     self._flush()
     self._in_fit = False
+    _unfinished.discard(self)
     if self._validating: self._fit -= 1; return   # a validation pass is not a fit
-    if self.fname is not None: self.history.save(self.fname)
+    self._save()
+
+# %% ../nbs/03_tracker.ipynb #h26end02
+def _stopped_early(learn:Learner)->bool:
+    "Did fastai's `EarlyStoppingCallback` cancel this fit? It raises once `wait` reaches `patience`."
+    return any(isinstance(cb, EarlyStoppingCallback) and cb.wait >= cb.patience for cb in learn.cbs)
+
+@patch
+def _save(self:WeightChangeTracker):
+    "Write the history so far to `fname` (rank 0 only; nothing without `fname`)."
+    if self.fname is not None and getattr(self, 'run', False): self.history.save(self.fname)
+
+_unfinished = weakref.WeakSet()   # trackers with `fname=` in a fit that has not ended
+
+@atexit.register
+def _save_unfinished():
+    "As the process exits, save the history of every fit still running, marked interrupted."
+    for t in list(_unfinished):
+        try: t._save()
+        except Exception as e: print(f"WeightChangeTracker: could not save the interrupted run to {t.fname}: {e}", file=sys.stderr)
 
 # %% ../nbs/03_tracker.ipynb #d7f6cd69
 @patch(as_prop=True)

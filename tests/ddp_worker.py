@@ -1,7 +1,9 @@
 """Run by tests/test_distributed.py: fine_tune a tiny learner with a `WeightChangeTracker`, either inside fastai's
 `distrib_ctx` on 2 CPU processes (`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ddp_worker.py ddp
-OUT`) or in one process on the same global batches (`python ddp_worker.py single OUT`)."""
-import json, sys, warnings
+OUT`) or in one process on the same global batches (`python ddp_worker.py single OUT`). `kill0 OUT` and `kill1 OUT` run
+as `ddp` but SIGKILL rank 0 or rank 1 after its 5th training batch (the unfrozen fit's second)."""
+import json, os, signal, sys, warnings
+from datetime import timedelta
 from pathlib import Path
 warnings.filterwarnings('ignore')
 import torch
@@ -47,9 +49,24 @@ def tiny_learner(order, bs):
     split = lambda m: [params(m[0][0]), params(m[0][1]), params(m[1])]
     return Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=error_rate, splitter=split, cbs=BNEval())
 
+class KillAt(Callback):
+    "SIGKILL this process after its `n`-th training batch (counted over all fits): a rank dying at a known point."
+    def __init__(self, n): self.n, self.i = n, 0
+    def after_batch(self):
+        if not self.training: return
+        self.i += 1
+        if self.i == self.n: os.kill(os.getpid(), signal.SIGKILL)
+
 def main(mode, out):
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    if mode == 'ddp':
+    if mode in ('kill0', 'kill1'):
+        from accelerate.utils import InitProcessGroupKwargs
+        learn = tiny_learner(torch.arange(N_TRAIN), BS)
+        cbs = [WeightChangeTracker(fname=out/'history.npz')] + ([KillAt(5)] if rank_distrib() == int(mode[-1]) else [])
+        # a stated timeout: a rank left waiting on a dead one gives up after a minute, not torch's default 30
+        with learn.no_bar(), learn.distrib_ctx(sync_bn=False, kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(minutes=1))]):
+            learn.fine_tune(1, base_lr=1e-2, cbs=cbs)
+    elif mode == 'ddp':
         learn = tiny_learner(torch.arange(N_TRAIN), BS)   # rank r gets images 12r..12r+11, in order (fastai's DistributedDL)
         tr = WeightChangeTracker(fname=out/'history.npz')
         with learn.no_bar(), learn.distrib_ctx(sync_bn=False): learn.fine_tune(1, base_lr=1e-2, cbs=tr)

@@ -7,11 +7,14 @@ from finetune_lab.history import RunHistory
 
 ROOT, WORKER = Path(__file__).resolve().parents[1], Path(__file__).with_name('ddp_worker.py')
 
-def _run(args, timeout=180):
+def _run(args, timeout=180, ok=True):
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]),
            'ACCELERATE_USE_CPU': '1', 'OMP_NUM_THREADS': '1'}
     r = subprocess.run([sys.executable, *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (r.returncode == 0) == ok, r.stdout[-3000:] + r.stderr[-3000:]
+
+LAUNCH = ['-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1',
+          '--mixed_precision', 'no', '--dynamo_backend', 'no', WORKER]
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
@@ -19,8 +22,7 @@ def runs(tmp_path_factory):
     ddp, one = tmp_path_factory.mktemp('ddp'), tmp_path_factory.mktemp('one')
     # `--multi_gpu` is accelerate's multi-process launcher (torch's elastic launcher underneath); with ACCELERATE_USE_CPU=1
     # it starts CPU processes (gloo). `--cpu --num_processes 2` would start only one process without MPI.
-    _run(['-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1',
-          '--mixed_precision', 'no', '--dynamo_backend', 'no', WORKER, 'ddp', ddp])
+    _run([*LAUNCH, 'ddp', ddp])
     _run([WORKER, 'single', one])
     return ddp, one
 
@@ -45,3 +47,16 @@ def test_rank0_history_equals_one_process_on_the_global_batch(runs):
     np.testing.assert_allclose(d.epochs[cols].to_numpy(float), s.epochs[cols].to_numpy(float), rtol=1e-4)
     # the per-step loss is rank 0's half of each global batch
     np.testing.assert_allclose(d.steps['loss'], json.loads((one/'half_loss.json').read_text()), rtol=1e-4)
+
+
+@pytest.mark.parametrize('dead', [1, 0])
+def test_dead_rank_leaves_history_marked_interrupted(tmp_path, dead):
+    "A rank SIGKILLed in the unfrozen fit (after its 5th batch): rank 0's file holds the frozen fit and reads as interrupted."
+    pytest.importorskip('accelerate', reason="fastai's distrib_ctx needs accelerate (pip install accelerate)")
+    _run([*LAUNCH, f'kill{dead}', tmp_path], ok=False)
+    h = RunHistory.load(tmp_path/'history.npz')
+    # 3 frozen steps were saved, marked interrupted, as the unfrozen epoch began. When rank 1 dies, rank 0 may also
+    # record its 4th and 5th steps: its next all-reduce fails, and the history is saved again as the process exits
+    # (unless the launcher's SIGTERM ends it first); rank 0 SIGKILLed saves nothing more.
+    assert h.interrupted and len(h.steps) in ((3, 5) if dead else (3,))
+    assert h.steps.phase.tolist()[:3] == ['frozen']*3 and len(h.epochs) == 1

@@ -176,7 +176,67 @@ def test_history_mid_fit():
 def test_bad_arguments():
     with pytest.raises(ValueError, match='every must be'): WeightChangeTracker(every=1.5)
     with pytest.raises(ValueError, match='flush must be'): WeightChangeTracker(flush=0)
+    for k in ('every', 'flush'):   # a bool is an int to Python, but True is not a number of steps
+        with pytest.raises(ValueError, match=f'{k} must be a whole number >= 1'): WeightChangeTracker(**{k: True})
     with pytest.raises(ValueError, match='must be a dict'): WeightChangeTracker(config=[1])
+
+
+# --- runs that end early ----------------------------------------------------------------------------
+
+class BreakAt(Callback):
+    "Raise `exc` after the tracker has recorded training batch `n` (counted from 1 over all fits)."
+    order = WeightChangeTracker.order + 1
+    def __init__(self, n, exc): self.n, self.exc, self.i = n, exc, 0
+    def after_batch(self):
+        if not self.training: return
+        self.i += 1
+        if self.i == self.n: raise self.exc()
+
+
+def test_saved_file_marked_interrupted_when_fit_breaks_off(tmp_path):
+    "A `fname=` file never reads as a finished run while a fit is broken off: it holds every epoch begun before, marked interrupted."
+    learn, p = flat_learner(), tmp_path/'run.npz'
+    p.write_bytes(b'an older run')   # what a previous run left there must not survive as this run's history
+    with pytest.raises(KeyboardInterrupt):   # 3 batches an epoch: frozen 1-3, unfrozen 4-6 | 7-9; break in the second unfrozen epoch
+        learn.fine_tune(2, base_lr=1e-2, cbs=[WeightChangeTracker(fname=p), BreakAt(8, KeyboardInterrupt)])
+    h = RunHistory.load(p)
+    assert h.interrupted and len(h.steps) == 6 and h.steps.phase.tolist() == ['frozen']*3 + ['unfrozen']*3
+
+
+def test_early_stopping_is_a_normal_end(tmp_path):
+    "fastai's EarlyStoppingCallback ends a fit on purpose: not an interruption; any other cancel still is."
+    from fastai.callback.tracker import EarlyStoppingCallback
+    learn, p = flat_learner(), tmp_path/'run.npz'
+    with learn.no_logging():   # min_delta=10: no epoch after the first counts as better, so it stops after 2 of 5
+        learn.fit(5, 1e-2, cbs=[tr := WeightChangeTracker(fname=p), EarlyStoppingCallback(min_delta=10, patience=1)])
+    assert len(tr.history.epochs) == 2 and not tr.history.interrupted and RunHistory.load(p).equals(tr.history)
+    from fastai.callback.core import CancelFitException
+    learn.fit(1, 1e-2, cbs=[tr := WeightChangeTracker(), BreakAt(2, CancelFitException)])
+    assert tr.history.interrupted and len(tr.history.steps) == 2
+
+
+CTRL_C_SCRIPT = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+from test_tracker import flat_learner, BreakAt, WeightChangeTracker
+class CtrlC(BreakAt):
+    def __init__(self, n): super().__init__(n, None)
+    def after_batch(self):
+        if self.training: self.i += 1
+        if self.training and self.i == self.n: os.kill(os.getpid(), signal.SIGINT)   # Python raises KeyboardInterrupt right here
+learn = flat_learner()
+learn.fine_tune(2, base_lr=1e-2, cbs=[WeightChangeTracker(fname=sys.argv[1]), CtrlC(5)])
+"""
+
+def test_ctrl_c_in_own_script_saves_every_recorded_step(tmp_path):
+    "Ctrl-C in a user's own script: the KeyboardInterrupt ends the process, and the file holds every step recorded, marked interrupted."
+    import subprocess, sys
+    p = tmp_path/'run.npz'
+    r = subprocess.run([sys.executable, '-c', CTRL_C_SCRIPT, str(p), str(Path(__file__).parent)], capture_output=True, text=True,
+                       timeout=300, env={**__import__('os').environ, 'OMP_NUM_THREADS': '1'})
+    assert 'KeyboardInterrupt' in r.stderr, r.stderr[-3000:]
+    h = RunHistory.load(p)
+    assert h.interrupted and h.steps.phase.tolist() == ['frozen']*3 + ['unfrozen']*2
 
 
 # --- damaged files -------------------------------------------------------------------------------
