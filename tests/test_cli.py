@@ -494,7 +494,7 @@ def leave_behind(out, die:bool):
             def stuck(f):
                 f.write(b'half a history'); f.flush()
                 if die: os.kill(os.getpid(), signal.SIGKILL)
-                os.write(1, b''); os.read(r, 1)         # alive until the parent says
+                os.read(r, 1)                           # alive until the parent says
                 os._exit(0)
             data.atomic_write(o.path('run', '.npz'), stuck)
         finally: os._exit(1)
@@ -505,7 +505,9 @@ def leave_behind(out, die:bool):
     if die: assert os.WTERMSIG(done()) == signal.SIGKILL
     else:
         import time
-        while not [p for p in Path(out).iterdir() if p.name.endswith('.tmp')]: time.sleep(0.01)   # polls a file, not a clock
+        while not [p for p in Path(out).iterdir() if p.name.endswith('.tmp')]:   # waits for a file, not a clock
+            assert os.waitpid(pid, os.WNOHANG) == (0, 0), "the child ended before it began writing"
+            time.sleep(0.01)
     return done
 
 
