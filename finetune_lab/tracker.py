@@ -383,7 +383,7 @@ def before_epoch(self:WeightChangeTracker): self._t0,self._trained,self._phase =
 
 @patch
 def before_train(self:WeightChangeTracker):
-    self._trained = True
+    self._trained,self._validating = True,False   # a fit resumed with `start_epoch` skips epochs untrained, then trains
     self._save()   # marked interrupted until after_fit: a process killed in this epoch leaves no file that reads as finished
 
 @patch

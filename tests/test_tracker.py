@@ -215,6 +215,14 @@ def test_early_stopping_is_a_normal_end(tmp_path):
     assert tr.history.interrupted and len(tr.history.steps) == 2
 
 
+def test_fit_resumed_at_a_later_epoch_is_a_fit(tmp_path):
+    "`fit(start_epoch=k)` skips k epochs without training (fastai's SkipToEpoch): the fit still counts, and its file is saved as finished."
+    learn, p = flat_learner(), tmp_path/'run.npz'
+    learn.fit(3, 1e-2, start_epoch=1, cbs=(tr := WeightChangeTracker(fname=p)))
+    h = RunHistory.load(p)
+    assert not h.interrupted and h.equals(tr.history) and len(h.epochs) == 2 and h.steps.fit.unique().tolist() == [0]
+
+
 CTRL_C_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[2])
