@@ -111,10 +111,19 @@ BODY_NAMES = {
 ARCHS = {'resnet18': resnet18, 'resnet34': resnet34, 'resnet50': resnet50, 'efficientnet_lite0': efficientnet_lite0}
 N_FEATURES = {'resnet18': 512, 'resnet34': 512, 'resnet50': 2048, 'efficientnet_lite0': 1280}
 
+def _arch_of(learn) -> str|None:
+    "`learn`'s backbone as a name of `ARCHS`: `build_learner`'s tag, or the `arch` fastai's `vision_learner` keeps (ours, or torchvision's resnet)."
+    if getattr(learn, 'arch_name', None) in ARCHS: return learn.arch_name
+    a = getattr(learn, 'arch', None)
+    return next((n for n, f in ARCHS.items() if a is not None and (a is f or a is getattr(torchvision.models, n, None))), None)
+
 def body_names(learn)->list|None:
-    "Names of the body's top-level blocks (`layer1`, `stage3`, ...) for a learner tagged with `arch_name` (`build_learner` tags it), else None."
-    arch = getattr(learn, 'arch_name', None)
-    return None if arch is None else BODY_NAMES['efficientnet_lite0' if arch == 'efficientnet_lite0' else 'resnet']
+    "Names of the body's top-level blocks (`layer1`, `stage3`, ...) when `learn`'s backbone is one of `ARCHS` cut as fastai cuts it, else None."
+    arch = _arch_of(learn)
+    if arch is None: return None
+    names = BODY_NAMES['efficientnet_lite0' if arch == 'efficientnet_lite0' else 'resnet']
+    try: return names if len(bare_model(learn.model)[0]) == len(names) else None   # another cut: numbered, not misnamed
+    except (TypeError, IndexError, AttributeError): return None
 
 # fastai's own resnet splitter, taken from its entry for torchvision's resnet34 (not its 'weights' key: ours load them)
 for _f in (resnet18, resnet34, resnet50): model_meta[_f] = dict(cut=-2, split=model_meta[torchvision.models.resnet34]['split'], stats=imagenet_stats)

@@ -317,6 +317,14 @@ def test_learner_history_leaves_zero_shot_out_when_it_cannot_mean_anything():
     assert cat_index(odd.dls) is None and list(learner_history(odd).baselines) == ['majority']
 
 
+def test_a_students_vision_learner_gets_its_blocks_named():
+    import torchvision
+    firsts = lambda learn: {n.split('.')[0] for n in learn.weight_history.layers.name}
+    assert {'conv_stem', 'stage3', 'conv_head'} <= firsts(_plain_fastai_learner())                       # ours, through vision_learner
+    assert {'conv1', 'layer1', 'layer4'} <= firsts(_plain_fastai_learner(torchvision.models.resnet18, pretrained=False))  # fastbook's way
+    assert not any(n.startswith('body.') for n in _plain_fastai_learner().weight_history.layers.name)
+
+
 def test_learner_history_needs_a_tracker():
     from fastai.vision.all import vision_learner
     from finetune_lab.models import resnet18
