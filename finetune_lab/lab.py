@@ -432,7 +432,7 @@ def _saved_report(self:Lab, h:RunHistory) -> bytes:
     p = self._report_file(h)
     if p is not None and p.exists():
         b = p.read_bytes()
-        if b.startswith(b'\x89PNG\r\n\x1a\n'): return b
+        if b.startswith(b'\x89PNG\r\n\x1a\n') and b.endswith(b'IEND\xaeB`\x82'): return b   # whole: a PNG ends with its IEND chunk
     b = fig_to_png(plot_report(h, width=REPORT_W, group_by=DEFAULT_VIEW['group_by'], cmap=DEFAULT_VIEW['cmap']))
     if p is not None:
         try: atomic_write(p, b)

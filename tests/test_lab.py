@@ -76,11 +76,14 @@ def test_fresh_lab_shows_the_saved_report_without_drawing(lab, run_dir, monkeypa
     fresh = Lab(run_dir=run_dir, **TINY)
     fresh.run_button.click()
     assert fresh.error is None and bytes(fresh.report.value) == pngs[0].read_bytes()
-    pngs[0].write_bytes(b'not a png')            # damaged: drawn again, and saved again
     monkeypatch.undo()
-    again = Lab(run_dir=run_dir, **TINY)
-    again.run_button.click()
-    assert bytes(again.report.value).startswith(PNG) and pngs[0].read_bytes() == bytes(again.report.value)
+    whole = pngs[0].read_bytes()
+    for damaged in (b'not a png', whole[:len(whole)//2]):   # not a PNG, or cut short: drawn again, and saved again
+        pngs[0].write_bytes(damaged)
+        again = Lab(run_dir=run_dir, **TINY)
+        again.run_button.click()
+        assert bytes(again.report.value).startswith(PNG) and pngs[0].read_bytes() == bytes(again.report.value) != damaged
+        assert bytes(again.report.value).endswith(b'IEND\xaeB`\x82')
 
 def test_no_disk_cache_without_run_dir(lab):
     assert Lab(run_dir=None, **TINY).cached(lab.config()) is None
