@@ -88,8 +88,11 @@ def main():
         df = pd.read_csv(CSV)
         return print(valid_table(df), '\n\n', strategies_table(df))
     print(common.machine(), flush=True)
+    done = set(pd.read_csv(CSV).key) if CSV.exists() else set()
     for knobs in PARTS[a.part]:
         for seed in a.seeds:
+            cfg = Config(**{'source': 'bundled', **knobs}, seed=seed)
+            if f"{cfg.strategy}-g{cfg.surgical_group}-nv{cfg.n_valid}-s{seed}" in done: continue   # measured already: rows are kept, not repeated
             row, wrong = trial(seed, **knobs)
             print(row, flush=True)
             save(row, wrong)

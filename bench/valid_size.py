@@ -2,19 +2,22 @@
 
 Each case runs in a fresh process (imports excluded, the resized-image cache warm): the first run (building the data,
 loading the weights, measuring the baselines) and a second run with another seed on the same validation photos (the
-baselines are shared). CPU time (both threads) is printed beside the wall time: the wall time grows when other work
+baselines are shared). `--zero-shot cold` first deletes the zero-shot answers kept on disk, so the first run measures
+them (a machine's first session); `warm` reads them back (every later session on the same photos). CPU time (both threads) is printed beside the wall time: the wall time grows when other work
 shares the cores. The error rate comes with its count and Wilson 95 % interval half-width. Target: the first
 run <= 20 s on 2 quiet cores.
 
-Usage: python bench/valid_size.py [--n-valid None 200 400] [--reps 1] [--runs 2]
+Usage: python bench/valid_size.py [--n-valid None 200 400] [--reps 1] [--runs 2] [--zero-shot cold warm]
 """
 import argparse, json, math, subprocess, sys
 from common import header
 
 CHILD = r'''
-import json, sys, time, warnings
+import json, shutil, sys, time, warnings
 warnings.filterwarnings('ignore')
 from finetune_lab.strategies import Config, run
+from finetune_lab.data import cache_dir
+if sys.argv[3] == 'cold': shutil.rmtree(cache_dir()/'zero_shot', ignore_errors=True)
 n_valid = None if sys.argv[1] == 'None' else int(sys.argv[1])
 cfg = Config(source='bundled', n_valid=n_valid, n_images=400 if n_valid is None else 320)
 out = []
@@ -34,16 +37,18 @@ def main(a):
     header("Issue 22: wall time of run(Config(source='bundled')) per n_valid (fresh process each, imports excluded)")
     for r in range(a.reps):
         for nv in a.n_valid:
-            p = subprocess.run([sys.executable, '-c', CHILD, nv, str(a.runs)], capture_output=True, text=True)
-            if p.returncode: print(p.stderr[-2000:]); continue
-            for o in json.loads(p.stdout.strip().splitlines()[-1]):
-                print(f"rep {r} n_valid={nv:>4s} seed {o['seed']}: {'first' if o['seed'] == 42 else 'second'} run {o['wall']:5.1f} s (CPU {o['cpu']:5.1f} s), "
-                      f"{o['steps']} steps, {o['wrong']} of {o['n']} wrong = {o['error']*100:.1f} % "
-                      f"(Wilson 95 % +-{wilson_half(o['wrong'], o['n'])*100:.1f} points)", flush=True)
+            for zs in a.zero_shot:
+                p = subprocess.run([sys.executable, '-c', CHILD, nv, str(a.runs), zs], capture_output=True, text=True)
+                if p.returncode: print(p.stderr[-2000:]); continue
+                for o in json.loads(p.stdout.strip().splitlines()[-1]):
+                    print(f"rep {r} n_valid={nv:>4s} zero-shot answers {zs}: {'first' if o['seed'] == 42 else 'second'} run {o['wall']:5.1f} s "
+                          f"(CPU {o['cpu']:5.1f} s), {o['steps']} steps, {o['wrong']} of {o['n']} wrong = {o['error']*100:.1f} % "
+                          f"(Wilson 95 % +-{wilson_half(o['wrong'], o['n'])*100:.1f} points)", flush=True)
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser()
     ap.add_argument('--n-valid', nargs='+', default=['None', '200', '400'])
     ap.add_argument('--reps', type=int, default=1)
+    ap.add_argument('--zero-shot', nargs='+', default=['cold', 'warm'], choices=['cold', 'warm'])
     ap.add_argument('--runs', type=int, default=2, choices=[1, 2], help='1: the first run only')
     main(ap.parse_args())
