@@ -19,13 +19,14 @@ BASE_ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'FINETUNE_LAB_CACHE': str(W/'c
 
 def snapshot(root:Path) -> dict:
     "sha1 of every file under `root` (outputs of earlier cases, the histories given to show, the image folders)."
-    return {str(p): hashlib.sha1(p.read_bytes()).hexdigest() for p in root.rglob('*') if p.is_file() and 'cache' not in p.parts}
+    return {str(p): hashlib.sha1(p.read_bytes()).hexdigest() for p in root.rglob('*') if p.is_file() and 'cache' not in p.parts
+            and not (p.name.startswith('.') and p.suffix in ('.lock', '.tmp'))}   # the CLI's own locks and temporaries
 
 
 def one_line(err, code) -> bool:
     "A failure is one finetune-lab error line (its warnings, one line each, may precede it; other libraries' are counted apart)."
     ours = [l for l in err.strip().splitlines() if l.startswith('finetune-lab: ') and not l.startswith('finetune-lab: warning: ')]
-    return len(ours) == (code != 0)
+    return len(ours) == (code > 0)   # a process the kernel killed (SIGKILL: code -9) prints nothing
 
 
 def foreign(err) -> list:
@@ -38,17 +39,21 @@ def launch(args, env=None):
                             text=True, env={**BASE_ENV, **(env or {})}, cwd=W)
 
 
-def case(name, args, codes, env=None, sigint_at=None, check=None):
-    "Run one case (Ctrl-C after `sigint_at` seconds, or once stdout shows that text); return what was seen."
+def case(name, args, codes, env=None, sigint_at=None, check=None, sig=signal.SIGINT, again=None):
+    """Run one case (Ctrl-C, or `sig`, after `sigint_at` seconds, or once stdout shows that text, or once `sigint_at()` is
+    true; with `again`, the same signal a second time that many seconds later); return what was seen."""
     before = snapshot(W)
     p, seen = launch(args, env), ''
-    if isinstance(sigint_at, float): time.sleep(sigint_at); p.send_signal(signal.SIGINT)
+    def send():
+        p.send_signal(sig)
+        if again is not None and p.poll() is None: time.sleep(again); p.send_signal(sig)
+    if isinstance(sigint_at, float): time.sleep(sigint_at); send()
     elif callable(sigint_at):
         while not sigint_at() and p.poll() is None: time.sleep(0.05)
-        p.send_signal(signal.SIGINT)
+        send()
     elif sigint_at is not None:
         while sigint_at not in seen and p.poll() is None: seen += p.stdout.readline()
-        p.send_signal(signal.SIGINT)
+        send()
     out, err = p.communicate(timeout=900)
     out = seen + out
     after = snapshot(W)
@@ -145,6 +150,27 @@ def says(outdir, *yes, no=()) -> bool:
     t = (W/'out'/outdir/'explain.txt').read_text()
     return all(y in t for y in yes) and not any(n in t for n in no)
 
+def partial_run(d) -> bool:
+    "Section 7: `d` holds the run's files and no lock or temporary; its history is marked interrupted and has steps."
+    from finetune_lab.history import RunHistory
+    d = W/'out'/d
+    if sorted(p.name for p in d.iterdir()) != ['explain.txt', 'run.npz', 'run.png']: return False
+    h = RunHistory.load(d/'run.npz')
+    return h.interrupted and len(h.steps) > 0
+
+
+def plain_names(d) -> bool:
+    "Section 7: the run took the plain names and left nothing hidden (a killed command's lock did not number it)."
+    return sorted(p.name for p in (W/'out'/d).iterdir()) == ['explain.txt', 'run.npz', 'run.png']
+
+
+def read_only(d:Path) -> Path:
+    "Section 7: an empty folder nothing can be written into (as root, chmod stops nothing: the immutable flag too)."
+    d.mkdir(); d.chmod(0o555)
+    if os.geteuid() == 0: subprocess.run(['chattr', '+i', d], check=True)
+    return d
+
+
 def main():
     setup()
     o = lambda d: ['--out', W/'out'/d]
@@ -183,6 +209,18 @@ def main():
         ('SIGINT while resizing', ['run', '--source', W/'photos', '--n-images', 'none', '--size', '64', '--arch', 'efficientnet_lite0', *o('s3')],
          {130}, None, lambda: len(list((W/'cache').rglob('photos_*/*'))) > 50, cache_sound),
         # 7. interrupted runs and stale locks (double Ctrl-C, SIGTERM, SIGKILL)
+        ('two SIGINTs 0.05 s apart while training', ['run', *TINY[:-1], '--epochs', '30', *o('s4')], {130}, None, 'phase: unfrozen',
+         lambda: partial_run('s4'), signal.SIGINT, 0.05),
+        ('two SIGINTs 0.3 s apart while training', ['run', *TINY[:-1], '--epochs', '30', *o('s5')], {130}, None, 'phase: unfrozen',
+         lambda: partial_run('s5'), signal.SIGINT, 0.3),
+        ('SIGTERM while training', ['run', *TINY[:-1], '--epochs', '30', *o('s6')], {143}, None, 'phase: unfrozen',
+         lambda: partial_run('s6'), signal.SIGTERM),
+        ('SIGTERM while importing', ['run', *TINY, *o('s7')], {143}, None, 0.8, lambda: not (W/'out'/'s7').exists(), signal.SIGTERM),
+        ('SIGKILL while training', ['run', *TINY[:-1], '--epochs', '30', *o('s8')], {-9}, None, 'phase: unfrozen',
+         lambda: [p.name for p in (W/'out'/'s8').iterdir()] == ['.finetune-lab.lock'], signal.SIGKILL),
+        ('run into the folder the SIGKILL left', ['run', *TINY, *o('s8')], {0}, None, None, lambda: plain_names('s8')),
+        ('--overwrite into a read-only folder', ['run', *TINY, '--overwrite', '--out', read_only(W/'ro')], {1}, None, None,
+         lambda: not list((W/'ro').iterdir())),
         # 8. odd images (huge sides, symlink loops, 16-bit and float modes) and the image cache's key
         ('1x65535 image, symlink loop, 16-bit/32-bit/float grey', ['run', '--source', W/'odd', '--arch', 'efficientnet_lite0', '--size', '32', '--bs', '4', '--n-images', 'none', '--n-valid', 'none', '--quiet', *o('i1')], {0}, None, None, odd_cached_grey),
         ('a cached picture replaced, same size and date', ['run', '--source', W/'same_date', '--arch', 'efficientnet_lite0', '--size', '32', '--bs', '4', '--n-images', 'none', '--n-valid', 'none', '--quiet', *o('i2')], {0}, None, None,
@@ -211,6 +249,8 @@ def main():
           f"{len(bad)} failed. Other libraries' stderr lines: {sum(len(r['foreign']) for r in res)} in {sum(bool(r['foreign']) for r in res)} case(s)")
     for r in res:
         for l in r['foreign']: print(f"  [{r['name']}] {l[:160]}")
+    if os.geteuid() == 0: subprocess.run(['chattr', '-i', W/'ro'])
+    (W/'ro').chmod(0o755)
     shutil.rmtree(W, ignore_errors=True)
     return 1 if bad else 0
 
