@@ -46,6 +46,9 @@ def jupyterlab(browser, tmp, out):
         page.keyboard.press('Shift+Enter')
         page.locator('.fl-run').wait_for(timeout=120_000)
         time.sleep(2)
+        no_news = page.get_by_role('button', name='No', exact=True)   # JupyterLab's "notified about Jupyter news?" toast
+        try: no_news.click(timeout=15_000)
+        except Exception: pass   # it did not ask
         finish(page, out)
     finally:
         proc.terminate(); proc.wait(timeout=30)
