@@ -20,3 +20,22 @@ def test_every_notebook_is_executed_and_names_its_kernel(path):
     assert nb['metadata'].get('kernelspec', {}).get('name'), f"{path.name} has no kernelspec: JupyterLab would ask for one"
     if path.name != 'app.ipynb':   # the Voila app is run by Voila, not read
         assert outputs(nb), f"{path.name} has no outputs: run tools/refresh_notebooks.sh {path.relative_to(NBS.parent)} and commit it"
+
+@pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_outputs_carry_no_library_warnings_and_no_widget_state(path):
+    "What a reader sees: no warning from inside an installed library (it names the machine's paths), no saved widget."
+    nb = json.loads(path.read_text())
+    text = json.dumps(outputs(nb))
+    assert 'site-packages' not in text, f"{path.name}: a library's warning in the outputs: run python tools/tidy_outputs.py {path.name}"
+    assert 'widgets' not in nb['metadata'] and 'widget-view+json' not in text, \
+        f"{path.name}: saved widget state (shows as VBox(children=...) without a kernel): run python tools/tidy_outputs.py"
+
+
+def test_tidy_keeps_the_packages_own_warnings():
+    import sys
+    sys.path.insert(0, str(NBS.parent/'tools'))
+    from tidy_outputs import tidy_stream
+    lib = ("/usr/lib/python3/site-packages/torch/jit/_script.py:1491: FutureWarning: `torch.jit.script` is deprecated.\n"
+           "  warnings.warn(\n")
+    ours = "<ipython-input-21-2d3b39d15cc6>:13: UserWarning: WeightChangeTracker: 808 frozen parameters\n  learn.fit(1)\n"
+    assert tidy_stream(lib) == '' and tidy_stream(lib + ours) == ours and tidy_stream(ours + lib) == ours

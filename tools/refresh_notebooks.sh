@@ -8,4 +8,5 @@ cd "$(dirname "$0")/.."
 nbdev-export
 if [ $# -eq 0 ]; then set -- nbs; fi
 for p in "$@"; do nbdev-test "$p" --flags slow --save --n-workers 1; done
+python tools/tidy_outputs.py   # no library warnings (machine paths) or saved widget state in the docs
 nbdev-clean
