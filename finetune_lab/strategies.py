@@ -404,7 +404,8 @@ def run_learner(cfg:Config, cbs=None, stop:threading.Event|None=None, progress:b
     _reseed(dls, cfg.seed)
     learn = build_learner(dls, cfg.arch, cfg.head_depth, cfg.head_width, cfg.ps, cfg.concat_pool, pretrained=cfg.pretrained, train_bn=cfg.train_bn,
                           keep_bn_stats=cfg.keep_bn_stats)
-    base, answers = baselines(cfg, dls), baseline_answers(cfg, dls)
+    stopped = stop is not None and stop.is_set()   # Stop while preparing: no forward pass for baselines nobody will see
+    base, answers = ({}, {}) if stopped else (baselines(cfg, dls), baseline_answers(cfg, dls))
     if dls.device.type == 'cpu': learn.to_channelslast(use_amp=False)  # fastai's ChannelsLast: 1.4x faster effnet steps on CPU (bench/channels_last.py)
     tracker = WeightChangeTracker(every=cfg.track_every, config=cfg.asdict())
     learn.add_cbs([tracker] + ([StopOnRequest(stop)] if stop is not None else []) + L(cbs))

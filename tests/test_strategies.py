@@ -279,6 +279,14 @@ def test_stop_ends_the_repeats_too():
     assert h.repeats.seed.tolist() == [42] and not h.interrupted and len(fits) == 2
 
 
+def test_stop_while_preparing_skips_the_baselines_and_trains_nothing(monkeypatch):
+    def measured(*a, **k): raise AssertionError('the baselines were measured after Stop')
+    monkeypatch.setattr(strategies, '_baselines', measured)
+    ev = threading.Event(); ev.set()                                           # Stop pressed while the data was being prepared
+    h = run(TINY.replace(seed=11), stop=ev, progress=False)
+    assert h.interrupted and len(h.steps) == 0 and h.baselines == {}
+
+
 def _plain_fastai_learner(arch=efficientnet_lite0, pretrained=True, label=None):
     "A learner a student builds with fastai alone: ImageDataLoaders.from_name_func and vision_learner."
     from fastai.vision.all import ImageDataLoaders, Resize, vision_learner, error_rate
