@@ -1,4 +1,4 @@
-"""Issue 17 end to end, in real processes: Ctrl-C (SIGINT) while importing, resizing, training and writing; two commands
+"""End to end, in real processes: Ctrl-C (SIGINT) while importing, resizing, training and writing; two commands
 writing into one folder at once; the Voila app's presets and its errors. Each ends in one line, with a known exit
 code, and nothing finished is lost or half-written."""
 import json, os, shutil, signal, subprocess, sys, time

@@ -1,5 +1,5 @@
 "Tests of the `finetune-lab` command line: every command writes its files, mistakes exit 2 in one line, the console script runs."
-import shutil, subprocess, sys
+import shutil, subprocess
 from pathlib import Path
 import numpy as np, pytest
 from finetune_lab import cli
@@ -102,7 +102,7 @@ def test_run_writes_report_history_and_words_then_show_redraws_it(capsys, tmp_pa
     assert code == 0, err
     assert names(tmp_path) == ['explain.txt', 'run.npz', 'run.png']
     assert 'phase: frozen (fit 0, 1 epoch)' in out and 'phase: unfrozen (fit 1, 1 epoch)' in out
-    # captured, stdout is not a terminal: one line per epoch, no progress-bar frames (issue 25 item 10)
+    # captured, stdout is not a terminal: one line per epoch, no progress-bar frames
     assert '\r' not in out and out.count('    epoch 0, train_loss ') == 2 and 'error_rate ' in out
     h0 = RunHistory.load(tmp_path/'run.npz')
     ec, maj = h0.final_errors(), h0.baseline_errors('majority')
@@ -181,7 +181,7 @@ def test_console_script_is_installed_and_answers_help():
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and 'Config.size=8 is not allowed' in r.stderr
 
 
-# --- issue 17: nothing lost, never a traceback -------------------------------------------------------------------
+# --- nothing lost, never a traceback -------------------------------------------------------------------
 
 import errno, os
 import finetune_lab.data as data
@@ -339,7 +339,7 @@ def test_show_into_the_folder_it_reads_keeps_everything(capsys, tmp_path, fake_t
     assert names(tmp_path) == ['explain-2.txt', 'explain.txt', 'run-2.png', 'run.npz', 'run.png']
 
 
-# --- issue 22/25: counts and intervals, paired tests, seeds, logs, offline downloads ---------------------------------
+# --- counts and intervals, paired tests, seeds, logs, offline downloads ---------------------------------
 
 def test_compare_says_win_or_tie_by_the_paired_test(capsys, tmp_path, fake_training):
     from finetune_lab.history import compare_runs
@@ -378,7 +378,7 @@ def test_seeds_flag_runs_every_seed(capsys, tmp_path):
     assert '     seeds 42: ' in out and ', 43: ' in out and '2 seeds: mean' in out
 
 def test_an_offline_download_is_one_clear_line(capsys, tmp_path, monkeypatch):
-    "Issue 25 item 9: a failed Pets download is one line without the nested '<urlopen error ...>'."
+    "A failed Pets download is one line without the nested '<urlopen error ...>'."
     import urllib.error
     def offline(cfgs): raise urllib.error.URLError("Could not download the Oxford-IIIT Pet dataset (<urlopen error [Errno -3] "
                                                    "Temporary failure in name resolution>): check the internet connection.")

@@ -2,7 +2,7 @@ import csv, warnings
 from pathlib import Path
 import numpy as np, pytest
 from PIL import Image
-from finetune_lab.data import pets_dls, is_cat, synthetic_pets, stratified_subset
+from finetune_lab.data import pets_dls, is_cat, synthetic_pets
 
 def _manifest(folder):
     with open(folder/'MANIFEST.tsv') as f: return {r['filename']: r['species'] for r in csv.DictReader(f, delimiter='\t')}
@@ -129,7 +129,7 @@ def test_bundled_set_ships_in_the_wheel(tmp_path):
     assert sum(n.startswith('finetune_lab/pets_mini/images/') and n.endswith('.jpg') for n in names) == 1409
 
 
-# --- issue 17: caches that cannot lie, an environment that is named when it is wrong ---------------------------
+# --- caches that cannot lie, an environment that is named when it is wrong ---------------------------
 
 import os
 import finetune_lab.data as data
@@ -252,9 +252,9 @@ def test_batches_of_one_refused_before_any_image_is_read(kw, says, monkeypatch):
     with pytest.raises(ValueError, match=says): pets_dls('synthetic', size=32, verbose=False, **kw)
 
 
-# --- issue 22: a validation set large enough, the same for every seed --------------------------------------------
+# --- a validation set large enough, the same for every seed --------------------------------------------
 
-from finetune_lab.data import split_photos, bundled_pets, check_split
+from finetune_lab.data import split_photos, check_split
 
 
 def _names(ds): return [Path(f).name for f in ds.items]

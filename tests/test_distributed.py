@@ -1,4 +1,4 @@
-"""The tracker inside fastai's distributed training (issue 16): 2 CPU processes (gloo) under `learn.distrib_ctx()`,
+"""The tracker inside fastai's distributed training: 2 CPU processes (gloo) under `learn.distrib_ctx()`,
 started with `accelerate launch` (the README's line), against one process on the same global batches."""
 import json, os, subprocess, sys
 from pathlib import Path

@@ -124,7 +124,7 @@ def test_view_changes_redraw_the_shown_run_exactly(lab):
     lab.view['figure'].value, lab.view['group_by'].value = 'report', 'block'
 
 def test_every_view_menu_acts_on_the_full_report(lab):
-    "Item 4 of issue #15: with 'full report' shown, 'heatmap rows' and 'heatmap colours' change it too (nothing retrains)."
+    "With 'full report' shown, 'heatmap rows' and 'heatmap colours' change it too (nothing retrains)."
     import io, numpy as np
     from PIL import Image
     from finetune_lab.plots import plot_report, fig_to_png
@@ -142,7 +142,7 @@ def test_every_view_menu_acts_on_the_full_report(lab):
     assert lab.report.value == default and lab.n_trained == n
 
 def test_finished_runs_are_told_apart_and_the_panel_names_data_and_backbone(lab):
-    "Items 2 and 3 of issue #15: labels name what differs from the defaults, in full; every setting on hover and on pick."
+    "Labels name what differs from the defaults, in full; every setting on hover and on pick."
     labels = [l for l, _ in lab.runs_list.options]
     assert labels[0].startswith('1. fine_tune') and labels[0].endswith('(interrupted)')   # the panel's default epochs=5: not named
     assert labels[1].startswith('2. fine_tune, 1 frozen + 1 epoch: error ')               # epochs=1 differs: named
@@ -157,7 +157,7 @@ def test_finished_runs_are_told_apart_and_the_panel_names_data_and_backbone(lab)
     assert 'drawn' in lab.data_line.value and 'efficientnet_lite0' in lab.data_line.value and '32 photos to train on and 16 held out to validate on at 64 px' in lab.data_line.value
 
 def test_stop_while_preparing_adds_no_empty_run():
-    "Item 5 of issue #15: Stop before the first training step cancels cleanly: no 0-step run, no empty figure, a clear label."
+    "Stop before the first training step cancels cleanly: no 0-step run, no empty figure, a clear label."
     lab = Lab(run_dir=None, **TINY)
     lab.run_button.click(); lab.stop_button.click()     # at once: the worker is still building the data and the model
     assert lab.wait(300)
@@ -198,7 +198,7 @@ def test_keep_bn_stats_checkbox_follows_auto_and_the_panel_names_its_images():
     assert Lab(run_dir=None, **{**TINY, 'keep_bn_stats': False}).controls['keep_bn_stats'].value is False
 
 def test_head_type_controls_change_the_preview_and_the_run_config():
-    "Item 10 of issue #15: head width, dropout and pooling are on the panel; the head preview and the Config follow them."
+    "Head width, dropout and pooling are on the panel; the head preview and the Config follow them."
     lab = Lab(run_dir=None, **TINY)
     c = lab.controls
     assert c['head_depth'].max == 5
@@ -213,14 +213,14 @@ def test_head_type_controls_change_the_preview_and_the_run_config():
     assert 'Run trains 1 epoch (' in lab.status.value      # not "1 epochs"
 
 
-# --- issue 22/25: noise made visible, seeds, a stale label, runs of your own -------------------------------------------------
+# --- noise made visible, seeds, a stale label, runs of your own -------------------------------------------------
 
 def test_small_validation_set_is_flagged_near_run_and_in_the_result(lab):
     "16 validation photos: the line under Run and the finished run's status say how coarse the error is; 400 photos say nothing."
     from finetune_lab.lab import noise_words
     assert 'fl-noise' in lab.noise_line._dom_classes
     assert '16 validation photos: one photo is 6.25 points of error rate' in lab.noise_line.value and 'can be noise' in lab.noise_line.value
-    h, ec = lab.runs[1], lab.runs[1].final_errors()
+    ec = lab.runs[1].final_errors()
     assert ec is not None and ec.n == 16                                      # the run validated on the 16 photos it was given
     assert f"error {ec.short()}" in lab.after_run_status and noise_words(16, ec.ci) in lab.after_run_status.replace('&#x27;', "'")
     lab.controls['n_valid'].value = 400
@@ -271,7 +271,7 @@ def test_stop_during_a_later_seed_keeps_the_finished_seeds_uncached(run_dir):
     assert lab.cached(lab.config()) is None and not run_file(run_dir, lab.config()).exists()
 
 def test_showing_another_run_clears_a_stale_stop_label():
-    "Issue 25 item 8: 'stopped before training began' does not stay beside a run shown later."
+    "'stopped before training began' does not stay beside a run shown later."
     from finetune_lab.synthetic import synthetic_history
     lab = Lab(run_dir=None, **TINY)
     lab.run_button.click(); lab.stop_button.click()
@@ -283,7 +283,7 @@ def test_showing_another_run_clears_a_stale_stop_label():
     assert lab.progress_label.value == '' and 'Showing run 1' in lab.status.value
 
 def test_a_run_of_your_own_joins_the_list_and_compares(lab):
-    "Issue 23 item 2: lab.add(learner_history(learn), name=...) on a Learner trained outside the panel."
+    "lab.add(learner_history(learn), name=...) on a Learner trained outside the panel."
     from finetune_lab.strategies import Config, get_dls, learner_history
     from finetune_lab.models import build_learner
     from finetune_lab.tracker import WeightChangeTracker
@@ -307,7 +307,7 @@ def test_head_table_explains_the_halved_dropout():
     assert 'p=0.15' in t and 'halves it on the hidden layers (p=0.15)' in t and 'full p=0.3' in t
 
 def test_pets_offline_is_warned_before_run_and_fails_in_one_line(monkeypatch):
-    "Issue 25 item 9: images=pets without the download warns before Run; offline, Run ends in one clear line."
+    "images=pets without the download warns before Run; offline, Run ends in one clear line."
     import finetune_lab.lab as L, finetune_lab.data as D
     monkeypatch.setattr(L, '_pets_downloaded', lambda: False)
     def offline(*a, **k): raise urllib.error.URLError(urllib.error.URLError('[Errno -3] Temporary failure in name resolution'))

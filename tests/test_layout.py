@@ -1,5 +1,5 @@
 "The package's layout: one idea per module, imports only go down the flow Config → data → learner → tracker → history → words/figures."
-import ast, re
+import ast
 from pathlib import Path
 import pytest
 import finetune_lab
@@ -44,4 +44,10 @@ def test_the_package_is_pyflakes_clean():
     "No unused import, undefined or shadowed name in the exported modules (they are generated: fix the notebook)."
     import subprocess, sys
     r = subprocess.run([sys.executable, '-m', 'pyflakes', str(PKG)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+def test_the_tests_are_pyflakes_clean():
+    "No unused import, undefined or shadowed name in the tests either."
+    import subprocess, sys
+    r = subprocess.run([sys.executable, '-m', 'pyflakes', str(Path(__file__).parent)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

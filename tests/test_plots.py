@@ -1,5 +1,5 @@
 "Figures and words from RunHistory: every strategy's shape renders, phases and frozen cells are drawn where they happened."
-import gc, re, threading, weakref
+import gc, importlib, re, threading, weakref
 import numpy as np, pandas as pd, pytest, torch
 from torch import nn
 from matplotlib.figure import Figure
@@ -239,9 +239,9 @@ LAYOUT_CASES = {
     'compare, three runs, rows named once': lambda: plot_compare([synthetic_history(s) for s in ('fine_tune', 'head_only', 'full')], group_by='block'),
     'report, 10 in, blocks': lambda: plot_report(synthetic_history('gradual'), width=10, group_by='block'),
     'report, 10 in, layers': lambda: plot_report(long_names(synthetic_history()), width=10),
-    'heatmap with the Lab title (issue 25.1)': lambda: plot_heatmap(synthetic_history(seeds=2), title=config_title(synthetic_history(seeds=2))),
+    'heatmap with the Lab title': lambda: plot_heatmap(synthetic_history(seeds=2), title=config_title(synthetic_history(seeds=2))),
     'report, 10 in, repeats': lambda: plot_report(synthetic_history(seeds=2), width=10, group_by='block'),
-    'compare fine_tune with head_only (issue 25.2)': lambda: plot_compare([synthetic_history(), synthetic_history('head_only', seed=1)]),
+    'compare fine_tune with head_only': lambda: plot_compare([synthetic_history(), synthetic_history('head_only', seed=1)]),
     'compare, three runs, repeats': lambda: plot_compare([synthetic_history(s, seeds=2) for s in ('fine_tune', 'head_only', 'full')], group_by='block'),
     'compare, own scales, long titles': lambda: plot_compare([synthetic_history(), synthetic_history('gradual', seed=1)],
                                                              titles=['a title far too long to fit above one panel of the figure']*2,
@@ -344,7 +344,7 @@ def test_explain_states_the_facts_of_fine_tune():
     gc_ = group_change(h)
     assert f'was {gc_[2]:.3g} from its starting weights (mean ‖W − W₀‖ / ‖W₀‖ over its layers), {gc_[2]/gc_[0]:,.0f} times as far as group 0 ({gc_[0]:.3g})' in t
     w, n = group_change(h, ('conv', 'linear')), group_change(h, ('batchnorm', 'layernorm'))
-    assert f'In group 0 the conv/linear weights ended {w[0]:.3g} from their start and the norm layers {n[0]:.3g}' in t   # apart (issue #15, item 7)
+    assert f'In group 0 the conv/linear weights ended {w[0]:.3g} from their start and the norm layers {n[0]:.3g}' in t   # apart
 
 def test_explain_reads_in_paragraphs_one_per_phase():
     "What it tracked, each phase, what moved, and how it did: short paragraphs a student can scan, not one wall of text."
@@ -393,7 +393,7 @@ def test_explain_diff_names_knobs_and_compares_numbers():
     ca, cb = group_change(a), group_change(b)
     (wa, na), (wb, nb_) = ((group_change(h, ('conv', 'linear'))[0], group_change(h, ('batchnorm', 'layernorm'))[0]) for h in (a, b))
     for s in ['A (head_depth=1, freeze_epochs=1) with B (head_depth=2, freeze_epochs=2)', "B's head has 6 layers with weights, A's 4",
-              'A trained 1 epoch with part of the model frozen, B 2 epochs', f'With head_depth=2, freeze_epochs=2 (B) the head',
+              'A trained 1 epoch with part of the model frozen, B 2 epochs', 'With head_depth=2, freeze_epochs=2 (B) the head',
               f'ended {cb[-1]:.3g} from its starting weights', f'against {ca[-1]:.3g}', f'conv/linear weights ended {wb:.3g} from their start in B and {wa:.3g} in A',
               f'its norm layers {nb_:.3g} in B and {na:.3g} in A', f'Final error: A {error_short(a)}, B {error_short(b)}.']:
         assert s in t, s
@@ -406,7 +406,7 @@ def tiny_learner(seed=0):
     from fastai.learner import Learner
     from fastai.losses import CrossEntropyLossFlat
     from fastai.metrics import error_rate
-    import fastai.callback.progress
+    importlib.import_module('fastai.callback.progress')   # registers fastai's ProgressCallback, as fastai.vision.all does
     torch.manual_seed(seed)
     x = torch.randn(64, 3, 8, 8); y = (x[:, 0].mean((1, 2)) > 0).long()
     ds = list(zip(x, y))
@@ -448,7 +448,7 @@ def test_losses_draw_the_baselines_the_run_recorded():
     assert 'baseline_majority' not in {l.get_gid() for a in plot_losses(synthetic_history(n_valid=0)).axes for l in a.lines}   # none recorded
 
 def test_titles_and_words_say_whether_a_run_beat_the_larger_class():
-    "Issue 22: 'beats' only when the exact McNemar test on the same photos says so; a tie otherwise, equal numbers included."
+    "'beats' only when the exact McNemar test on the same photos says so; a tie otherwise, equal numbers included."
     good, bad = synthetic_history(), synthetic_history('full')
     bad.valid_preds = bad.baseline_preds['majority'].copy()                 # answers exactly like the larger class
     assert 'has not shown that it learned' in explain(bad) and 'beats always answering' not in explain(bad)
@@ -467,7 +467,7 @@ def test_equal_error_rates_are_ties_not_wins():
         assert 'a tie within noise' in t and 'beats' not in t and 'no better' not in t, t
 
 def test_a_small_validation_set_is_flagged():
-    "Issue 25 item 4: with 20 photos one photo is 5 points, and the words say so."
+    "With 20 photos one photo is 5 points, and the words say so."
     t = explain(synthetic_history(n_valid=20))
     assert 'With only 20 validation photos one photo is 5 points of error rate' in t
     assert 'With only' not in explain(synthetic_history())            # 400 photos: the interval is narrow enough
@@ -491,7 +491,7 @@ def test_repeats_show_mean_and_range_in_words_titles_and_compare():
     assert all('3 seeds: mean' in t for t in titles)
 
 def test_phase_bars_show_movement_during_each_phase():
-    "Issue 22 item 6: the bars are ‖W_end − W_start‖ / ‖W₀‖ per phase, not the growth of the distance from the start."
+    "The bars are ‖W_end − W_start‖ / ‖W₀‖ per phase, not the growth of the distance from the start."
     h = synthetic_history()
     ax = plot_phase_bars(h).axes[0]
     (p, f, a, b) = h.phase_spans()[1]
@@ -504,7 +504,7 @@ def test_phase_bars_show_movement_during_each_phase():
     assert plot_phase_bars(old).axes[0].get_ylabel() == 'growth of ‖W − W₀‖ / ‖W₀‖ (log)'
 
 def test_report_title_names_head_pooling_and_images():
-    "Issue 25 item 7: the report title carries head width, dropout, pooling and how many photos trained and validated."
+    "The report title carries head width, dropout, pooling and how many photos trained and validated."
     fig = plot_report(synthetic_history())
     t = fig.get_suptitle().replace('\n', ' ')
     for s in ['head 1×512, dropout 0.5, concat pool', '320 train / 400 valid images', 'error ']: assert s in t, (s, t)
@@ -516,13 +516,13 @@ def test_explain_says_how_the_body_batchnorm_normalised():
     h.config = {**h.config, 'keep_bn_stats': True}
     assert "The resnet34 body's BatchNorm layers were kept in eval mode while training (keep_bn_stats=True" in explain(h)
     assert 'normalised every batch with their pretrained running statistics, as in validation, and never updated them' in explain(h)
-    h.config = {**h.config, 'arch': 'efficientnet_lite0', 'keep_bn_stats': False}   # issue 22 item 3: the run's own backbone, by name
+    h.config = {**h.config, 'arch': 'efficientnet_lite0', 'keep_bn_stats': False}   # the run's own backbone, by name
     assert "The efficientnet_lite0 body's BatchNorm layers were in train mode while training (fastai's default, keep_bn_stats=False)" in explain(h)
     h.config = {**h.config, 'arch': 'resnet34', 'pretrained': False, 'keep_bn_stats': True}
     assert 'EfficientNet' not in explain(h) and 'pretrained running statistics' not in explain(h)
 
 
-# ---------------------------------------------------------------- sized for where they are shown (issue #15)
+# ---------------------------------------------------------------- sized for where they are shown
 def test_report_width_and_views():
     "The Lab's report: 10 in (shown 1:1, 1,000 px), phase bars on their own row; rows and colour map as asked."
     h = synthetic_history('gradual')
@@ -556,17 +556,17 @@ def test_error_rate_markers_are_never_clipped():
 
 @pytest.mark.parametrize('epochs', [1, 3])
 def test_the_last_epoch_markers_are_whole(epochs):
-    "Issue 25 item 3: the last valid-loss and error-rate markers lie wholly inside the loss panel (x limit padded)."
+    "The last valid-loss and error-rate markers lie wholly inside the loss panel (x limit padded)."
     for fig in (plot_losses(synthetic_history(epochs=epochs)), plot_report(synthetic_history(epochs=epochs), width=10)):
         fig_to_png(fig, dpi=40)
         for gid in ('valid_loss', 'error_rate'):
             (l,) = [l for a in fig.axes for l in a.lines if l.get_gid() == gid]
-            box, (x, y) = l.axes.get_window_extent(), l.axes.transData.transform((l.get_xdata()[-1], l.get_ydata()[-1]))
+            box, (x, _) = l.axes.get_window_extent(), l.axes.transData.transform((l.get_xdata()[-1], l.get_ydata()[-1]))
             half = (l.get_markersize() + l.get_markeredgewidth())/2*fig.dpi/72
             assert box.x0 <= x - half and x + half <= box.x1, (gid, x + half, box.x1)
 
 def test_a_run_stopped_before_the_peak_says_so_in_plain_words():
-    "Issue 25 item 5: a run stopped in its first epoch, before the warm-up reached the top ('stopped before to the top' is gone)."
+    "A run stopped in its first epoch, before the warm-up reached the top ('stopped before to the top' is gone)."
     t = explain(synthetic_history(interrupt_at=.2))
     assert 'the run was stopped before its schedule reached the top.' in t and 'before to the top' not in t, t
     assert 'no recorded step fell at the top of the one-cycle schedule' in explain(synthetic_history(steps_per_epoch=2))

@@ -1,4 +1,4 @@
-"The science of issue 3, through `run(Config)`: what fastai's methods did to each layer, per phase."
+"The science of fine-tuning, through `run(Config)`: what fastai's methods did to each layer, per phase."
 import dataclasses, threading
 import numpy as np, pytest
 from fastcore.basics import even_mults
@@ -138,7 +138,7 @@ def test_keep_bn_stats_keeps_the_body_running_statistics():
     assert (kept.config['keep_bn_stats'], drift.config['keep_bn_stats']) == (True, False)
 
 
-# --- the papers' strategies (issue 16): lp_ft, surgical, ulmfit_lrs -----------------------------------------------------------
+# --- the papers' strategies: lp_ft, surgical, ulmfit_lrs -----------------------------------------------------------
 from finetune_lab.strategies import ulmfit_lr_mult, STRATEGY_FUNCS
 
 def _group_cols(h, g, kinds=('conv', 'linear')): return ((h.layers['group'] == g) & h.layers['kind'].isin(kinds)).values
@@ -181,7 +181,7 @@ def test_ulmfit_lrs_spaces_groups_by_2_6():
     assert h.change[fr][:, _cols(h, 'body', ['conv'])].max() == 0.0
 
 
-# --- issue 22: a validation set large enough, baselines per photo, repeats over seeds; issue 23: any Learner ------------
+# --- a validation set large enough, baselines per photo, repeats over seeds; any Learner ------------
 import gc, weakref
 from pathlib import Path
 import finetune_lab.strategies as strategies

@@ -1,4 +1,4 @@
-"The papers' strategies do what their papers do (issue 22): lp_ft (Kumar et al. 2022) and surgical (Lee et al. 2023)."
+"The papers' strategies do what their papers do: lp_ft (Kumar et al. 2022) and surgical (Lee et al. 2023)."
 import numpy as np, pytest
 from finetune_lab.strategies import Config, run, planned_fits, PROBE_EPOCHS, lp_ft, get_dls
 from finetune_lab.models import build_learner
@@ -62,7 +62,7 @@ def test_surgical_trains_its_group_and_the_head_and_nothing_else(g):
 
 @pytest.mark.parametrize('strategy', ['surgical', 'ulmfit_lrs'])
 def test_runs_without_imagenet_weights(strategy):
-    "issue 26: vision_learner(pretrained=False) makes no optimizer before the first fit; these read its param groups."
+    "vision_learner(pretrained=False) makes no optimizer before the first fit; these read its param groups."
     h = run(Config(strategy=strategy, pretrained=False, source='synthetic', arch='resnet18', n_images=16, size=32, bs=4), progress=False)
     assert h.n_groups == 3 and len(h.steps) > 0 and not h.interrupted
     if strategy == 'surgical': assert h.change[:, _cols(h, 'body', group=1)].max() == 0.0

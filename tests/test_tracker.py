@@ -2,11 +2,11 @@
 import json, warnings, zipfile
 from functools import partial
 from pathlib import Path
-import numpy as np, pandas as pd, pytest, torch
+import numpy as np, pytest, torch
 from torch import nn
 from torch.utils.data import TensorDataset
-from fastai.vision.all import (Learner, DataLoaders, CrossEntropyLossFlat, Adam, OptimWrapper, error_rate, params,
-                               set_seed, Callback, even_mults)
+from fastai.vision.all import (Learner, DataLoaders, CrossEntropyLossFlat, OptimWrapper, error_rate, params,
+                               set_seed, Callback)
 from finetune_lab.history import RunHistory
 from finetune_lab.tracker import WeightChangeTracker
 
@@ -60,7 +60,7 @@ def test_resnet_layer_table(resnet_run):
     groups = {id(p): g for g, pg in enumerate(learn.opt.param_lists) for p in pg}
     mods = dict(model.named_modules())
     assert [groups[id(mods[n].weight)] for n in h.layers.path] == h.layers.group.tolist()
-    # names a person can read (issue #15): torchvision's own module paths in the body, the head's layers counted by kind
+    # names a person can read: torchvision's own module paths in the body, the head's layers counted by kind
     names = dict(zip(h.layers.path, h.layers.name))
     assert (names['0.0'], names['0.1'], names['0.4.0.conv1'], names['0.7.1.bn2']) == ('conv1', 'bn1', 'layer1.0.conv1', 'layer4.1.bn2')
     assert h.layers.name[h.layers.part == 'head'].tolist() == ['head.bn1', 'head.lin1', 'head.bn2', 'head.lin2']

@@ -111,7 +111,7 @@ def test_app_shows_the_lab_and_the_head_slider_redraws_the_head(page):
     page.wait_for_function("document.querySelector('.fl-head-table').innerText.includes('head_depth=1')", timeout=10_000)
 
 def test_page_shows_no_developer_text_no_broken_image_and_nothing_cut_off(page):
-    "Item 11 of issue #15: before any run the page is for a student: no env-var notes, no empty image, every label whole."
+    "Before any run the page is for a student: no env-var notes, no empty image, every label whole."
     body = page.locator('body').inner_text()
     for dev in ('FINETUNE_LAB_APP', 'Serve this page', 'the tests use', 'voila'):
         assert dev not in body, f"developer text {dev!r} on the page"
@@ -144,7 +144,7 @@ def test_model_column_sits_beside_training_in_a_notebook_wide_page_and_below_it_
     finally: page.set_viewport_size({'width': 1400, 'height': 2200})
 
 def test_small_validation_set_halved_dropout_and_seeds_explain_themselves(page):
-    "Issue 25 items 4 and 6, issue 22's seeds: the page says how coarse 16 photos are, why the table shows p=0.25, what seeds do."
+    "The page says how coarse 16 photos are, why the table shows p=0.25, what seeds do."
     noise = text(page, '.fl-noise')
     assert '16 validation photos: one photo is 6.25 points of error rate' in noise and 'can be noise' in noise
     assert page.locator('.fl-noise').is_visible()
@@ -154,7 +154,7 @@ def test_small_validation_set_halved_dropout_and_seeds_explain_themselves(page):
     assert 'times longer' in tip, tip
 
 def test_line_under_run_names_the_images_and_the_backbone(page):
-    "Item 3 of issue #15: what 'auto' chose is on the page before Run."
+    "What 'auto' chose is on the page before Run."
     line = text(page, '.fl-data')
     assert line.startswith('Run uses') and 'synthetic' in line and 'efficientnet_lite0' in line
 
@@ -187,7 +187,7 @@ def test_run_draws_the_report(page):
 def report_src(page): return page.evaluate("() => document.querySelector('.fl-report img, img.fl-report').src")
 
 def test_view_menus_act_on_the_full_report(page):
-    "Item 4 of issue #15: with 'full report' shown, the rows and colours menus redraw it."
+    "With 'full report' shown, the rows and colours menus redraw it."
     before = report_src(page)
     page.select_option('.fl-view-group-by select', label='one per layer')
     page.wait_for_function("(s) => document.querySelector('.fl-report img, img.fl-report').src != s", arg=before, timeout=30_000)
@@ -199,7 +199,7 @@ def test_view_menus_act_on_the_full_report(page):
     page.wait_for_function("(s) => document.querySelector('.fl-report img, img.fl-report').src != s", arg=magma, timeout=30_000)
 
 def test_stop_while_preparing_adds_no_run(page):
-    "Item 5 of issue #15: Stop pressed while the images and model are being prepared cancels cleanly."
+    "Stop pressed while the images and model are being prepared cancels cleanly."
     n = page.locator('.fl-runs option').count()
     page.select_option('.fl-view-cmap select', label='cividis')   # nothing to do with it: just a setup not yet run...
     page.locator('.fl-head-depth .noUi-handle').focus(); page.keyboard.press('ArrowRight')   # ...this is: head_depth=2
