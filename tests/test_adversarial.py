@@ -12,11 +12,43 @@ START = "import sys; from finetune_lab.console import start; sys.argv[0] = 'fine
 TINY = ['--source', 'synthetic', '--arch', 'efficientnet_lite0', '--n-images', '16', '--size', '32', '--bs', '8']
 
 
-def cli_proc(tmp_path, *args, env=None):
-    "`finetune-lab *args` as the console script starts it, in its own process (one torch thread, a fresh cache)."
+def cli_proc(tmp_path, *args, env=None, before=''):
+    """`finetune-lab *args` as the console script starts it, in its own process (one torch thread, a fresh cache).
+    `before`: Python the process runs first, e.g. to send itself a Ctrl-C at a known point (`CTRL_C_AT_*`)."""
     e = {**os.environ, 'OMP_NUM_THREADS': '1', 'FINETUNE_LAB_CACHE': str(tmp_path/'cache'), 'PYTHONUNBUFFERED': '1', **(env or {})}
-    return subprocess.Popen([sys.executable, '-c', START, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, '-c', before + '\n' + START, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=e, cwd=tmp_path)
+
+
+# Ctrl-C sent by the process to itself at a known point, whatever the machine's speed or load:
+CTRL_C_AT_IMPORT = """
+import importlib.abc, os, signal, sys
+class CtrlCAt(importlib.abc.MetaPathFinder):   # when the module {name!r} is about to be imported
+    def find_spec(self, name, path=None, target=None):
+        if name == {name!r}: sys.meta_path.remove(self); os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, CtrlCAt())
+"""
+CTRL_C_AT_RESIZE = """
+import os, signal, warnings
+warnings.filterwarnings('ignore', category=FutureWarning)   # importing fastai here, before the CLI's own import does
+import finetune_lab.data as data
+shrink, n = data._shrink, [0]
+def counted(*a):   # after the 60th photo is resized into the cache
+    r = shrink(*a); n[0] += 1
+    if n[0] == 60: os.kill(os.getpid(), signal.SIGINT)
+    return r
+data._shrink = counted
+"""
+CTRL_C_AT_BATCH = """
+import os, signal, warnings
+warnings.filterwarnings('ignore', category=FutureWarning)   # importing fastai here, before the CLI's own import does
+from fastai.basics import defaults, Callback
+class CtrlCAt(Callback):   # at the 2nd training batch of the unfrozen fit (every learner gets fastai's default callbacks)
+    def before_batch(self):
+        if self.training and all(p.requires_grad for p in self.learn.model.parameters()) and self.iter == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+defaults.callbacks = [*defaults.callbacks, CtrlCAt]
+"""
 
 
 def interrupt_when(p, ready, timeout=120):
@@ -35,12 +67,11 @@ def one_line(err): return len(err.strip().splitlines()) == 1 and err.startswith(
 def no_temporaries(d): return [p.name for p in Path(d).rglob('*') if p.name.endswith('.tmp') or p.name.endswith('.lock')]
 
 
-@pytest.mark.parametrize('after', [0.5, 1.5, 2.5])   # seconds into the 4-12 s (here) of importing torch, fastai, matplotlib
-def test_sigint_while_importing(tmp_path, after):
-    p = cli_proc(tmp_path, 'run', '--out', tmp_path/'out')
-    time.sleep(after)
-    code, out, err = interrupt_when(p, lambda: True)
-    assert code == 130 and one_line(err) and 'while starting' in err, err
+@pytest.mark.parametrize('module', ['torch', 'fastai.learner', 'matplotlib.pyplot'])   # early, middle and late in the CLI's imports
+def test_sigint_while_importing(tmp_path, module):
+    p = cli_proc(tmp_path, 'run', '--out', tmp_path/'out', before=CTRL_C_AT_IMPORT.format(name=module))
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 130 and one_line(err) and 'while starting' in err, err
     assert not (tmp_path/'out').exists()
 
 
@@ -70,8 +101,10 @@ def test_broken_install_is_exit_1_and_one_line(monkeypatch, capsys):
 def test_sigint_while_resizing_leaves_a_sound_cache(tmp_path):
     src = tmp_path/'pets'; shutil.copytree(bundled_pets(), src)
     cache = tmp_path/'cache'/'resized'
-    p = cli_proc(tmp_path, 'run', '--source', src, '--n-images', 'none', '--size', '64', '--arch', 'efficientnet_lite0', '--out', tmp_path/'out')
-    code, out, err = interrupt_when(p, lambda: cache.exists() and sum(len(list(d.iterdir())) for d in cache.iterdir()) > 50)
+    p = cli_proc(tmp_path, 'run', '--source', src, '--n-images', 'none', '--size', '64', '--arch', 'efficientnet_lite0', '--out', tmp_path/'out',
+                 before=CTRL_C_AT_RESIZE)
+    out, err = p.communicate(timeout=300)
+    code = p.returncode
     assert code == 130 and one_line(err) and f"nothing was written to {tmp_path/'out'}" in err, err
     cached = [f for d in cache.iterdir() for f in d.iterdir()]
     assert 50 < len(cached) < 1409 and not no_temporaries(cache)
@@ -80,13 +113,9 @@ def test_sigint_while_resizing_leaves_a_sound_cache(tmp_path):
 
 
 def test_sigint_while_training_keeps_the_partial_run(tmp_path):
-    p = cli_proc(tmp_path, 'run', *TINY, '--freeze-epochs', '2', '--epochs', '20', '--out', tmp_path/'out')
-    seen = []
-    def training():   # the phase line comes once fit has begun
-        seen.append(p.stdout.readline())
-        return 'phase: unfrozen' in seen[-1]
-    code, rest, err = interrupt_when(p, training)
-    out = ''.join(seen) + rest
+    p = cli_proc(tmp_path, 'run', *TINY, '--freeze-epochs', '2', '--epochs', '20', '--out', tmp_path/'out', before=CTRL_C_AT_BATCH)
+    out, err = p.communicate(timeout=600)
+    code = p.returncode
     assert code == 130 and one_line(err) and 'interrupted: 1 of 1 runs written' in err and 'the last one partial' in err, (out, err)
     assert 'Traceback' not in out + err
     h = RunHistory.load(tmp_path/'out'/'run.npz')
