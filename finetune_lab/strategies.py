@@ -7,7 +7,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/strategies.html.md"""
 
 # %% ../nbs/04_strategies.ipynb #936c962a
 from __future__ import annotations
-import ctypes, dataclasses, gc, hashlib, math, os, random, threading
+import ctypes, dataclasses, gc, hashlib, math, random, threading
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torchvision
@@ -15,7 +15,7 @@ from fastcore.all import L
 from fastai.vision.all import set_seed, Callback, CancelFitException, Learner
 from fastai.optimizer import Optimizer
 from . import __version__
-from .data import cache_dir, pets_dls, auto_source, describe_source, is_cat, check_split, SOURCES
+from .data import atomic_write, cache_dir, pets_dls, auto_source, describe_source, is_cat, check_split, SOURCES
 from .models import build_learner, ARCHS, weights_available, keeps_bn_stats, zero_shot_preds, weights_path
 from .history import RunHistory, repeat_row
 from .tracker import WeightChangeTracker, valid_key
@@ -335,15 +335,9 @@ def _zero_shot(cfg:Config, dls) -> np.ndarray:
         if a is not None and a.dtype == np.int64 and a.shape == (len(dls.valid_ds),): return a
     except (OSError, ValueError): pass   # a damaged file: measure again
     a = measure_baselines(dls, cfg.arch, dls.vocab.o2i[True])[1]['zero_shot']
-    if f is None: return a
-    tmp = f.with_name(f".{f.stem}-{os.getpid()}.tmp")
-    try:
-        f.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, 'wb') as out: np.save(out, a)
-        os.replace(tmp, f)   # whole or absent: a killed write never leaves a half file under the real name
-    except OSError:   # a full or read-only cache: the answers are still right, only not kept
-        try: tmp.unlink()
-        except OSError: pass
+    if f is not None:
+        try: atomic_write(f, lambda out: np.save(out, a), durable=False)   # whole or absent, as every file the package writes
+        except OSError: pass   # a full or read-only cache: the answers are still right, only not kept
     return a
 
 
