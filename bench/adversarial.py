@@ -8,7 +8,7 @@ without losing or changing any file that was there before (a snapshot of every p
 import hashlib, os, shutil, signal, subprocess, sys, tempfile, time, zipfile
 from pathlib import Path
 import numpy as np
-from finetune_lab.synthetic import synthetic_history
+from finetune_lab.testing import fake_history
 from finetune_lab.data import draw_pet, is_cat, bundled_pets, _cached, _stamp
 
 START = "import sys; from finetune_lab.console import start; sys.argv[0] = 'finetune-lab'; sys.exit(start())"
@@ -77,7 +77,7 @@ def cache_sound() -> bool:
 
 def setup():
     "Files the cases use: a finished run to protect, image folders, hostile histories."
-    h = synthetic_history(steps_per_epoch=3)
+    h = fake_history(steps_per_epoch=3)
     for d in ('a', 'b'): (W/d).mkdir(); h.save(W/d/'run.npz')
     (W/'notes.npz').write_text('cats are upper-case\n')
     (W/'a_file').write_text('x')
@@ -121,12 +121,12 @@ def odd_inputs():
     os.environ['FINETUNE_LAB_CACHE'] = BASE_ENV['FINETUNE_LAB_CACHE']
     readable_images(sorted(same.iterdir()), same, 32)                      # cached as the CLI would (size 32)
     draw_pet(True, seed=99, size=48).save(same/'Bengal_0.bmp'); os.utime(same/'Bengal_0.bmp', ns=(10**18, 10**18))   # same size, same date
-    flat = synthetic_history(steps_per_epoch=3)
+    flat = fake_history(steps_per_epoch=3)
     flat.change[:] = np.where(np.nan_to_num(flat.change) > 0, .01, flat.change); flat.save(W/'flat.npz')
-    dollar = synthetic_history(steps_per_epoch=3)
+    dollar = fake_history(steps_per_epoch=3)
     dollar.layers['name'] = [f'a$x^{{{i}$' for i in range(len(dollar.layers))]; dollar.save(W/'dollar.npz')
     for name, wrong, base, y in (('tie3', (0, 1, 0), (1, 0, 0), (0, 1, 1)), ('tie0', (0, 0, 0), (0, 0, 0), (1, 1, 1))):
-        h, y = synthetic_history(steps_per_epoch=3, n_valid=3), np.array(y)
+        h, y = fake_history(steps_per_epoch=3, n_valid=3), np.array(y)
         h.valid_targets, h.valid_preds = y, np.where(wrong, 1 - y, y)
         h.baseline_preds, h.baselines = dict(majority=np.where(base, 1 - y, y)), dict(majority=float(np.mean(base)))
         h.epochs.loc[h.epochs.index[-1], 'error_rate'] = np.float32(np.mean(wrong)); h.save(W/f'{name}.npz')

@@ -19,7 +19,7 @@ import numpy as np, torch
 from common import header, median, step_timer, NoValidate
 from fastai.callback.core import Callback
 from fastai.callback.channelslast import ChannelsLast
-from finetune_lab.strategies import Config, get_dls, run
+from finetune_lab.experiment import Config, get_dls, run
 from finetune_lab.models import build_learner
 
 class CPUBFloat16(Callback):

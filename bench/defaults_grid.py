@@ -14,7 +14,7 @@ import common  # noqa: F401  (BENCH_THREADS, warnings)
 import numpy as np, pandas as pd, torch
 from fastai.vision.all import get_image_files
 from finetune_lab.data import is_cat, atomic_write
-from finetune_lab.strategies import Config, run_learner, release_memory, STRATEGIES
+from finetune_lab.experiment import Config, run_learner, release_memory, STRATEGIES
 
 UNSEEN = Path(__file__).resolve().parents[2]/'shared'/'data'/'pets_sample'/'images'
 KNOBS = ('n_images', 'size', 'bs', 'freeze_epochs', 'epochs', 'base_lr', 'lr_mult', 'keep_bn_stats', 'train_bn', 'strategy', 'surgical_group')

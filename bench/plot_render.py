@@ -1,6 +1,6 @@
 """Plot rendering time for a big history: 1,000 steps x ~150 layers, drawn and saved to PNG.
 
-`synthetic_history` (fine_tune: 1 frozen + 1 unfrozen epoch of 500 steps) on a deep resnet-shaped layer table with
+`fake_history` (fine_tune: 1 frozen + 1 unfrozen epoch of 500 steps) on a deep resnet-shaped layer table with
 ~150 layers. Timed per repetition, interleaved: every figure of `finetune_lab.plots` (the heatmap with rows per layer
 and per block, phase bars, LRs, losses, update ratio, the report, and plot_compare of 2 and 3 such histories), each
 from the call to the PNG bytes (`fig_to_png` = matplotlib's `savefig`, Agg, dpi 100); `build_report` builds the report
@@ -12,7 +12,7 @@ Usage: python bench/plot_render.py [--reps 5] [--steps 1000] [--layers 150]
 """
 import argparse
 from common import header, timed, print_rep, print_medians
-from finetune_lab.synthetic import synthetic_history, _resnet_layers
+from finetune_lab.testing import fake_history, _resnet_layers
 from finetune_lab.plots import (plot_heatmap, plot_phase_bars, plot_lrs, plot_losses, plot_update_ratio, plot_report,
                                 plot_compare, fig_to_png, HeatmapPNG)
 
@@ -25,7 +25,7 @@ def main(a):
     header("Plot rendering: plot_heatmap / plot_report of a big history, to PNG")
     blocks, hd = blocks_for(a.layers)
     # one history per repetition (+1 for the warm-up), each with other numbers and knobs
-    hs = [synthetic_history('fine_tune', steps_per_epoch=a.steps//2, blocks=blocks, head_depth=hd + s % 2, seed=s,
+    hs = [fake_history('fine_tune', steps_per_epoch=a.steps//2, blocks=blocks, head_depth=hd + s % 2, seed=s,
                             base_lr=(1e-3, 2e-3, 3e-3, 5e-3)[s % 4], lr_mult=(100, 10, 30)[s % 3]) for s in range(a.reps + 3)]
     h = hs[0]
     print(f"# histories: {h.change.shape[0]} steps x {h.change.shape[1]}-{hs[1].change.shape[1]} layers "

@@ -14,8 +14,8 @@ from common import header, median
 
 def child(a):
     from fastai.callback.core import Callback, CancelFitException
-    import finetune_lab.strategies as S
-    from finetune_lab.strategies import Config, run
+    import finetune_lab.experiment as S
+    from finetune_lab.experiment import Config, run
     class FirstBatch(Callback):
         order = -10_000
         def __init__(self): self.t = None

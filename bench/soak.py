@@ -13,7 +13,7 @@ import torch
 from common import header, rss_mb, peak_rss_mb
 from fastai.learner import Learner
 from matplotlib.figure import Figure
-from finetune_lab.strategies import Config, run
+from finetune_lab.experiment import Config, run
 from finetune_lab.plots import plot_report, fig_to_png
 
 def live(cls): return sum(isinstance(o, cls) for o in gc.get_objects())

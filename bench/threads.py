@@ -11,7 +11,7 @@ Usage: python bench/threads.py [--reps 5] [--threads 1 2] [--arch efficientnet_l
 import argparse
 import torch
 from common import header, median, step_timer, NoValidate
-from finetune_lab.strategies import Config, get_dls
+from finetune_lab.experiment import Config, get_dls
 from finetune_lab.models import build_learner
 
 def step_time(learn, n):

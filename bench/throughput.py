@@ -1,4 +1,4 @@
-"""P2: throughput of `finetune_lab.strategies.run(cfg)` against plain fastai on the same data and settings.
+"""P2: throughput of `finetune_lab.experiment.run(cfg)` against plain fastai on the same data and settings.
 
 Plain = `vision_learner(dls, arch, metrics=error_rate)` + `learn.fine_tune(epochs, base_lr, freeze_epochs=..., lr_mult=...)`
 on the very DataLoaders `run` uses (`get_dls(cfg)`: same source, size, bs, subset). Both train without a progress bar,
@@ -11,7 +11,7 @@ Usage: python bench/throughput.py [--reps 5] [--arch efficientnet_lite0] [--n-im
 import argparse, time
 from common import header, median
 from fastai.vision.all import vision_learner, error_rate, set_seed
-from finetune_lab.strategies import Config, get_dls, run
+from finetune_lab.experiment import Config, get_dls, run
 from finetune_lab.models import ARCHS
 
 def plain(cfg):

@@ -15,7 +15,7 @@ Usage: python bench/tracker_overhead.py [--reps 5] [--archs efficientnet_lite0 r
 """
 import argparse, time
 from common import header, median, step_timer, NoValidate
-from finetune_lab.strategies import Config, get_dls
+from finetune_lab.experiment import Config, get_dls
 from finetune_lab.models import build_learner
 from finetune_lab.tracker import WeightChangeTracker
 
@@ -42,7 +42,7 @@ def main(archs, reps, size, bs, n_images):
     for arch in archs:
         cfg = Config(source='auto', arch=arch, size=size, bs=bs, n_images=n_images, pretrained=arch != 'resnet34').resolved()
         learn = build_learner(get_dls(cfg), arch, pretrained=cfg.pretrained)
-        learn.to_channelslast(use_amp=False)   # as finetune_lab.strategies.run does on a CPU (faster steps: a stricter ratio)
+        learn.to_channelslast(use_amp=False)   # as finetune_lab.experiment.run does on a CPU (faster steps: a stricter ratio)
         one_fit(learn, True, True); one_fit(learn, False, False)  # warm-up
         for phase in ('frozen', 'unfrozen'):
             r_wall, r_cpu, r_dir, t = [], [], [], {False: [], True: []}

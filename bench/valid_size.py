@@ -15,7 +15,7 @@ from common import header
 CHILD = r'''
 import json, shutil, sys, time, warnings
 warnings.filterwarnings('ignore')
-from finetune_lab.strategies import Config, run
+from finetune_lab.experiment import Config, run
 from finetune_lab.data import cache_dir
 if sys.argv[3] == 'cold': shutil.rmtree(cache_dir()/'zero_shot', ignore_errors=True)
 n_valid = None if sys.argv[1] == 'None' else int(sys.argv[1])

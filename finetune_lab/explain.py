@@ -11,7 +11,7 @@ from math import comb
 import numpy as np
 from .history import RunHistory, NORM_KINDS, compare_runs, compare_wrong
 from .data import check_split
-from .strategies import Config, planned_fits
+from .experiment import Config, planned_fits
 
 # %% auto #0
 __all__ = ['WEIGHT_KINDS', 'TITLE_KEYS', 'SMALL_VALID', 'Z95', 'check_history', 'group_change', 'diverged_at', 'final_error',
@@ -23,7 +23,7 @@ __all__ = ['WEIGHT_KINDS', 'TITLE_KEYS', 'SMALL_VALID', 'Z95', 'check_history', 
 def check_history(h, what:str):
     "Refuse anything but a RunHistory, naming the function it was given to and where histories come from."
     if not isinstance(h, RunHistory):
-        raise TypeError(f"{what} needs a RunHistory (from finetune_lab.strategies.run or RunHistory.load), got {type(h).__name__}.")
+        raise TypeError(f"{what} needs a RunHistory (from finetune_lab.experiment.run or RunHistory.load), got {type(h).__name__}.")
 
 WEIGHT_KINDS = ('conv', 'linear')   # the layers freezing is about; norm layers (NORM_KINDS) train anyway under train_bn
 
@@ -171,7 +171,7 @@ def _groups_text(gs):
 
 def scheduled_peaks(config:dict, fit:int, n_groups:int)->list|None:
     """The peak LR of each group that fit number `fit` of `run`'s strategy aims at: its one-cycle schedule's top, as
-    `strategies.planned_fits` rehearses it with fastai's own code; None when the config does not name a strategy."""
+    `experiment.planned_fits` rehearses it with fastai's own code; None when the config does not name a strategy."""
     known = {f.name for f in fields(Config)}
     c = {k: v for k, v in (config or {}).items() if k in known}
     if 'strategy' not in c: return None

@@ -4,10 +4,10 @@ from pathlib import Path
 import numpy as np, pytest
 from finetune_lab import cli
 from finetune_lab.cli import main, flag
-from finetune_lab.strategies import Config
+from finetune_lab.experiment import Config
 from finetune_lab.history import RunHistory
 from finetune_lab.models import WeightsUnavailableError
-from finetune_lab.synthetic import synthetic_history
+from finetune_lab.testing import fake_history
 
 TINY = ['--source', 'synthetic', '--arch', 'efficientnet_lite0', '--n-images', '24', '--n-valid', '24', '--size', '64']
 
@@ -153,7 +153,7 @@ def test_an_interrupted_run_stops_the_rest_and_keeps_what_ran(capsys, tmp_path, 
     ran = []
     def fake_run(cfg, cbs=None, progress=True):  # the 2nd run is cut short, as Ctrl-C in run() would leave it
         ran.append(cfg.freeze_epochs)
-        return synthetic_history(freeze_epochs=cfg.freeze_epochs, steps_per_epoch=4, interrupt_at=.5 if len(ran) == 2 else None)
+        return fake_history(freeze_epochs=cfg.freeze_epochs, steps_per_epoch=4, interrupt_at=.5 if len(ran) == 2 else None)
     monkeypatch.setattr(cli, 'prepare', lambda cfgs: None)
     monkeypatch.setattr(cli, 'run', fake_run)
     code, out, err = call(capsys, 'compare', '--vary', 'freeze_epochs=0,1,2', '--quiet', '--out', tmp_path)
@@ -165,7 +165,7 @@ def test_an_interrupted_run_stops_the_rest_and_keeps_what_ran(capsys, tmp_path, 
 
 def test_show_names_files_apart_when_stems_clash(capsys, tmp_path):
     for d, s in (('a', 'fine_tune'), ('b', 'full')):
-        (tmp_path/d).mkdir(); synthetic_history(s, steps_per_epoch=3).save(tmp_path/d/'run.npz')
+        (tmp_path/d).mkdir(); fake_history(s, steps_per_epoch=3).save(tmp_path/d/'run.npz')
     code, out, err = call(capsys, 'show', tmp_path/'a'/'run.npz', tmp_path/'b'/'run.npz', '--out', tmp_path/'out')
     assert code == 0, err
     assert names(tmp_path/'out') == ['compare.png', 'explain.txt', 'run_1.png', 'run_2.png']
@@ -193,11 +193,11 @@ from fastai.data.external import fastai_cfg
 
 @pytest.fixture
 def fake_training(monkeypatch):
-    "Runs that take no time: `prepare` does nothing and `run` returns a small synthetic history of the config's strategy."
+    "Runs that take no time: `prepare` does nothing and `run` returns a small fake history of the config's strategy."
     ran = []
     def fake_run(cfg, cbs=None, progress=True):
         ran.append(cfg)
-        h = synthetic_history(cfg.strategy, freeze_epochs=cfg.freeze_epochs, steps_per_epoch=3)
+        h = fake_history(cfg.strategy, freeze_epochs=cfg.freeze_epochs, steps_per_epoch=3)
         h.config = cfg.asdict()
         return h
     monkeypatch.setattr(cli, 'prepare', lambda cfgs: None)
@@ -353,12 +353,12 @@ def test_compare_says_win_or_tie_by_the_paired_test(capsys, tmp_path, fake_train
         assert f"exact McNemar test on the same 400 photos, {v.a_only} wrong only for {a} and {v.b_only} only for {b}" in line
 
 def test_different_photos_get_no_paired_test(capsys, tmp_path):
-    for n, nv in (('a', 400), ('b', 100)): synthetic_history(n_valid=nv).save(tmp_path/f'{n}.npz')
+    for n, nv in (('a', 400), ('b', 100)): fake_history(n_valid=nv).save(tmp_path/f'{n}.npz')
     code, out, err = call(capsys, 'show', tmp_path/'a.npz', tmp_path/'b.npz', '--out', tmp_path/'out')
     assert code == 0 and 'a vs b: not the same recorded validation photos, so no paired test' in out
 
 def test_a_multi_seed_run_prints_each_seed_and_the_mean_and_range(capsys, tmp_path, monkeypatch):
-    h = synthetic_history(n_valid=40, seeds=3)
+    h = fake_history(n_valid=40, seeds=3)
     monkeypatch.setattr(cli, 'prepare', lambda cfgs: None)
     monkeypatch.setattr(cli, 'run', lambda cfg, cbs=None, progress=True: h)
     code, out, err = call(capsys, 'run', '--seeds', '3', '--out', tmp_path)
@@ -392,7 +392,7 @@ def test_an_offline_download_is_one_clear_line(capsys, tmp_path, monkeypatch):
 
 import signal
 from fastai.callback.core import Callback
-from finetune_lab import strategies
+from finetune_lab import experiment
 from finetune_lab.tracker import WeightChangeTracker
 
 REAL = ['--source', 'synthetic', '--arch', 'efficientnet_lite0', '--n-images', '16', '--n-valid', '16', '--size', '32', '--bs', '8',
@@ -434,8 +434,8 @@ def test_a_second_ctrl_c_keeps_the_partial_run(capsys, tmp_path, monkeypatch, se
             return h
         monkeypatch.setattr(cli, 'run', run_then_ctrl_c)
     else:
-        release = strategies.release_memory
-        monkeypatch.setattr(strategies, 'release_memory', lambda: (signal.raise_signal(signal.SIGINT), release()))
+        release = experiment.release_memory
+        monkeypatch.setattr(experiment, 'release_memory', lambda: (signal.raise_signal(signal.SIGINT), release()))
     code, out, err = call(capsys, 'run', *REAL, '--out', tmp_path)
     assert code == 130 and one_line(err) and 'interrupted: 1 of 1 runs written' in err and 'the last one partial' in err, err
     assert 'wrote 3 files' in out and 'run.npz' in out

@@ -97,7 +97,7 @@ def test_auto_uses_env_folder(capsys, monkeypatch, pets_sample):
     assert dls.source == str(pets_sample/'images') and 'real Pets images in' in capsys.readouterr().out
 
 def test_env_folder_of_images_is_used_itself_not_its_parent(monkeypatch, tmp_path):
-    from finetune_lab.strategies import Config
+    from finetune_lab.experiment import Config
     mine = tmp_path/'mypets'; mine.mkdir()
     for i in range(4): (mine/f'Bengal_{i}.jpg').touch(); (mine/f'pug_{i}.jpg').touch()
     monkeypatch.setenv('FINETUNE_LAB_PETS', str(mine))

@@ -4,7 +4,7 @@ import io, json, os, pickle, struct, tempfile, threading, time, zipfile
 from pathlib import Path
 import numpy as np, pytest
 from numpy.lib import format as npf
-from finetune_lab.synthetic import synthetic_history
+from finetune_lab.testing import fake_history
 from finetune_lab.history import RunHistory, LAYER_COLS, STEP_COLS, EPOCH_COLS, ARRAYS
 
 LIMIT = 10  # seconds: a load that takes longer counts as a hang (they all take ~10 ms)
@@ -14,7 +14,7 @@ def _saved_bytes(h):
     with tempfile.TemporaryDirectory() as d: return h.save(Path(d)/'h.npz').read_bytes()
 
 # One small valid history (28 layers x 6 steps, ~8 KB), built at import so that cases can be laid out by its byte offsets.
-GOOD = synthetic_history(steps_per_epoch=3, blocks=(1, 1, 1, 1), seed=1)
+GOOD = fake_history(steps_per_epoch=3, blocks=(1, 1, 1, 1), seed=1)
 RAW = _saved_bytes(GOOD)
 with np.load(io.BytesIO(RAW), allow_pickle=False) as _z: ARRS = {k: _z[k] for k in _z.files}
 META = json.loads(str(ARRS['meta']))
@@ -474,7 +474,7 @@ def test_plausible_oddities_load(tmp_path):
     assert h.steps.note.tolist() == ['x']*N_STEPS
 
 def test_interrupted_before_first_step_round_trips(tmp_path):
-    h = synthetic_history(steps_per_epoch=3, blocks=(1, 1, 1, 1), interrupt_at=0.0)
+    h = fake_history(steps_per_epoch=3, blocks=(1, 1, 1, 1), interrupt_at=0.0)
     g = _load(h.save(tmp_path/'empty.npz'))
     assert g.equals(h) and g.interrupted and g.change.shape == (0, N_LAYERS)
 
@@ -546,8 +546,8 @@ def _odd(kind):
         ch = ARRS['change'].copy(); ch[-1] = np.inf; ch[-2, :3] = np.nan
         loss = ARRS['steps/loss'].copy(); loss[-1] = np.nan
         return _npz({'change': ch, 'steps/loss': loss})
-    if kind == 'no_steps': return _saved_bytes(synthetic_history(steps_per_epoch=3, blocks=(1, 1, 1, 1), interrupt_at=0.0))
-    if kind == 'no_epochs': return _saved_bytes(synthetic_history(steps_per_epoch=3, blocks=(1, 1, 1, 1), interrupt_at=0.3))
+    if kind == 'no_steps': return _saved_bytes(fake_history(steps_per_epoch=3, blocks=(1, 1, 1, 1), interrupt_at=0.0))
+    if kind == 'no_epochs': return _saved_bytes(fake_history(steps_per_epoch=3, blocks=(1, 1, 1, 1), interrupt_at=0.3))
     if kind == 'all_zero': return _npz({k: np.zeros_like(ARRS[k]) for k in ('change', 'update', 'bn_stats')})
 
 SHOW_CASES = [('flip', s) for s in range(30)] + [('odd', k) for k in ('diverged', 'no_steps', 'no_epochs', 'all_zero')] + \

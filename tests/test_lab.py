@@ -272,11 +272,11 @@ def test_stop_during_a_later_seed_keeps_the_finished_seeds_uncached(run_dir):
 
 def test_showing_another_run_clears_a_stale_stop_label():
     "'stopped before training began' does not stay beside a run shown later."
-    from finetune_lab.synthetic import synthetic_history
+    from finetune_lab.testing import fake_history
     lab = Lab(run_dir=None, **TINY)
     lab.run_button.click(); lab.stop_button.click()
     assert lab.wait(300) and lab.progress_label.value == 'stopped before training began'
-    lab.add(synthetic_history(n_valid=16))
+    lab.add(fake_history(n_valid=16))
     assert lab.progress_label.value == '' and lab.progress.value == 0
     lab.progress_label.value = 'stopped before training began'    # as a later Stop would leave it
     lab.runs_list.value = (0,); lab.show_button.click()
@@ -284,7 +284,7 @@ def test_showing_another_run_clears_a_stale_stop_label():
 
 def test_a_run_of_your_own_joins_the_list_and_compares(lab):
     "lab.add(learner_history(learn), name=...) on a Learner trained outside the panel."
-    from finetune_lab.strategies import Config, get_dls, learner_history
+    from finetune_lab.experiment import Config, get_dls, learner_history
     from finetune_lab.models import build_learner
     from finetune_lab.tracker import WeightChangeTracker
     learn = build_learner(get_dls(Config(**TINY)), 'efficientnet_lite0', head_depth=2, keep_bn_stats=True)

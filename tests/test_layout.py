@@ -5,10 +5,10 @@ import pytest
 import finetune_lab
 
 PKG = Path(finetune_lab.__file__).parent
-# lowest first: a module may import only modules before it. `synthetic` is a test helper the library never imports.
-ORDER = ['data', 'models', 'history', 'freezing', 'tracker', 'strategies', 'synthetic', 'explain', 'plots', 'importance',
+# lowest first: a module may import only modules before it. `testing` is a test helper the library never imports.
+ORDER = ['data', 'models', 'history', 'freezing', 'tracker', 'experiment', 'testing', 'explain', 'plots', 'importance',
          'representation', 'lab', 'cli', 'console']
-LIBRARY = [m for m in ORDER if m != 'synthetic']
+LIBRARY = [m for m in ORDER if m != 'testing']
 
 def own_imports(mod:str) -> set:
     "The finetune_lab modules `mod` imports (relative or absolute, at any depth of its code)."
@@ -32,7 +32,7 @@ def test_imports_only_go_down(mod):
     below = set(ORDER[:ORDER.index(mod)])
     up = own_imports(mod) - below
     assert not up, f"{mod} imports {sorted(up)}, which come after it in {ORDER}"
-    if mod != 'synthetic': assert 'synthetic' not in own_imports(mod), f"the library module {mod} imports the test helper synthetic"
+    if mod != 'testing': assert 'testing' not in own_imports(mod), f"the library module {mod} imports the test helper testing"
 
 def test_the_check_fails_on_an_upward_import(tmp_path, monkeypatch):
     "The checker itself: an import of a higher module is seen, relative or absolute."

@@ -4,7 +4,7 @@ import numpy as np, pandas as pd, pytest, torch
 from torch import nn
 from matplotlib.figure import Figure
 from finetune_lab.history import RunHistory
-from finetune_lab.synthetic import synthetic_history
+from finetune_lab.testing import fake_history
 from finetune_lab.plots import (fig_to_png, plot_heatmap, plot_phase_bars, plot_lrs, plot_losses, plot_update_ratio,
     plot_compare, plot_report, plot_importance, layer_blocks, color_limits, row_labels, text_width, _step_edges)
 from finetune_lab.explain import explain, explain_diff, run_titles, group_change, error_words, error_short, config_title, run_label
@@ -18,17 +18,17 @@ def every_kth(h, k):
                       trainable=h.trainable[rows], bn_stats=h.bn_stats[rows], epochs=h.epochs, config=h.config)
 
 SHAPES = {
-    'fine_tune': lambda: synthetic_history(),
-    'head_only': lambda: synthetic_history('head_only'),
-    'full': lambda: synthetic_history('full'),
-    'gradual': lambda: synthetic_history('gradual'),
-    'no_discriminative': lambda: synthetic_history('no_discriminative'),
-    'freeze_epochs=0': lambda: synthetic_history(freeze_epochs=0),
-    'interrupted': lambda: synthetic_history(epochs=2, interrupt_at=.6),
-    'one_group': lambda: synthetic_history(n_groups=1),
-    'two_groups': lambda: synthetic_history(n_groups=2, head_depth=0),
-    'every_3rd_step': lambda: every_kth(synthetic_history(epochs=2), 3),
-    'resnet50_sized': lambda: synthetic_history(blocks=(3,8,16,6)),
+    'fine_tune': lambda: fake_history(),
+    'head_only': lambda: fake_history('head_only'),
+    'full': lambda: fake_history('full'),
+    'gradual': lambda: fake_history('gradual'),
+    'no_discriminative': lambda: fake_history('no_discriminative'),
+    'freeze_epochs=0': lambda: fake_history(freeze_epochs=0),
+    'interrupted': lambda: fake_history(epochs=2, interrupt_at=.6),
+    'one_group': lambda: fake_history(n_groups=1),
+    'two_groups': lambda: fake_history(n_groups=2, head_depth=0),
+    'every_3rd_step': lambda: every_kth(fake_history(epochs=2), 3),
+    'resnet50_sized': lambda: fake_history(blocks=(3,8,16,6)),
 }
 STEP_PLOTS = [plot_heatmap, plot_lrs, plot_losses, plot_update_ratio]
 
@@ -85,7 +85,7 @@ def test_frozen_cells_are_hatched_exactly(hist):
     assert (hist.change[~hist.trainable] == 0).all()
 
 def test_block_rows_hatched_when_most_of_the_block_is_frozen():
-    h = synthetic_history()
+    h = fake_history()
     ax = plot_heatmap(h, group_by='block').axes[0]
     blocks, w = layer_blocks(h.layers), h.layers.n_params.to_numpy()
     want = np.array([(~h.trainable[:, a:b] * w[a:b]).sum(1) > w[a:b].sum()/2 for _,a,b in blocks])
@@ -100,7 +100,7 @@ def test_image_covers_recorded_steps_and_all_layers(hist):
     assert im.get_extent()[:2] == [x[0], x[-1]]
 
 def test_group_boundaries_and_labels():
-    h = synthetic_history()
+    h = fake_history()
     ax = plot_heatmap(h).axes[0]
     (lines,) = [c for c in ax.collections if c.get_gid() == 'group_boundary']
     ys = sorted(seg[0][1] for seg in lines.get_segments())
@@ -112,11 +112,11 @@ def test_group_boundaries_and_labels():
     blocks = layer_blocks(h.layers)
     assert row_labels(ax) == [k for k,_,_ in blocks] and len(blocks) < len(h.layers)
     assert sorted(t.get_position()[1] for t in labels) == [(a+b-1)/2 for _,a,b in blocks]
-    few = synthetic_history(blocks=(1,1,1,1))
+    few = fake_history(blocks=(1,1,1,1))
     assert row_labels(plot_heatmap(few).axes[0]) == list(few.layers.name)
 
 def test_no_steps_draws_a_message_not_a_crash():
-    h = synthetic_history(interrupt_at=0)
+    h = fake_history(interrupt_at=0)
     assert len(h.steps) == 0
     for plot in STEP_PLOTS + [plot_phase_bars, plot_report]:
         fig = plot(h)
@@ -125,9 +125,9 @@ def test_no_steps_draws_a_message_not_a_crash():
     assert 'no training steps' in explain(h)
 
 def test_a_cut_short_phase_says_so():
-    ax = plot_heatmap(synthetic_history(epochs=2, interrupt_at=.6)).axes[0]
+    ax = plot_heatmap(fake_history(epochs=2, interrupt_at=.6)).axes[0]
     assert [t.get_text() for t in ax.texts if 'epoch' in t.get_text()] == ['frozen\n1 epoch', 'unfrozen\n1 epoch, cut short']
-    ax = plot_lrs(synthetic_history(n_groups=1)).axes[0]   # the same phase twice: named with its fit
+    ax = plot_lrs(fake_history(n_groups=1)).axes[0]   # the same phase twice: named with its fit
     assert [t.get_text() for t in ax.texts] == ['unfrozen (fit 0)\n1 epoch', 'unfrozen (fit 1)\n1 epoch']
 
 # ---------------------------------------------------------------- individual figures
@@ -142,7 +142,7 @@ def test_phase_bars_count_and_mark_layers_like_summary(hist):
         assert n_still == int((~(hist.update[a:b] > 0).any(0)).sum())
 
 def test_lr_lines_are_the_recorded_lrs():
-    h = synthetic_history('no_discriminative')
+    h = fake_history('no_discriminative')
     ax = plot_lrs(h).axes[0]
     assert ax.get_yscale() == 'log'
     for g in range(3):
@@ -150,7 +150,7 @@ def test_lr_lines_are_the_recorded_lrs():
         np.testing.assert_allclose(l.get_ydata(), h.steps[f'lr_{g}'])
 
 def test_losses_put_epoch_metrics_at_epoch_ends():
-    h = synthetic_history(epochs=2)
+    h = fake_history(epochs=2)
     fig = plot_losses(h)
     (v,) = [l for a in fig.axes for l in a.lines if l.get_gid() == 'valid_loss']
     (e,) = [l for a in fig.axes for l in a.lines if l.get_gid() == 'error_rate']
@@ -158,12 +158,12 @@ def test_losses_put_epoch_metrics_at_epoch_ends():
     np.testing.assert_allclose(e.get_ydata(), h.epochs.error_rate)
 
 def test_update_ratio_has_the_guide_line():
-    ax = plot_update_ratio(synthetic_history()).axes[0]
+    ax = plot_update_ratio(fake_history()).axes[0]
     (g,) = [l for l in ax.lines if l.get_gid() == 'guide']
     assert list(g.get_ydata()) == [-3, -3]
 
 def test_compare_shares_one_colour_scale_and_names_the_knobs():
-    hs = [synthetic_history(), synthetic_history(head_depth=2, freeze_epochs=2, seed=1), synthetic_history('full', seed=2)]
+    hs = [fake_history(), fake_history(head_depth=2, freeze_epochs=2, seed=1), fake_history('full', seed=2)]
     fig = plot_compare(hs)
     norms = {(a.images[0].norm.vmin, a.images[0].norm.vmax) for a in fig.axes if a.images}
     assert norms == {color_limits(hs)}
@@ -172,20 +172,20 @@ def test_compare_shares_one_colour_scale_and_names_the_knobs():
     knobs = ['head_depth=1, strategy=fine_tune, freeze_epochs=1', 'head_depth=2, strategy=fine_tune, freeze_epochs=2',
              'head_depth=1, strategy=full, freeze_epochs=1']
     assert titles == [f"{k}: error {h.final_errors().short()} (larger class: 30.0 %)" for k, h in zip(knobs, hs)]   # error with its count
-    assert run_titles([hs[0], synthetic_history()]) == ['run 1', 'run 2']
+    assert run_titles([hs[0], fake_history()]) == ['run 1', 'run 2']
     bare = [RunHistory(**{**vars(h), 'config': {}}) for h in hs[:2]]
     assert run_titles(bare) == ['run 1', 'run 2']
     assert [a.get_title().split(':')[0] for a in plot_compare(hs[:2], titles=['a', 'b']).axes if a.images] == ['a', 'b']
 
 def test_view_options_change_only_the_view():
-    h = synthetic_history()
+    h = fake_history()
     im = plot_heatmap(h, vmin=1e-3, vmax=1e-1, cmap='magma').axes[0].images[0]
     assert (im.norm.vmin, im.norm.vmax, im.get_cmap().name) == (1e-3, 1e-1, 'magma')
     fig = Figure(); ax = fig.add_subplot()
     assert plot_heatmap(h, ax=ax) is fig and ax.images
 
 def test_loaded_history_plots_the_same(tmp_path):
-    h = synthetic_history('gradual')
+    h = fake_history('gradual')
     h2 = RunHistory.load(h.save(tmp_path/'run.npz'))
     assert fig_to_png(plot_report(h2), dpi=40) == fig_to_png(plot_report(h), dpi=40)
     assert explain(h2) == explain(h)
@@ -202,7 +202,7 @@ def test_loaded_history_plots_the_same(tmp_path):
     (lambda h: plot_importance(pd.DataFrame(dict(group=[0]))), 'layer_importance'),
 ])
 def test_bad_input_says_what_to_do(call, msg):
-    with pytest.raises((ValueError, TypeError), match=re.escape(msg)): call(synthetic_history())
+    with pytest.raises((ValueError, TypeError), match=re.escape(msg)): call(fake_history())
 
 # ---------------------------------------------------------------- fixed layout: every text inside the figure, none on another
 def drawn_texts(fig, monkeypatch):
@@ -225,25 +225,25 @@ def long_names(h):
     return RunHistory(**{**vars(h), 'layers': h.layers.assign(name=names)})
 
 LAYOUT_CASES = {
-    'heatmap, every row named': lambda: plot_heatmap(long_names(synthetic_history(blocks=(1,1,1,1)))),
-    'heatmap, 150 rows': lambda: plot_heatmap(synthetic_history(blocks=(3,8,20,3), head_depth=2)),
-    'heatmap by block, gradual': lambda: plot_heatmap(synthetic_history('gradual'), group_by='block'),
-    'phase bars': lambda: plot_phase_bars(synthetic_history(train_bn=False)),
-    'lrs': lambda: plot_lrs(synthetic_history('gradual')),
-    'lrs, under two decades': lambda: plot_lrs(synthetic_history('no_discriminative', lr_mult=1, freeze_epochs=0)),
-    'losses': lambda: plot_losses(synthetic_history(epochs=3)),
-    'update ratio': lambda: plot_update_ratio(synthetic_history()),
-    'report': lambda: plot_report(synthetic_history()),
-    'report, long names': lambda: plot_report(long_names(synthetic_history(blocks=(1,1,1,1)))),
-    'compare, shared scale': lambda: plot_compare([synthetic_history(), synthetic_history(head_depth=2, freeze_epochs=2)]),
-    'compare, three runs, rows named once': lambda: plot_compare([synthetic_history(s) for s in ('fine_tune', 'head_only', 'full')], group_by='block'),
-    'report, 10 in, blocks': lambda: plot_report(synthetic_history('gradual'), width=10, group_by='block'),
-    'report, 10 in, layers': lambda: plot_report(long_names(synthetic_history()), width=10),
-    'heatmap with the Lab title': lambda: plot_heatmap(synthetic_history(seeds=2), title=config_title(synthetic_history(seeds=2))),
-    'report, 10 in, repeats': lambda: plot_report(synthetic_history(seeds=2), width=10, group_by='block'),
-    'compare fine_tune with head_only': lambda: plot_compare([synthetic_history(), synthetic_history('head_only', seed=1)]),
-    'compare, three runs, repeats': lambda: plot_compare([synthetic_history(s, seeds=2) for s in ('fine_tune', 'head_only', 'full')], group_by='block'),
-    'compare, own scales, long titles': lambda: plot_compare([synthetic_history(), synthetic_history('gradual', seed=1)],
+    'heatmap, every row named': lambda: plot_heatmap(long_names(fake_history(blocks=(1,1,1,1)))),
+    'heatmap, 150 rows': lambda: plot_heatmap(fake_history(blocks=(3,8,20,3), head_depth=2)),
+    'heatmap by block, gradual': lambda: plot_heatmap(fake_history('gradual'), group_by='block'),
+    'phase bars': lambda: plot_phase_bars(fake_history(train_bn=False)),
+    'lrs': lambda: plot_lrs(fake_history('gradual')),
+    'lrs, under two decades': lambda: plot_lrs(fake_history('no_discriminative', lr_mult=1, freeze_epochs=0)),
+    'losses': lambda: plot_losses(fake_history(epochs=3)),
+    'update ratio': lambda: plot_update_ratio(fake_history()),
+    'report': lambda: plot_report(fake_history()),
+    'report, long names': lambda: plot_report(long_names(fake_history(blocks=(1,1,1,1)))),
+    'compare, shared scale': lambda: plot_compare([fake_history(), fake_history(head_depth=2, freeze_epochs=2)]),
+    'compare, three runs, rows named once': lambda: plot_compare([fake_history(s) for s in ('fine_tune', 'head_only', 'full')], group_by='block'),
+    'report, 10 in, blocks': lambda: plot_report(fake_history('gradual'), width=10, group_by='block'),
+    'report, 10 in, layers': lambda: plot_report(long_names(fake_history()), width=10),
+    'heatmap with the Lab title': lambda: plot_heatmap(fake_history(seeds=2), title=config_title(fake_history(seeds=2))),
+    'report, 10 in, repeats': lambda: plot_report(fake_history(seeds=2), width=10, group_by='block'),
+    'compare fine_tune with head_only': lambda: plot_compare([fake_history(), fake_history('head_only', seed=1)]),
+    'compare, three runs, repeats': lambda: plot_compare([fake_history(s, seeds=2) for s in ('fine_tune', 'head_only', 'full')], group_by='block'),
+    'compare, own scales, long titles': lambda: plot_compare([fake_history(), fake_history('gradual', seed=1)],
                                                              titles=['a title far too long to fit above one panel of the figure']*2,
                                                              shared_scale=False),
 }
@@ -261,7 +261,7 @@ def test_every_text_is_inside_the_figure_and_clear_of_the_others(case, monkeypat
             assert w <= 1 or h <= 1, f'{s!r} and {s2!r} overlap by {w:.0f} x {h:.0f} px'
 
 def test_row_names_sit_left_of_the_cells_and_group_names_left_of_the_colour_bar(monkeypatch):
-    fig = plot_heatmap(long_names(synthetic_history(blocks=(1,1,1,1))))
+    fig = plot_heatmap(long_names(fake_history(blocks=(1,1,1,1))))
     texts = dict(drawn_texts(fig, monkeypatch))
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     ax, r = fig.axes[0], FigureCanvasAgg(fig).get_renderer()
@@ -273,7 +273,7 @@ def test_row_names_sit_left_of_the_cells_and_group_names_left_of_the_colour_bar(
     assert all(box.x1 <= b.x0 and b.x1 < cbar.x0 for b in groups)
 
 def test_own_scales_give_each_run_its_colour_bar():
-    hs = [synthetic_history(), synthetic_history(seed=1, base_lr=2e-2)]
+    hs = [fake_history(), fake_history(seed=1, base_lr=2e-2)]
     fig = plot_compare(hs, shared_scale=False)
     axs = [a for a in fig.axes if a.images]
     bars = lambda axs: [[i for i in a.images if i.get_gid() == 'colorbar'] for a in axs]
@@ -284,7 +284,7 @@ def test_own_scales_give_each_run_its_colour_bar():
     assert [len(b) for b in bars(a for a in shared.axes if a.images)] == [0, 1]
 
 def test_colour_bar_ticks_name_the_decades_of_the_scale():
-    ax = plot_heatmap(synthetic_history(), vmin=1e-4, vmax=3e-1).axes[0]
+    ax = plot_heatmap(fake_history(), vmin=1e-4, vmax=3e-1).axes[0]
     ticks = [t.get_text() for t in ax.texts if t.get_gid() == 'colorbar_tick']
     assert ticks == ['10⁻⁴', '10⁻³', '10⁻²', '10⁻¹']
     ys = [t.get_position()[1] for t in ax.texts if t.get_gid() == 'colorbar_tick']
@@ -292,7 +292,7 @@ def test_colour_bar_ticks_name_the_decades_of_the_scale():
     (grad,) = [i for i in ax.images if i.get_gid() == 'colorbar']
     v = grad.get_array()
     assert v[0, 0] == pytest.approx(3e-1) and v[-1, 0] == pytest.approx(1e-4)     # largest change at the top
-    narrow = plot_heatmap(synthetic_history(), vmin=.02, vmax=.1).axes[0]           # under one decade: three values
+    narrow = plot_heatmap(fake_history(), vmin=.02, vmax=.1).axes[0]           # under one decade: three values
     assert [t.get_text() for t in narrow.texts if t.get_gid() == 'colorbar_tick'] == ['0.02', '0.045', '0.1']
 
 def test_text_width_measures_like_matplotlib():
@@ -307,7 +307,7 @@ def test_text_width_measures_like_matplotlib():
 def test_figures_render_from_threads_without_pyplot():
     import matplotlib.pyplot as plt
     before = plt.get_fignums()
-    hs = [synthetic_history(s, steps_per_epoch=5) for s in ('fine_tune', 'gradual', 'head_only')]
+    hs = [fake_history(s, steps_per_epoch=5) for s in ('fine_tune', 'gradual', 'head_only')]
     serial = [fig_to_png(plot_report(h), dpi=40) for h in hs]
     out, errs = [None]*len(hs), []
     def work(i):
@@ -322,7 +322,7 @@ def test_figures_render_from_threads_without_pyplot():
 def test_figures_are_freed():
     refs = []
     for i in range(8):
-        fig = plot_report(synthetic_history(seed=i, steps_per_epoch=5))
+        fig = plot_report(fake_history(seed=i, steps_per_epoch=5))
         fig_to_png(fig, dpi=40)
         refs.append(weakref.ref(fig))
         del fig
@@ -333,7 +333,7 @@ def test_figures_are_freed():
 def numbers(s): return re.findall(r'\d[\d,]*\.?\d*(?:e[+-]\d+)?', s)
 
 def test_explain_states_the_facts_of_fine_tune():
-    h = synthetic_history(freeze_epochs=2, epochs=3)
+    h = fake_history(freeze_epochs=2, epochs=3)
     t = explain(h)
     for s in ['tracked 76 layers in 3 param groups', 'It trained frozen for 2 epochs, then unfrozen for 3 epochs.',
               'For 2 epochs (40 steps, fit 0) the run was frozen', 'in groups 0 and 1 (of 3) 36 of 72 layers had requires_grad=False',
@@ -348,14 +348,14 @@ def test_explain_states_the_facts_of_fine_tune():
 
 def test_explain_reads_in_paragraphs_one_per_phase():
     "What it tracked, each phase, what moved, and how it did: short paragraphs a student can scan, not one wall of text."
-    t = explain(synthetic_history(freeze_epochs=2, epochs=3))
+    t = explain(fake_history(freeze_epochs=2, epochs=3))
     paras = t.split('\n\n')
     assert len(paras) == 5 and all(p.strip() and '\n' not in p for p in paras), paras
     assert paras[0].startswith('This run (fine_tune) tracked') and 'It trained frozen for 2 epochs' in paras[0]
     assert paras[1].startswith('For 2 epochs (40 steps, fit 0) the run was frozen')
     assert paras[2].startswith('For 3 epochs (60 steps, fit 1) all 3 groups trained (unfrozen)')
     assert 'times as far as group 0' in paras[3] and 'wrong: ' in paras[4] and '95 % CI' in paras[4]
-    hs = synthetic_history(strategy='head_only')
+    hs = fake_history(strategy='head_only')
     last_phase = explain(hs).split('\n\n')[1]
     assert 'never fully unfroze' in last_phase   # said where the phase is described
 
@@ -370,13 +370,13 @@ def test_explain_reads_in_paragraphs_one_per_phase():
     (dict(n_groups=1), ['in 1 param group.', 'with a single param group freeze() has nothing to freeze'], ['head group']),
 ])
 def test_explain_handles_every_shape(kw, facts, absent):
-    t = explain(synthetic_history(**kw))
+    t = explain(fake_history(**kw))
     for s in facts: assert s in t, s
     for s in absent: assert s not in t, s
 
 def test_explain_numbers_come_from_the_history():
     "Scale the history's changes and LRs: every change figure and LR in the text scales with them."
-    h = RunHistory(**{**vars(synthetic_history()), 'config': {}})   # no config: the LRs said are the recorded ones
+    h = RunHistory(**{**vars(fake_history()), 'config': {}})   # no config: the LRs said are the recorded ones
     steps = h.steps.copy()
     for g in range(3): steps[f'lr_{g}'] *= 10
     h2 = RunHistory(**{**vars(h), 'steps': steps, 'change': h.change*4})
@@ -388,7 +388,7 @@ def test_explain_numbers_come_from_the_history():
     np.testing.assert_allclose(np.array(c2, float), np.array(c, float)*4, rtol=.01)
 
 def test_explain_diff_names_knobs_and_compares_numbers():
-    a, b = synthetic_history(), synthetic_history(head_depth=2, freeze_epochs=2)
+    a, b = fake_history(), fake_history(head_depth=2, freeze_epochs=2)
     t = explain_diff(a, b)
     ca, cb = group_change(a), group_change(b)
     (wa, na), (wb, nb_) = ((group_change(h, ('conv', 'linear'))[0], group_change(h, ('batchnorm', 'layernorm'))[0]) for h in (a, b))
@@ -397,8 +397,8 @@ def test_explain_diff_names_knobs_and_compares_numbers():
               f'ended {cb[-1]:.3g} from its starting weights', f'against {ca[-1]:.3g}', f'conv/linear weights ended {wb:.3g} from their start in B and {wa:.3g} in A',
               f'its norm layers {nb_:.3g} in B and {na:.3g} in A', f'Final error: A {error_short(a)}, B {error_short(b)}.']:
         assert s in t, s
-    assert 'Run B was interrupted' in explain_diff(a, synthetic_history(interrupt_at=.5))
-    assert 'nothing to compare' in explain_diff(a, synthetic_history(interrupt_at=0))
+    assert 'Run B was interrupted' in explain_diff(a, fake_history(interrupt_at=.5))
+    assert 'nothing to compare' in explain_diff(a, fake_history(interrupt_at=0))
 
 # ---------------------------------------------------------------- importance
 def tiny_learner(seed=0):
@@ -421,7 +421,7 @@ def test_layer_importance_resets_each_group_then_restores():
     with learn.no_bar(), learn.no_logging(): learn.fit(2, 1e-2, cbs=ref)
     trained = {k: v.clone() for k,v in learn.model.state_dict().items()}
     learn.add_cb(ref)   # found on the learner without passing reference_state
-    with learn.no_bar(): df = layer_importance(learn, synthetic_history(steps_per_epoch=2))
+    with learn.no_bar(): df = layer_importance(learn, fake_history(steps_per_epoch=2))
     assert all(torch.equal(trained[k], v) for k,v in learn.model.state_dict().items())
     assert df.group.tolist() == [0, 1, 2] and list(df.columns[:4]) == ['group', 'n_params', 'valid_loss', 'error_rate']
     np.testing.assert_allclose(df.valid_loss - df.delta_loss, df.attrs['valid_loss'], rtol=1e-6)
@@ -437,19 +437,19 @@ def test_layer_importance_refuses_a_foreign_reference():
     other = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1)), nn.Linear(4, 2)).state_dict()
     with pytest.raises(ValueError, match='lacks'): layer_importance(learn, reference_state=other)
     with pytest.raises(ValueError, match='2 param groups'):
-        layer_importance(learn, synthetic_history(n_groups=2), reference_state=learn.model.state_dict())
+        layer_importance(learn, fake_history(n_groups=2), reference_state=learn.model.state_dict())
 
 
 def test_losses_draw_the_baselines_the_run_recorded():
-    h = synthetic_history(); h.baselines = dict(majority=0.31, zero_shot=0.04)
+    h = fake_history(); h.baselines = dict(majority=0.31, zero_shot=0.04)
     fig = plot_losses(h)
     lines = {l.get_gid(): l for a in fig.axes for l in a.lines}
     assert lines['baseline_majority'].get_ydata()[0] == 0.31 and lines['baseline_zero_shot'].get_ydata()[0] == 0.04
-    assert 'baseline_majority' not in {l.get_gid() for a in plot_losses(synthetic_history(n_valid=0)).axes for l in a.lines}   # none recorded
+    assert 'baseline_majority' not in {l.get_gid() for a in plot_losses(fake_history(n_valid=0)).axes for l in a.lines}   # none recorded
 
 def test_titles_and_words_say_whether_a_run_beat_the_larger_class():
     "'beats' only when the exact McNemar test on the same photos says so; a tie otherwise, equal numbers included."
-    good, bad = synthetic_history(), synthetic_history('full')
+    good, bad = fake_history(), fake_history('full')
     bad.valid_preds = bad.baseline_preds['majority'].copy()                 # answers exactly like the larger class
     assert 'has not shown that it learned' in explain(bad) and 'beats always answering' not in explain(bad)
     assert 'beats always answering the larger class (30.0 % (120/400) wrong): exact McNemar test on the same 400 photos' in explain(good)
@@ -461,38 +461,38 @@ def test_titles_and_words_say_whether_a_run_beat_the_larger_class():
 def test_equal_error_rates_are_ties_not_wins():
     "float32 1/3 against float64 1/3 (3 photos), and 0 % against 0 % (one class only): ties, never 'beats' or 'no better'."
     for err, base in [(np.float32(1/3), 1/3), (0., 0.)]:
-        h = synthetic_history(n_valid=0)
+        h = fake_history(n_valid=0)
         h.epochs.loc[h.epochs.index[-1], 'error_rate'] = err; h.baselines = dict(majority=base)
         t = explain(h)
         assert 'a tie within noise' in t and 'beats' not in t and 'no better' not in t, t
 
 def test_a_small_validation_set_is_flagged():
     "With 20 photos one photo is 5 points, and the words say so."
-    t = explain(synthetic_history(n_valid=20))
+    t = explain(fake_history(n_valid=20))
     assert 'With only 20 validation photos one photo is 5 points of error rate' in t
-    assert 'With only' not in explain(synthetic_history())            # 400 photos: the interval is narrow enough
+    assert 'With only' not in explain(fake_history())            # 400 photos: the interval is narrow enough
 
 def test_explain_diff_pairs_only_runs_on_the_same_photos():
-    a, b = synthetic_history(), synthetic_history('head_only', seed=1)
+    a, b = fake_history(), fake_history('head_only', seed=1)
     v = compare_runs(a, b)
     t = explain_diff(a, b)
     assert f"{v.a_only} wrong only for A and {v.b_only} only for B" in t
     assert ('A tie within noise' in t) == (v.which == 'tie')
-    other = explain_diff(a, synthetic_history(n_valid=40))
+    other = explain_diff(a, fake_history(n_valid=40))
     assert 'different photos, so no paired test' in other and 'McNemar' not in other
 
 def test_repeats_show_mean_and_range_in_words_titles_and_compare():
-    h = synthetic_history(seeds=3)
+    h = fake_history(seeds=3)
     e = 100*h.repeats.error_rate
     rng = f"3 seeds: mean {e.mean():.1f} %, range {e.min():.1f}–{e.max():.1f} %"
     assert rng in error_words(h) and rng in config_title(h) and rng in run_label(h)
     assert f"Over 3 seeds: error mean {e.mean():.1f} %" in explain(h) and 'cannot separate two settings at the 5 % level' in explain(h)
-    titles = [a.get_title().replace('\n', ' ') for a in plot_compare([h, synthetic_history(seeds=3, head_depth=2)]).axes if a.images]
+    titles = [a.get_title().replace('\n', ' ') for a in plot_compare([h, fake_history(seeds=3, head_depth=2)]).axes if a.images]
     assert all('3 seeds: mean' in t for t in titles)
 
 def test_phase_bars_show_movement_during_each_phase():
     "The bars are ‖W_end − W_start‖ / ‖W₀‖ per phase, not the growth of the distance from the start."
-    h = synthetic_history()
+    h = fake_history()
     ax = plot_phase_bars(h).axes[0]
     (p, f, a, b) = h.phase_spans()[1]
     (bars,) = [c for c in ax.collections if c.get_gid() == 'moved_1']
@@ -505,13 +505,13 @@ def test_phase_bars_show_movement_during_each_phase():
 
 def test_report_title_names_head_pooling_and_images():
     "The report title carries head width, dropout, pooling and how many photos trained and validated."
-    fig = plot_report(synthetic_history())
+    fig = plot_report(fake_history())
     t = fig.get_suptitle().replace('\n', ' ')
     for s in ['head 1×512, dropout 0.5, concat pool', '320 train / 400 valid images', 'error ']: assert s in t, (s, t)
 
 
 def test_explain_says_how_the_body_batchnorm_normalised():
-    h = synthetic_history()
+    h = fake_history()
     assert 'keep_bn_stats' not in explain(h)                       # a history whose config does not say
     h.config = {**h.config, 'keep_bn_stats': True}
     assert "The resnet34 body's BatchNorm layers were kept in eval mode while training (keep_bn_stats=True" in explain(h)
@@ -525,7 +525,7 @@ def test_explain_says_how_the_body_batchnorm_normalised():
 # ---------------------------------------------------------------- sized for where they are shown
 def test_report_width_and_views():
     "The Lab's report: 10 in (shown 1:1, 1,000 px), phase bars on their own row; rows and colour map as asked."
-    h = synthetic_history('gradual')
+    h = fake_history('gradual')
     fig = plot_report(h, width=10, group_by='block', cmap='magma')
     assert fig.get_size_inches()[0] == 10 and len(fig.axes) >= 4
     heat = next(a for a in fig.axes if a.images)
@@ -534,7 +534,7 @@ def test_report_width_and_views():
     with pytest.raises(ValueError, match='width'): plot_report(h, width=3)
 
 def test_compare_names_shared_rows_once_and_keeps_text_readable():
-    hs = [synthetic_history(s) for s in ('fine_tune', 'head_only', 'full')]
+    hs = [fake_history(s) for s in ('fine_tune', 'head_only', 'full')]
     fig = plot_compare(hs, group_by='block')
     axs = [a for a in fig.axes if a.images]
     names = [row_labels(a) for a in axs]
@@ -547,7 +547,7 @@ def test_compare_names_shared_rows_once_and_keeps_text_readable():
 
 def test_error_rate_markers_are_never_clipped():
     "The highest error-rate marker sits below the top of the loss panel's error axis, with room for the marker."
-    h = synthetic_history(epochs=2)
+    h = fake_history(epochs=2)
     h.epochs['error_rate'] = [.58, .33, .2]
     fig = plot_losses(h)
     (e,) = [l for a in fig.axes for l in a.lines if l.get_gid() == 'error_rate']
@@ -557,7 +557,7 @@ def test_error_rate_markers_are_never_clipped():
 @pytest.mark.parametrize('epochs', [1, 3])
 def test_the_last_epoch_markers_are_whole(epochs):
     "The last valid-loss and error-rate markers lie wholly inside the loss panel (x limit padded)."
-    for fig in (plot_losses(synthetic_history(epochs=epochs)), plot_report(synthetic_history(epochs=epochs), width=10)):
+    for fig in (plot_losses(fake_history(epochs=epochs)), plot_report(fake_history(epochs=epochs), width=10)):
         fig_to_png(fig, dpi=40)
         for gid in ('valid_loss', 'error_rate'):
             (l,) = [l for a in fig.axes for l in a.lines if l.get_gid() == gid]
@@ -567,9 +567,9 @@ def test_the_last_epoch_markers_are_whole(epochs):
 
 def test_a_run_stopped_before_the_peak_says_so_in_plain_words():
     "A run stopped in its first epoch, before the warm-up reached the top ('stopped before to the top' is gone)."
-    t = explain(synthetic_history(interrupt_at=.2))
+    t = explain(fake_history(interrupt_at=.2))
     assert 'the run was stopped before its schedule reached the top.' in t and 'before to the top' not in t, t
-    assert 'no recorded step fell at the top of the one-cycle schedule' in explain(synthetic_history(steps_per_epoch=2))
+    assert 'no recorded step fell at the top of the one-cycle schedule' in explain(fake_history(steps_per_epoch=2))
 
 
 # ---------------------------------------------------------------- histories that load but are degenerate
@@ -578,17 +578,17 @@ def _all_moved_alike(h, v=.01):
     return h
 
 @pytest.mark.parametrize('draw', [lambda h: plot_report(h), lambda h: plot_heatmap(h, group_by='layer'),
-                                  lambda h: plot_compare([h, synthetic_history(seed=1)]), lambda h: plot_compare([h, h], shared_scale=False)])
+                                  lambda h: plot_compare([h, fake_history(seed=1)]), lambda h: plot_compare([h, h], shared_scale=False)])
 def test_every_moved_cell_with_the_same_change_still_draws(draw):
     "One change everywhere leaves no range for a log scale: the colours still span a decade below it, and the figure draws."
-    h = _all_moved_alike(synthetic_history(steps_per_epoch=3))
+    h = _all_moved_alike(fake_history(steps_per_epoch=3))
     vmin, vmax = color_limits([h])
     assert 0 < vmin < vmax and vmax == pytest.approx(.01)
     assert is_png(fig_to_png(draw(h), dpi=40))
 
 def test_dollar_signs_in_layer_names_and_titles_are_drawn_as_text():
     "torch's add_module allows '$' in a name: it is a name, not matplotlib mathtext (an odd pair failed to parse)."
-    h = synthetic_history(steps_per_epoch=3)
+    h = fake_history(steps_per_epoch=3)
     names = [f'a$x^{{{i}$' for i in range(len(h.layers))]
     h.layers['name'] = names
     for group_by in ('layer', 'block'):
@@ -601,7 +601,7 @@ def test_dollar_signs_in_layer_names_and_titles_are_drawn_as_text():
 
 def _on_three_photos(wrong, base_wrong, targets=(0, 1, 1)):
     "A history validated on 3 photos with its and the larger class's per-photo answers; its error stored as float32."
-    h, y = synthetic_history(n_valid=3), np.array(targets)
+    h, y = fake_history(n_valid=3), np.array(targets)
     h.valid_targets, h.valid_preds = y, np.where(wrong, 1 - y, y)
     h.baseline_preds, h.baselines = dict(majority=np.where(base_wrong, 1 - y, y)), dict(majority=float(np.mean(base_wrong)))
     h.epochs.loc[h.epochs.index[-1], 'error_rate'] = np.float32(np.mean(wrong))

@@ -1,7 +1,7 @@
 "representation_change (issues 16, 22): linear CKA per body block between the pretrained and the trained body, over the whole validation set, beside the shuffled-image floor."
 import numpy as np, pandas as pd, pytest, torch
 from finetune_lab.representation import linear_cka, shuffled_cka, pooled_outputs, representation_change, plot_representation, body_blocks
-from finetune_lab.strategies import Config, run_learner
+from finetune_lab.experiment import Config, run_learner
 from finetune_lab.importance import KeepReference
 
 TINY = Config(source='synthetic', n_images=32, n_valid=8, size=64, arch='efficientnet_lite0', bs=16)

@@ -8,7 +8,7 @@ from fastai.vision.all import model_meta, params
 from fastcore.all import L
 import finetune_lab.models as fm
 from finetune_lab.models import weights_path, weights_available, pretrained_state, build_learner, describe_groups, WeightsUnavailableError
-from finetune_lab.strategies import Config, run_learner, get_dls
+from finetune_lab.experiment import Config, run_learner, get_dls
 from finetune_lab.explain import explain, WEIGHT_KINDS
 from finetune_lab.plots import plot_report, fig_to_png
 from finetune_lab.cli import main

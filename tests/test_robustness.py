@@ -1,12 +1,12 @@
 """Robustness: runs broken off at a random batch, image folders full of bad files, Configs given wrong types.
-(test_data.py and test_strategies.py hold the basic cases; this adds the mixtures, the sweeps and the trials.)"""
+(test_data.py and test_experiment.py hold the basic cases; this adds the mixtures, the sweeps and the trials.)"""
 import dataclasses, io, math, random, struct, threading, warnings, zlib
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image, features
 from fastai.callback.core import Callback
 from finetune_lab.data import pets_dls, draw_pet, is_cat
-from finetune_lab.strategies import Config, run
+from finetune_lab.experiment import Config, run
 from finetune_lab.history import RunHistory
 from finetune_lab.tracker import WeightChangeTracker
 

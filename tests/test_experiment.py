@@ -3,7 +3,7 @@ import dataclasses, threading
 import numpy as np, pytest
 from fastcore.basics import even_mults
 from fastai.callback.schedule import combined_cos
-from finetune_lab.strategies import Config, run, STRATEGIES, body_change, get_dls
+from finetune_lab.experiment import Config, run, STRATEGIES, body_change, get_dls
 from finetune_lab.data import is_cat
 from finetune_lab.history import RunHistory
 
@@ -110,7 +110,7 @@ def rss_mb(): return int(open('/proc/self/statm').read().split()[1])*4096/2**20
 def test_release_memory_hands_freed_heap_back():
     "After many small freed allocations glibc keeps the pages; release_memory returns them (what run() does after each run)."
     import ctypes
-    from finetune_lab.strategies import release_memory
+    from finetune_lab.experiment import release_memory
     try: ctypes.CDLL('libc.so.6').malloc_trim
     except (OSError, AttributeError): pytest.skip('not glibc: malloc_trim does not exist, release_memory only collects garbage')
     chunks = [bytearray(4000) for _ in range(40_000)]   # ~160 MB in malloc'd blocks
@@ -139,7 +139,7 @@ def test_keep_bn_stats_keeps_the_body_running_statistics():
 
 
 # --- the papers' strategies: lp_ft, surgical, ulmfit_lrs -----------------------------------------------------------
-from finetune_lab.strategies import ulmfit_lr_mult, STRATEGY_FUNCS
+from finetune_lab.experiment import ulmfit_lr_mult, STRATEGY_FUNCS
 
 def _group_cols(h, g, kinds=('conv', 'linear')): return ((h.layers['group'] == g) & h.layers['kind'].isin(kinds)).values
 
@@ -164,7 +164,7 @@ def test_lp_ft_probe_is_a_real_linear_probe():
     assert ft.change[_rows(ft, 'frozen')][:, _cols(ft, 'body', ['batchnorm'])].max() > 0
 
 def test_surgical_refuses_the_head_group():
-    from finetune_lab.strategies import surgical, get_dls
+    from finetune_lab.experiment import surgical, get_dls
     from finetune_lab.models import build_learner
     learn = build_learner(get_dls(TINY), 'efficientnet_lite0')
     with pytest.raises(ValueError, match='surgical_group=2'): surgical(learn, dataclasses.replace(TINY, surgical_group=2))
@@ -184,8 +184,8 @@ def test_ulmfit_lrs_spaces_groups_by_2_6():
 # --- a validation set large enough, baselines per photo, repeats over seeds; any Learner ------------
 import gc, weakref
 from pathlib import Path
-import finetune_lab.strategies as strategies
-from finetune_lab.strategies import baselines, baseline_answers, valid_targets, learner_history, known_arch, cat_index
+from finetune_lab import experiment
+from finetune_lab.experiment import baselines, baseline_answers, valid_targets, learner_history, known_arch, cat_index
 from finetune_lab.models import build_learner, zero_shot_preds, zero_shot_error, efficientnet_lite0
 from finetune_lab.history import repeat_row
 from finetune_lab.tracker import WeightChangeTracker
@@ -230,32 +230,32 @@ def test_zero_shot_answers_are_kept_on_disk_and_read_back_only_for_the_same_phot
     import os
     monkeypatch.setenv('FINETUNE_LAB_CACHE', str(tmp_path/'cache'))
     dls = get_dls(TINY); build_learner(dls, TINY.arch)                       # vision_learner adds the backbone's Normalize
-    measured = strategies._zero_shot(TINY, dls)
+    measured = experiment._zero_shot(TINY, dls)
     np.testing.assert_array_equal(measured, zero_shot_preds(TINY.arch, dls.valid, dls.vocab.o2i[True]))
-    f = strategies._answers_file(TINY, dls)
+    f = experiment._answers_file(TINY, dls)
     assert f.is_file() and f.parent.parent == tmp_path/'cache' and not list(f.parent.glob('.*'))   # no temporary file left
-    real = strategies.zero_shot_preds
+    real = experiment.zero_shot_preds
     def measure_again(*a, **k): raise AssertionError('measured again')
-    monkeypatch.setattr(strategies, 'zero_shot_preds', measure_again)
-    np.testing.assert_array_equal(strategies._zero_shot(TINY, dls), measured)   # read back, not measured
+    monkeypatch.setattr(experiment, 'zero_shot_preds', measure_again)
+    np.testing.assert_array_equal(experiment._zero_shot(TINY, dls), measured)   # read back, not measured
     p = Path(dls.valid.items[0]); st = p.stat()
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))                # one photo changed: another key
-    try: assert strategies._answers_file(TINY, dls) not in (None, f)
+    try: assert experiment._answers_file(TINY, dls) not in (None, f)
     finally: os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert strategies._answers_file(TINY.replace(size=32), dls) != f         # another image size: another key
+    assert experiment._answers_file(TINY.replace(size=32), dls) != f         # another image size: another key
     f.write_bytes(b'not a numpy file')                                       # damaged: measured again, and rewritten
-    with pytest.raises(AssertionError, match='measured again'): strategies._zero_shot(TINY, dls)
-    monkeypatch.setattr(strategies, 'zero_shot_preds', real)
-    np.testing.assert_array_equal(strategies._zero_shot(TINY, dls), measured)
+    with pytest.raises(AssertionError, match='measured again'): experiment._zero_shot(TINY, dls)
+    monkeypatch.setattr(experiment, 'zero_shot_preds', real)
+    np.testing.assert_array_equal(experiment._zero_shot(TINY, dls), measured)
     np.testing.assert_array_equal(np.load(f), measured)
     (tmp_path/'a_file').write_text('x'); monkeypatch.setenv('FINETUNE_LAB_CACHE', str(tmp_path/'a_file'))
-    np.testing.assert_array_equal(strategies._zero_shot(TINY, dls), measured)   # no usable cache: measured, no error
+    np.testing.assert_array_equal(experiment._zero_shot(TINY, dls), measured)   # no usable cache: measured, no error
     assert (tmp_path/'a_file').read_text() == 'x'                            # and nothing kept
 
 
 def test_seeds_repeat_the_run_and_keep_only_the_first_history(monkeypatch):
-    refs, row = [], strategies.repeat_row
-    monkeypatch.setattr(strategies, 'repeat_row', lambda h: refs.append(weakref.ref(h)) or row(h))
+    refs, row = [], experiment.repeat_row
+    monkeypatch.setattr(experiment, 'repeat_row', lambda h: refs.append(weakref.ref(h)) or row(h))
     cfg = TINY.replace(seeds=3, freeze_epochs=0, bs=8)
     h = run(cfg, progress=False)
     gc.collect()
@@ -271,7 +271,7 @@ def test_seeds_repeat_the_run_and_keep_only_the_first_history(monkeypatch):
 
 def test_stop_ends_the_repeats_too():
     ev, fits = threading.Event(), []
-    class _StopSecond(strategies.Callback):
+    class _StopSecond(experiment.Callback):
         def before_fit(self): fits.append(1)
         def before_batch(self):
             if len(fits) == 2: ev.set()
@@ -281,7 +281,7 @@ def test_stop_ends_the_repeats_too():
 
 def test_stop_while_preparing_skips_the_baselines_and_trains_nothing(monkeypatch):
     def measured(*a, **k): raise AssertionError('the baselines were measured after Stop')
-    monkeypatch.setattr(strategies, '_baselines', measured)
+    monkeypatch.setattr(experiment, '_baselines', measured)
     ev = threading.Event(); ev.set()                                           # Stop pressed while the data was being prepared
     h = run(TINY.replace(seed=11), stop=ev, progress=False)
     assert h.interrupted and len(h.steps) == 0 and h.baselines == {}

@@ -1,6 +1,6 @@
 "The papers' strategies do what their papers do: lp_ft (Kumar et al. 2022) and surgical (Lee et al. 2023)."
 import numpy as np, pytest
-from finetune_lab.strategies import Config, run, planned_fits, PROBE_EPOCHS, lp_ft, get_dls
+from finetune_lab.experiment import Config, run, planned_fits, PROBE_EPOCHS, lp_ft, get_dls
 from finetune_lab.models import build_learner
 
 TINY = Config(source='synthetic', n_images=32, size=64, arch='efficientnet_lite0', bs=16, keep_bn_stats=False, train_bn=True)
