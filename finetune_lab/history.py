@@ -22,8 +22,8 @@ __all__ = ['FORMAT', 'VERSION', 'READS', 'KINDS', 'PARTS', 'NORM_KINDS', 'LAYER_
 
 # %% ../nbs/02_history.ipynb #f778252f
 FORMAT, VERSION, READS = 'finetune_lab.RunHistory', 2, (1, 2)   # version 1 files have no fit_change, predictions or repeats
-KINDS, PARTS = ('conv','linear','batchnorm','layernorm','other'), ('body','head')
-NORM_KINDS = ('batchnorm', 'layernorm')   # the kinds fastai's train_bn keeps trainable in a frozen group
+KINDS, PARTS = ('conv','linear','batchnorm','layernorm','instancenorm','other'), ('body','head')
+NORM_KINDS = ('batchnorm', 'layernorm', 'instancenorm')   # the kinds of models.NORM_TYPES: fastai's train_bn keeps them trainable in a frozen group
 LAYER_COLS = dict(name='str', kind='str', group='int', part='str', n_params='int')
 STEP_COLS  = dict(step='int', fit='int', epoch='int', phase='str', loss='float')
 EPOCH_COLS = dict(epoch='int', phase='str', train_loss='float', valid_loss='float', error_rate='float', time='float')
