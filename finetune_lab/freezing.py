@@ -10,13 +10,12 @@ import pandas as pd, torch
 from torch import nn
 from fastcore.basics import store_attr
 from fastcore.foundation import L
-from fastai.torch_core import norm_types, trainable_params
+from fastai.torch_core import trainable_params
 from fastai.optimizer import Optimizer
-from .models import bare_model
+from .models import bare_model, NORM_TYPES
 
 # %% auto #0
-__all__ = ['NORMS', 'param_lists', 'group_holds', 'norm_param_ids', 'freeze_table', 'freeze_warnings', 'FreezeCheck',
-           'check_freezing']
+__all__ = ['param_lists', 'group_holds', 'norm_param_ids', 'freeze_table', 'freeze_warnings', 'FreezeCheck', 'check_freezing']
 
 # %% ../nbs/03_freezing.ipynb #d3ffacca
 def param_lists(learn)->list:
@@ -37,11 +36,9 @@ def group_holds(model:nn.Module, groups:list)->dict:
     return out
 
 # %% ../nbs/03_freezing.ipynb #14cf3e13
-NORMS = (*norm_types, nn.SyncBatchNorm)
-
 def norm_param_ids(model:nn.Module)->set:
     "`id`s of the parameters of every norm layer in `model`."
-    return {id(p) for m in bare_model(model).modules() if isinstance(m, NORMS) for p in m.parameters(recurse=False)}
+    return {id(p) for m in bare_model(model).modules() if isinstance(m, NORM_TYPES) for p in m.parameters(recurse=False)}
 
 def _names(ns:list, k:int=4)->str:
     return ', '.join(ns) if len(ns) <= k else f"{', '.join(ns[:k-1])} … {ns[-1]} ({len(ns)} modules)"

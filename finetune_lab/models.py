@@ -13,6 +13,7 @@ import pandas as pd
 from fastcore.all import L
 from fastai.vision.all import (vision_learner, create_head, error_rate, params, model_meta, imagenet_stats,
                                Learner, Callback, TrainEvalCallback)
+from fastai.torch_core import norm_types
 
 # %% auto #0
 __all__ = ['EFFNET_STATS', 'BODY_NAMES', 'ARCHS', 'N_FEATURES', 'NORM_TYPES', 'CAT_CLASSES', 'DOG_CLASSES',
@@ -145,17 +146,21 @@ def bare_model(model:nn.Module)->nn.Module:
     while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)): model = model.module
     return model
 
+# %% ../nbs/01_models.ipynb #80cd9014
+NORM_TYPES = (*norm_types, nn.SyncBatchNorm)   # what train_bn keeps training, plus what distrib_ctx swaps in
+
+# %% ../nbs/01_models.ipynb #7f14c857
 class KeepBNStats(Callback):
-    "Keep the body's BatchNorm layers in eval mode while training: they use (and keep) their pretrained running statistics."
+    "Keep the body's norm layers (`NORM_TYPES`) in eval mode while training: BatchNorm uses (and keeps) its pretrained running statistics."
     run_after = TrainEvalCallback
     def before_train(self):
         for m in bare_model(self.learn.model)[0].modules():
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)): m.eval()
+            if isinstance(m, NORM_TYPES): m.eval()
 
+# %% ../nbs/01_models.ipynb #c2aa832c
 def keeps_bn_stats(keep_bn_stats, arch:str) -> bool:
     "What `keep_bn_stats='auto'` means for `arch`: on for the TF-trained EfficientNet-Lite0, off (fastai's default) for resnets."
     return arch == 'efficientnet_lite0' if keep_bn_stats == 'auto' else bool(keep_bn_stats)
-
 
 # %% ../nbs/01_models.ipynb #e3663482
 def _check_arch(arch):
@@ -228,8 +233,6 @@ def describe_groups(learn) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=['group', 'blocks', 'params', 'trainable params', 'trains now'])
 
 # %% ../nbs/01_models.ipynb #d00b0c5d
-NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.InstanceNorm2d, nn.GroupNorm)
-
 def _trainable_names(learn):
     return [n for n, p in learn.model.named_parameters() if p.requires_grad]
 

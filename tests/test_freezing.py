@@ -144,3 +144,16 @@ def test_everything_frozen_default_learner():
     assert fc.table.group.tolist() == ['none'] and fc.table.params.tolist() == [n_params(model.parameters())]
     assert set(fc.warnings) == {'no_group'} and 'IndexError' in fc.warnings['no_group']
     with pytest.raises(IndexError): fit(learn, 1, 1e-2)                          # as the warning says
+
+
+def test_norm_layers_are_what_train_bn_keeps_training():
+    "An affine InstanceNorm2d in a frozen body trains (fastai's train_bn keeps it training) and is reported as a norm layer; a GroupNorm is frozen with its group."
+    blk = lambda norm: nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), norm, nn.ReLU())
+    model = nn.Sequential(nn.Sequential(blk(nn.InstanceNorm2d(8, affine=True)), nn.Sequential(nn.Conv2d(8, 3, 1), nn.GroupNorm(1, 3))),
+                          nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)))
+    learn = learner(model=model); learn.freeze()
+    fc = check_freezing(learn)
+    assert fc.table.trains.tolist() == ['norm layers only', 'no', 'yes'] and fc.ok and 'train_bn' in fc.notes
+    inorm, gnorm = model[0][0][1].weight, model[0][1][1].weight
+    ws = [t.detach().clone() for t in (inorm, gnorm)]; fit(learn, 1, 1e-2)
+    assert (inorm - ws[0]).abs().max() > 0 and (gnorm - ws[1]).abs().max() == 0      # as the table says
