@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 import torch, torchvision
 from torch import nn
-import pandas as pd
+import numpy as np, pandas as pd
 from fastcore.all import L
 from fastai.vision.all import (vision_learner, create_head, error_rate, params, model_meta, imagenet_stats,
                                Learner, Callback, TrainEvalCallback)
@@ -42,6 +42,7 @@ def weights_available(arch:str) -> bool:
     "True if `arch`'s pretrained weights are on this machine (no download needed)."
     return weights_path(arch).exists()
 
+# %% ../nbs/01_models.ipynb #298bd4af
 def _damaged(arch, e) -> WeightsUnavailableError:
     why = str(e).split('. ')[0].strip().rstrip('.')  # torch's first sentence; the rest is advice about saving files
     return WeightsUnavailableError(
@@ -54,6 +55,7 @@ def _check_tv_state(arch, sd) -> dict:
     if not same: raise _damaged(arch, ValueError(f"it does not hold the {len(want)} tensors of torchvision's {arch}"))
     return sd
 
+# %% ../nbs/01_models.ipynb #26c77a27
 def _download_tv(arch):
     try: sd = _tv_weights(arch).get_state_dict(progress=True)
     except Exception as e:  # URLError, socket, SSL or HTTP errors: "could not download"; with the file there: unreadable
@@ -64,6 +66,7 @@ def _download_tv(arch):
             f"or pretrained=False, or copy the file to that path.") from None
     return _check_tv_state(arch, sd)
 
+# %% ../nbs/01_models.ipynb #29774f5e
 def _effnet_state():
     sd = torch.load(weights_path('efficientnet_lite0'), map_location='cpu', weights_only=True)
     keys = _timm_lite0().state_dict()
@@ -237,7 +240,6 @@ def _trainable_names(learn):
     return [n for n, p in learn.model.named_parameters() if p.requires_grad]
 
 # %% ../nbs/01_models.ipynb #c6a646ba
-import numpy as np
 CAT_CLASSES, DOG_CLASSES = slice(281, 286), slice(151, 269)
 
 def imagenet_says_cat(logits:torch.Tensor) -> torch.Tensor:
@@ -245,6 +247,7 @@ def imagenet_says_cat(logits:torch.Tensor) -> torch.Tensor:
     p = logits.softmax(1)
     return p[:, CAT_CLASSES].sum(1) > p[:, DOG_CLASSES].sum(1)
 
+# %% ../nbs/01_models.ipynb #4e053ff8
 def zero_shot_preds(arch:str, dl, cat_index:int=1) -> np.ndarray:
     "Class index that `arch`'s pretrained ImageNet classifier gives each photo of `dl` (normalised batches, in order): `cat_index` for cat, the other for dog."
     m, says = ARCHS[arch](pretrained=True).eval().to(memory_format=torch.channels_last), []   # channels-last: 1.4x faster on CPU, same answers
@@ -261,6 +264,7 @@ def zero_shot_error(arch:str, dl, cat_index:int=1) -> float:
     targets = np.concatenate([y.cpu().as_subclass(torch.Tensor).numpy().reshape(-1) for *_, y in dl])
     return float((preds != targets).mean())
 
+# %% ../nbs/01_models.ipynb #bb34ad01
 def zero_shot_cat_accuracy(folder, size:int=224) -> float:
     "Fraction of Pets images in `folder` that pretrained EfficientNet-Lite0's ImageNet classes call right (cat vs dog)."
     from fastai.vision.all import get_image_files, PILImage, Resize, ResizeMethod
