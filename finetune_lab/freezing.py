@@ -83,6 +83,7 @@ def _why_no_group(G:int, splitter)->str:
         "Leave the model trainable, give the Learner a splitter that returns every parameter (body groups first, head last) and freeze with learn.freeze().")
     return "The splitter forgot them: make it return every parameter of the model."
 
+# %% ../nbs/03_freezing.ipynb #4b356552
 def freeze_warnings(t:pd.DataFrame,  # the table of `freeze_table`
                     train_bn:bool=True, # the learner's `train_bn`
                     splitter=None)->tuple: # the learner's `splitter`, to say why parameters are in no group
