@@ -23,9 +23,10 @@ from .tracker import WeightChangeTracker, valid_key
 # %% auto #0
 __all__ = ['STRATEGIES', 'ULMFIT_FACTOR', 'PROBE_EPOCHS', 'STRATEGY_FUNCS', 'Config', 'fine_tune', 'head_only', 'full', 'gradual',
            'one_lr', 'no_discriminative', 'ValidateLast', 'lp_ft', 'surgical', 'ulmfit_lr_mult', 'ulmfit_lrs',
-           'Rehearsal', 'planned_fits', 'get_dls', 'valid_targets', 'measure_baselines', 'baselines',
-           'baseline_answers', 'describe_run', 'StopOnRequest', 'check_cbs', 'run_learner', 'release_memory', 'run',
-           'body_change', 'run_repeats', 'known_arch', 'cat_index', 'learner_history']
+           'Rehearsal', 'planned_fits', 'scheduled_peaks', 'valid_size', 'get_dls', 'valid_targets',
+           'measure_baselines', 'baselines', 'baseline_answers', 'describe_run', 'StopOnRequest', 'check_cbs',
+           'run_learner', 'release_memory', 'run', 'body_change', 'run_repeats', 'known_arch', 'cat_index',
+           'learner_history']
 
 # %% ../nbs/05_experiment.ipynb #69652f43
 STRATEGIES = ('fine_tune', 'head_only', 'full', 'gradual', 'no_discriminative', 'lp_ft', 'surgical', 'ulmfit_lrs')
@@ -275,6 +276,21 @@ def planned_fits(cfg:Config, n_groups:int=3)->list:
     STRATEGY_FUNCS[cfg.strategy](r, cfg)
     return r.fits
 
+# %% ../nbs/05_experiment.ipynb #61c90984
+def scheduled_peaks(cfg:Config, n_groups:int=3)->list:
+    "For each fit `cfg.strategy` makes, the peak LR of each of `n_groups` groups: the top of fastai's one-cycle schedule."
+    peaks = []
+    for f in planned_fits(cfg, n_groups):
+        lrs = [np.broadcast_to(f['scheds']['lr'](p), (n_groups,)) for p in np.linspace(0, 1, 101)]   # pct_start is on this grid
+        peaks.append([float(v) for v in np.max(lrs, 0)])
+    return peaks
+
+# %% ../nbs/05_experiment.ipynb #9378f086
+def valid_size(cfg:Config) -> int|None:
+    "How many photos `cfg` validates on (None: a `valid_pct` split of a whole folder, known once the folder is read)."
+    if cfg.n_valid is not None: return cfg.n_valid
+    return None if cfg.n_images is None else check_split(cfg.n_images, cfg.valid_pct, cfg.bs)[1]
+
 # %% ../nbs/05_experiment.ipynb #dbacf8b3
 _DLS, _BASELINES = {}, {}
 
@@ -409,6 +425,7 @@ def run_learner(cfg:Config, cbs=None, stop:threading.Event|None=None, progress:b
             with learn.no_bar(), learn.no_logging(): STRATEGY_FUNCS[cfg.strategy](learn, cfg)
     except KeyboardInterrupt: pass  # the partial history is kept (and marked interrupted)
     h = tracker.history
+    h.planned_lr = scheduled_peaks(cfg, h.n_groups)   # what the strategy aimed at, kept for the words about the run
     h.interrupted = h.interrupted or bool(stop is not None and stop.is_set())
     h.baselines = base
     if np.array_equal(h.valid_targets, valid_targets(dls)) and h.valid_key == valid_key(dls.valid): h.baseline_preds = answers

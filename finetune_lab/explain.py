@@ -6,18 +6,18 @@ Docs: https://finetune-lab.github.io/finetune_lab/explain.html.md"""
 
 # %% ../nbs/07_explain.ipynb #e0000003
 from __future__ import annotations
-from dataclasses import fields
+import math
 from math import comb
+from statistics import NormalDist
 import numpy as np
 from .history import RunHistory, NORM_KINDS, compare_runs, compare_wrong
 from .data import check_split
-from .experiment import Config, planned_fits
 
 # %% auto #0
 __all__ = ['WEIGHT_KINDS', 'TITLE_KEYS', 'SMALL_VALID', 'Z95', 'check_history', 'group_change', 'diverged_at', 'final_error',
            'error_text', 'error_short', 'paired_words', 'versus_baseline', 'run_titles', 'repeat_short', 'error_words',
-           'run_label', 'config_words', 'images_words', 'config_title', 'scheduled_peaks', 'bn_words', 'baseline_words',
-           'repeat_words', 'explain', 'explain_diff', 'valid_size', 'wilson_half', 'noise_words']
+           'run_label', 'config_words', 'images_words', 'config_title', 'bn_words', 'baseline_words', 'repeat_words',
+           'explain', 'explain_diff', 'wilson_half', 'noise_words']
 
 # %% ../nbs/07_explain.ipynb #e0000006
 def check_history(h, what:str):
@@ -169,18 +169,6 @@ def _groups_text(gs):
     gs = [str(g) for g in gs]
     return 'group ' + gs[0] if len(gs) == 1 else 'groups ' + ', '.join(gs[:-1]) + ' and ' + gs[-1]
 
-def scheduled_peaks(config:dict, fit:int, n_groups:int)->list|None:
-    """The peak LR of each group that fit number `fit` of `run`'s strategy aims at: its one-cycle schedule's top, as
-    `experiment.planned_fits` rehearses it with fastai's own code; None when the config does not name a strategy."""
-    known = {f.name for f in fields(Config)}
-    c = {k: v for k, v in (config or {}).items() if k in known}
-    if 'strategy' not in c: return None
-    try: fits = planned_fits(Config.from_dict(c), n_groups)
-    except (ValueError, TypeError): return None   # a config this version cannot rebuild: say only what was recorded
-    if not 0 <= fit < len(fits): return None
-    lrs = [np.broadcast_to(fits[fit]['scheds']['lr'](p), (n_groups,)) for p in np.linspace(0, 1, 101)]   # pct_start is on this grid
-    return [float(v) for v in np.max(lrs, 0)]
-
 def _top(v:np.ndarray)->int:
     "Index of the largest finite value of `v` (0 when none is finite)."
     return int(np.argmax(np.where(np.isfinite(v), v, -np.inf))) if len(v) else 0
@@ -200,7 +188,7 @@ def _span_facts(h, phase, fit, a, b)->dict:
                 top_kind=L.kind.iloc[top], top_group=int(L.group.iloc[top]), move_known=known,
                 top_move=float(move[top]), top_growth=float(growth[top]),
                 peak_lr=[float(h.steps[f'lr_{g}'].iloc[a:b].max()) for g in range(h.n_groups)],
-                planned_lr=scheduled_peaks(h.config, fit, h.n_groups))
+                planned_lr=h.planned_lr[fit] if fit < len(h.planned_lr) else None)
 
 # %% ../nbs/07_explain.ipynb #e341e8d7
 def _top_words(f)->str:
@@ -428,14 +416,7 @@ def explain_diff(h1:RunHistory, h2:RunHistory)->str:
     return ' '.join(out)
 
 # %% ../nbs/07_explain.ipynb #lab0n002
-import math
-from statistics import NormalDist
 SMALL_VALID = 200   # fewer validation photos than this: the Lab and the CLI say how coarse the error rate is
-
-def valid_size(cfg:Config) -> int|None:
-    "How many photos `cfg` validates on (None: a `valid_pct` split of a whole folder, known once the folder is read)."
-    if cfg.n_valid is not None: return cfg.n_valid
-    return None if cfg.n_images is None else check_split(cfg.n_images, cfg.valid_pct, cfg.bs)[1]
 
 Z95 = NormalDist().inv_cdf(0.975)   # 1.95996...: the z of a two-sided 95 % interval
 

@@ -6,7 +6,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/history.html.md"""
 
 # %% ../nbs/02_history.ipynb #h0000003
 from __future__ import annotations
-import json, re, zipfile
+import json, math, re, zipfile
 from collections import namedtuple
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +135,17 @@ def _check_baselines(b)->dict:
             raise ValueError(f"RunHistory.baselines[{k!r}]={v!r}: a baseline is an error rate from 0 to 1 (or None).")
     return dict(b)
 
+# %% ../nbs/02_history.ipynb #025e0dd1
+def _check_planned(p, n_groups:int)->list:
+    "`p` if it lists, fit by fit, a peak LR (a number ≥ 0) for each of `n_groups` groups, else a ValueError."
+    fits = p if isinstance(p, (list, tuple)) else None
+    ok = fits is not None and all(isinstance(f, (list, tuple)) and len(f) == n_groups and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in f) for f in fits)
+    if not ok: raise ValueError(f"RunHistory.planned_lr must list, fit by fit, the peak LR of each of the {n_groups} groups "
+                                f"(numbers ≥ 0; [] when unknown); got {p!r:.80}.")
+    return [[float(v) for v in f] for f in fits]
+
+# %% ../nbs/02_history.ipynb #4422ed90
 @dataclass(eq=False, repr=False)
 class RunHistory:
     "What a tracked run did to every layer: tables of layers, steps and epochs plus `[steps x layers]` arrays."
@@ -154,6 +165,7 @@ class RunHistory:
     valid_key:str = ''                    # fingerprint of the validation photos: same key, same photos in the same order ('' unknown)
     baseline_preds:dict = field(default_factory=dict)  # baseline name -> its answer for each validation photo
     repeats:pd.DataFrame|None = None      # one row per seed when a Config ran over several seeds (REPEAT_COLS, move_g)
+    planned_lr:list = field(default_factory=list)  # per fit: the peak LR of each group its strategy planned ([] unknown)
 
     def __post_init__(self):
         self.layers = _norm_table(self.layers, LAYER_COLS, 'layers')
@@ -171,6 +183,7 @@ class RunHistory:
         if not isinstance(self.valid_key, str): raise ValueError(f"RunHistory.valid_key must be a str, got {type(self.valid_key).__name__}.")
         self.repeats = _norm_table(pd.DataFrame(columns=list(REPEAT_COLS)) if self.repeats is None else self.repeats, REPEAT_COLS, 'repeats')
         _check_values(self)
+        self.planned_lr = _check_planned(self.planned_lr, self.n_groups)
 
     @property
     def n_groups(self)->int:
@@ -236,7 +249,8 @@ def equals(self:RunHistory, other)->bool:
                   and all(same(v, other.baseline_preds[k]) for k,v in self.baseline_preds.items()))
     return (all(same(getattr(self,k), getattr(other,k)) for k in (*ARRAYS, 'valid_targets', 'valid_preds')) and same_preds
             and self.valid_key==other.valid_key and self.interrupted==other.interrupted
-            and _jsonable(self.config)==_jsonable(other.config) and self.baselines==other.baselines)
+            and _jsonable(self.config)==_jsonable(other.config) and self.baselines==other.baselines
+            and self.planned_lr==other.planned_lr)
 
 # %% ../nbs/02_history.ipynb #050bf08d
 TABLES = ('layers', 'steps', 'epochs', 'repeats')
@@ -258,7 +272,7 @@ def save(self:RunHistory, path)->Path:
     arrays.update({f'baseline/{k}': v for k,v in self.baseline_preds.items()})
     meta = dict(format=FORMAT, version=VERSION, interrupted=self.interrupted, config=_jsonable(self.config), baselines=self.baselines,
                 tables={t: list(map(str, getattr(self,t).columns)) for t in TABLES},
-                valid=dict(key=self.valid_key, baselines=list(self.baseline_preds)))
+                valid=dict(key=self.valid_key, baselines=list(self.baseline_preds)), planned_lr=self.planned_lr)
     arrays['meta'] = np.array(json.dumps(meta))
     return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
@@ -369,7 +383,8 @@ def load(cls:RunHistory, path)->RunHistory:
                 kw |= dict(valid_targets=_array(z, 'valid/targets'), valid_preds=_array(z, 'valid/preds'), valid_key=meta['valid']['key'],
                            baseline_preds={b: _array(z, f'baseline/{b}') for b in meta['valid']['baselines']})
         if not len(kw['layers']): raise ValueError("it records no layers (a run always has some)")
-        return cls(**kw, config=meta['config'], interrupted=meta['interrupted'], baselines=meta.get('baselines', {}))
+        return cls(**kw, config=meta['config'], interrupted=meta['interrupted'], baselines=meta.get('baselines', {}),
+                   planned_lr=meta.get('planned_lr', []))
     except FileNotFoundError: raise
     except Exception as e:
         raise ValueError(f"Cannot read {path} as a RunHistory: {str(e).rstrip('.')}. Only files written by RunHistory.save "

@@ -19,10 +19,10 @@ from . import __version__
 from .data import cache_dir, atomic_write, SOURCES, fastai_data, one_line_error
 from .models import ARCHS, weights_available, make_head, describe_head, keeps_bn_stats
 from .history import RunHistory, phase_name
-from .experiment import Config, run, describe_run, check_cbs, STRATEGIES, PROBE_EPOCHS
+from .experiment import Config, run, describe_run, check_cbs, STRATEGIES, PROBE_EPOCHS, valid_size
 from .plots import plot_report, plot_heatmap, plot_compare, fig_to_png, HeatmapPNG
 from .explain import (explain, explain_diff, config_title, run_label, config_words, check_history, error_short,
-                                  repeat_short, noise_words, valid_size, SMALL_VALID)
+                                  repeat_short, noise_words, SMALL_VALID)
 
 # %% auto #0
 __all__ = ['N_IMAGES', 'N_VALID', 'HEAD_WIDTHS', 'CMAPS', 'SEEDS_TIP', 'REPORT_W', 'DEFAULT_VIEW', 'planned_epochs',

@@ -8,7 +8,7 @@ Docs: https://finetune-lab.github.io/finetune_lab/testing.html.md"""
 from __future__ import annotations
 import numpy as np, pandas as pd
 from .history import RunHistory, phase_of, repeat_row, NORM_KINDS
-from .experiment import Config, planned_fits
+from .experiment import Config, planned_fits, scheduled_peaks
 
 # %% auto #0
 __all__ = ['fake_history']
@@ -125,7 +125,7 @@ def fake_history(strategy:str='fine_tune', # any of experiment.STRATEGIES
                   **(dict(n_images=320, n_valid=n_valid) if n_valid else {}), valid_pct=.2, fake=True)
     h = RunHistory(layers=layers, steps=steps, change=_distance(update), update=update, trainable=trainable, bn_stats=bn,
                    epochs=_fake_epochs(steps, seed), config=config, fit_change=_fit_distance(update, steps.fit.to_numpy()),
-                   **_valid_records(n_valid, seed))
+                   planned_lr=scheduled_peaks(cfg, G), **_valid_records(n_valid, seed))
     _predict(h, seed)
     if seeds > 1: h.repeats = _repeats(h, seeds, seed, locals())
     return _cut(h, int(n*interrupt_at)) if interrupt_at is not None else h
@@ -138,7 +138,8 @@ def _cut(h:RunHistory, n_steps:int)->RunHistory:
     cut = RunHistory(layers=h.layers, steps=keep, change=h.change[:n_steps], update=h.update[:n_steps],
                      trainable=h.trainable[:n_steps], bn_stats=h.bn_stats[:n_steps], fit_change=h.fit_change[:n_steps],
                      epochs=h.epochs[h.epochs.epoch.isin(done)].copy(), config=h.config, interrupted=True, baselines=h.baselines,
-                     valid_targets=h.valid_targets, valid_preds=h.valid_preds, valid_key=h.valid_key, baseline_preds=h.baseline_preds)
+                     valid_targets=h.valid_targets, valid_preds=h.valid_preds, valid_key=h.valid_key, baseline_preds=h.baseline_preds,
+                     planned_lr=h.planned_lr)
     _predict(cut, n_steps)   # the predictions of its last finished epoch
     if not len(cut.epochs): cut.valid_preds = np.zeros(0, np.int64); cut.valid_targets = np.zeros(0, np.int64)
     return cut

@@ -3,7 +3,7 @@ import dataclasses, threading
 import numpy as np, pytest
 from fastcore.basics import even_mults
 from fastai.callback.schedule import combined_cos
-from finetune_lab.experiment import Config, run, STRATEGIES, body_change, get_dls
+from finetune_lab.experiment import Config, run, STRATEGIES, body_change, get_dls, scheduled_peaks
 from finetune_lab.data import is_cat
 from finetune_lab.history import RunHistory
 
@@ -63,6 +63,8 @@ def test_recorded_lrs_are_fastais_even_mults_spread(strategy):
     cfg = TINY.replace(strategy=strategy, bs=8)     # 3 steps per epoch
     h = run(cfg, progress=False)
     G, lr = h.n_groups, cfg.base_lr
+    assert h.planned_lr == scheduled_peaks(cfg, G)   # what the strategy aimed at is kept with the run, fit by fit
+    np.testing.assert_allclose(h.planned_lr[0], [lr/10]*(G-1) + [lr])
     for ph, peaks, pct, div in [('frozen', [lr/10]*(G-1) + [lr], 0.99, 25.),                          # slice(lr)
                                 ('unfrozen', even_mults(lr/2/cfg.lr_mult, lr/2, G), 0.3, 5.)]:     # slice(lr/2/lr_mult, lr/2)
         rec = h.steps[h.steps.phase == ph][[f'lr_{i}' for i in range(G)]].values

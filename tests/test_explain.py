@@ -68,7 +68,7 @@ def test_explain_handles_every_shape(kw, facts, absent):
 
 def test_explain_numbers_come_from_the_history():
     "Scale the history's changes and LRs: every change figure and LR in the text scales with them."
-    h = RunHistory(**{**vars(fake_history()), 'config': {}})   # no config: the LRs said are the recorded ones
+    h = RunHistory(**{**vars(fake_history()), 'config': {}, 'planned_lr': []})   # no config, no plan: the LRs said are the recorded ones
     steps = h.steps.copy()
     for g in range(3): steps[f'lr_{g}'] *= 10
     h2 = RunHistory(**{**vars(h), 'steps': steps, 'change': h.change*4})

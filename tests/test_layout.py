@@ -51,3 +51,52 @@ def test_the_tests_are_pyflakes_clean():
     import subprocess, sys
     r = subprocess.run([sys.executable, '-m', 'pyflakes', str(Path(__file__).parent)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+# The notebooks: numbered in the order of the flow, each importing only modules of earlier notebooks.
+NBS = PKG.parent/'nbs'
+READERS = {'explain', 'plots', 'importance'}   # words and figures: they read a RunHistory, never a run's machinery
+READS = {'data', 'history', 'explain', 'plots'}
+
+def notebook_modules(nbs=NBS) -> dict:
+    "Each numbered notebook's exported module, by the notebook's number."
+    import json, re
+    out = {}
+    for p in sorted(nbs.glob('[0-9][0-9]_*.ipynb')):
+        src = '\n'.join(''.join(c['source']) for c in json.loads(p.read_text())['cells'] if c['cell_type'] == 'code')
+        m = re.search(r'^#\|\s*default_exp\s+(\w+)', src, re.M)
+        assert m, f"{p.name} exports no module (#| default_exp)"
+        out[int(p.name[:2])] = (m.group(1), p, src)
+    return out
+
+def test_notebooks_are_numbered_in_the_order_of_the_flow():
+    mods = [m for m, *_ in notebook_modules().values()]
+    assert mods == [m for m in ORDER if m in mods], f"notebook order {mods} differs from the flow {ORDER}"
+    assert set(mods) == {p.stem for p in PKG.glob('*.py')} - {'__init__', '_modidx'}, "every module has its own numbered notebook"
+
+def late_imports(nbs=NBS) -> list:
+    "`(notebook, module)` for each finetune_lab module a notebook imports that only a later notebook makes."
+    import re
+    mods, out = notebook_modules(nbs), []
+    for n, (mod, p, src) in mods.items():
+        earlier = {m for k, (m, *_) in mods.items() if k <= n}
+        out += [(p.name, u) for u in sorted(set(re.findall(r'^\s*(?:from|import)\s+finetune_lab\.(\w+)', src, re.M)) - earlier)]
+    return out
+
+def test_notebooks_import_only_earlier_notebooks():
+    "Not only the exported code: a notebook's examples and tests too use only what earlier notebooks made."
+    assert not late_imports(), f"notebooks import modules that later notebooks make: {late_imports()}"
+
+def test_words_and_figures_read_histories_only():
+    "explain, plots and importance take what they say from a RunHistory: none of them imports the run's machinery."
+    for mod in READERS:
+        assert own_imports(mod) <= READS, f"{mod} imports {sorted(own_imports(mod) - READS)}; words and figures read histories only"
+
+def test_the_notebook_check_sees_a_late_import(tmp_path):
+    "The checker itself: a notebook importing a module a later notebook makes is caught."
+    import json
+    def nb(name, *srcs):
+        cells = [dict(cell_type='code', source=s, metadata={}, outputs=[], execution_count=None) for s in srcs]
+        (tmp_path/name).write_text(json.dumps(dict(cells=cells, metadata={}, nbformat=4, nbformat_minor=5)))
+    nb('00_data.ipynb', '#| default_exp data', 'from finetune_lab.models import ARCHS')
+    nb('01_models.ipynb', '#| default_exp models')
+    assert late_imports(tmp_path) == [('00_data.ipynb', 'models')]
