@@ -58,6 +58,7 @@ def image_files(folder) -> L:
     with os.scandir(folder) as es:
         return L(Path(folder)/e.name for e in es if not e.name.startswith('.') and Path(e.name).suffix.lower() in IMAGE_EXTS and listed(e))
 
+# %% ../nbs/00_data.ipynb #829e59ce
 def cache_dir() -> Path:
     "Where finetune_lab keeps drawn and resized images (`FINETUNE_LAB_CACHE` overrides)."
     env = os.environ.get('FINETUNE_LAB_CACHE')
@@ -77,6 +78,7 @@ def cache_folder(*parts) -> Path:
         raise PermissionError(f"finetune_lab's image cache {d} is read-only: set FINETUNE_LAB_CACHE to a writable folder.")
     return d
 
+# %% ../nbs/00_data.ipynb #3f49beb3
 def fastai_data() -> Path:
     "fastai's data folder, from its settings file `$FASTAI_HOME/config.ini`; a damaged or unwritable one is named as such."
     cfg = Path(os.environ.get('FASTAI_HOME', '~/.fastai')).expanduser()/'config.ini'
@@ -88,6 +90,7 @@ def fastai_data() -> Path:
     if p is None: raise ValueError(f"fastai's settings file {cfg} is damaged ({why}): fix it, or delete it and fastai writes a new one.")
     return p
 
+# %% ../nbs/00_data.ipynb #d85d986a
 def local_pets() -> Path|None:
     "The real Pets images already on this machine: `FINETUNE_LAB_PETS`, or fastai's download cache."
     env = os.environ.get('FINETUNE_LAB_PETS')
@@ -115,6 +118,7 @@ def _clutter(d, rng, s):
         c = tuple(int(v) for v in rng.integers(0, 256, 3))
         (d.ellipse if rng.random() < .5 else d.rectangle)([x-r, y-r, x+r, y+r], fill=c)
 
+# %% ../nbs/00_data.ipynb #5e393bb0
 def _face(d, rng, cx, cy, r, cat:bool):
     fur = tuple(int(np.clip(v + rng.normal(0, 25), 0, 255)) for v in _FUR[rng.integers(len(_FUR))])
     pointy = rng.random() < (.8 if cat else .2)
@@ -132,6 +136,7 @@ def _face(d, rng, cx, cy, r, cat:bool):
         for side in (-1, 1):
             for k in (-1, 0, 1): d.line([cx+side*r*.2, cy+r*.35, cx+side*r*1.1, cy+r*(.3+.15*k)], fill=(10,10,10), width=1)
 
+# %% ../nbs/00_data.ipynb #b753838b
 def draw_pet(cat:bool, seed:int, size:int=128) -> Image.Image:
     "One synthetic pet photo, fully determined by `seed`."
     rng = np.random.default_rng(seed)
@@ -204,6 +209,7 @@ def _write_error(e:OSError, dest:Path) -> OSError:
            else "set FINETUNE_LAB_CACHE to a writable folder")
     return type(e)(f"Cannot write the resized copy {dest} ({e.strerror or e}): {fix}.")
 
+# %% ../nbs/00_data.ipynb #f7d9352b
 def _shrink(src:Path, dest:Path, size:int) -> str:
     """Cache `src` as an RGB JPEG whose short side is at most `size`: 'cached', 'made', 'rebuilt' (was damaged),
     or 'unreadable' with the reason after ': ' when there is more to say than 'not an image'."""
@@ -226,6 +232,7 @@ def _shrink(src:Path, dest:Path, size:int) -> str:
         raise _write_error(e, dest) from None
     return 'rebuilt' if state == 'damaged' else 'made'
 
+# %% ../nbs/00_data.ipynb #afa3e687
 def _cache_for(folder:Path, size:int) -> Path:
     key = hashlib.md5(str(folder.resolve()).encode()).hexdigest()[:10]
     return cache_folder('resized', f'{folder.name}_{key}_{size}px')
@@ -242,13 +249,13 @@ def readable_images(files, folder:Path, size:int, n_workers:int=0) -> tuple[L, d
 
 def _shrink_star(a): return _shrink(*a)
 
+# %% ../nbs/00_data.ipynb #0f6f1f2e
 def skipped_words(skipped:dict, folder) -> str:
     "One line: how many files in `folder` were skipped, and why for those with more to say than 'not an image' (3 named)."
     why = [f'{n}: {r}' for n, r in skipped.items() if r]
     more = f'; {len(why) - 3} more' if len(why) > 3 else ''
     return (f"Skipped {len(skipped)} file(s) in {folder} that could not be read as images"
             + (f" ({'; '.join(why[:3])}{more})" if why else '') + '.')
-
 
 # %% ../nbs/00_data.ipynb #9db6a890
 def stratified_subset(files, n:int|None, seed:int=42) -> L:
@@ -289,6 +296,7 @@ def describe_source(source) -> str:
     if source == 'pets': return "the full Oxford-IIIT Pet dataset (fastai's download)"
     return f"the real Pets images in {source}"
 
+# %% ../nbs/00_data.ipynb #966f59a7
 def download_pets() -> Path:
     "fastai's `untar_data(URLs.PETS)` images; a failed download says what else to use."
     fastai_data()   # a damaged fastai settings file is named here, not deep inside the download
@@ -297,6 +305,7 @@ def download_pets() -> Path:
         raise type(e)(f"Could not download the Oxford-IIIT Pet dataset ({e}): check the internet connection, or use "
                       "source='bundled' (1,409 photos shipped with finetune_lab) or FINETUNE_LAB_PETS=<a folder of Pets images>.") from None
 
+# %% ../nbs/00_data.ipynb #ae6a90ef
 def resolve_source(source='auto', n_images:int|None=None, seed:int=42, verbose:bool=True) -> tuple[Path, str]:
     "The image folder for `source` and a short name for it. Only `'pets'` downloads."
     if source == 'auto':
@@ -371,6 +380,17 @@ def _read_split(files, folder, name, size, n_images, valid_pct, seed, n_valid):
     (train, bad_t), (valid, bad_v) = readable_images(train, folder, size), readable_images(valid, vfolder, size)
     return train, valid, {**bad_t, **bad_v}
 
+# %% ../nbs/00_data.ipynb #03dc687e
+def _check_args(size, n_images, valid_pct, bs, n_valid):
+    "A ValueError for `pets_dls` arguments no data set could satisfy, before any image is read."
+    if not 0 < valid_pct < 1: raise ValueError(f"valid_pct={valid_pct!r} must be between 0 and 1 (exclusive), e.g. 0.2.")
+    if n_images is not None and n_images < 4: raise ValueError(f"n_images={n_images!r} is too small: use at least 4 (or None for all).")
+    if n_valid is not None and (isinstance(n_valid, bool) or not isinstance(n_valid, int) or n_valid < 1):
+        raise ValueError(f"n_valid={n_valid!r}: give a whole number of validation photos (at least 1), or None to split off valid_pct.")
+    if size < 16: raise ValueError(f"size={size!r} is too small for a CNN: use at least 16 pixels (fastbook uses 224).")
+    check_split((n_images or 10**6) + (n_valid or 0), valid_pct, bs, n_valid=n_valid)   # before any image is read
+
+# %% ../nbs/00_data.ipynb #2cc7eb93
 def pets_dls(source='auto',            # 'auto', 'pets', 'bundled', 'synthetic' or a folder of Pets images
              size:int=128,              # images are resized (fastbook's `Resize`) to size x size
              n_images:int|None=None,    # n_valid set: training photos; else all images, before the split (a stratified subset; None: all)
@@ -382,12 +402,7 @@ def pets_dls(source='auto',            # 'auto', 'pets', 'bundled', 'synthetic' 
              n_valid:int|None=None,     # validate on this many class-stratified photos, the same whatever `seed` (None: valid_pct)
              **kwargs):                 # passed to fastai's `ImageDataLoaders`
     "fastbook lesson 1's `DataLoaders`: cat (True) vs dog, labelled by `is_cat` on the file name."
-    if not 0 < valid_pct < 1: raise ValueError(f"valid_pct={valid_pct!r} must be between 0 and 1 (exclusive), e.g. 0.2.")
-    if n_images is not None and n_images < 4: raise ValueError(f"n_images={n_images!r} is too small: use at least 4 (or None for all).")
-    if n_valid is not None and (isinstance(n_valid, bool) or not isinstance(n_valid, int) or n_valid < 1):
-        raise ValueError(f"n_valid={n_valid!r}: give a whole number of validation photos (at least 1), or None to split off valid_pct.")
-    if size < 16: raise ValueError(f"size={size!r} is too small for a CNN: use at least 16 pixels (fastbook uses 224).")
-    check_split((n_images or 10**6) + (n_valid or 0), valid_pct, bs, n_valid=n_valid)   # before any image is read
+    _check_args(size, n_images, valid_pct, bs, n_valid)
     folder, name = resolve_source(source, n_images, seed, verbose)
     files = image_files(folder)
     _check_classes(files, folder)
