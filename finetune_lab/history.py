@@ -167,34 +167,40 @@ class RunHistory:
     repeats:pd.DataFrame|None = None      # one row per seed when a Config ran over several seeds (REPEAT_COLS, move_g)
     planned_lr:list = field(default_factory=list)  # per fit: the peak LR of each group its strategy planned ([] unknown)
 
-    def __post_init__(self):
-        self.layers = _norm_table(self.layers, LAYER_COLS, 'layers')
-        if 'path' not in self.layers: self.layers.insert(1, 'path', self.layers.name)  # older files: the name was the module path
-        self.steps  = _norm_table(self.steps, STEP_COLS, 'steps')
-        self.epochs = _norm_table(self.epochs, EPOCH_COLS, 'epochs')
-        _check_groups(self.steps, self.layers)
-        shape = (len(self.steps), len(self.layers))
-        if self.fit_change is None: self.fit_change = np.full(shape, np.nan, np.float32)
-        for k in ARRAYS: setattr(self, k, _norm_array(getattr(self, k), k, shape))
-        if not isinstance(self.config, dict): raise ValueError(f"RunHistory.config must be a dict, got {type(self.config).__name__}.")
-        self.interrupted = bool(self.interrupted)
-        self.baselines = _check_baselines(self.baselines)
-        self.valid_targets, self.valid_preds, self.baseline_preds = _check_valid(self.valid_targets, self.valid_preds, self.baseline_preds)
-        if not isinstance(self.valid_key, str): raise ValueError(f"RunHistory.valid_key must be a str, got {type(self.valid_key).__name__}.")
-        self.repeats = _norm_table(pd.DataFrame(columns=list(REPEAT_COLS)) if self.repeats is None else self.repeats, REPEAT_COLS, 'repeats')
-        _check_values(self)
-        self.planned_lr = _check_planned(self.planned_lr, self.n_groups)
+    def __post_init__(self): _check_fields(self)
 
-    @property
-    def n_groups(self)->int:
-        "Number of optimizer param groups (from the `lr_i` columns, else from the layers table)."
-        G = len(_group_cols(self.steps, 'lr'))
-        return G or (int(self.layers.group.max())+1 if len(self.layers) else 0)
+# %% ../nbs/02_history.ipynb #3cdccf88
+def _check_fields(h):
+    "Normalise the tables and arrays of the new history `h` and check they fit together; a ValueError says what does not."
+    h.layers = _norm_table(h.layers, LAYER_COLS, 'layers')
+    if 'path' not in h.layers: h.layers.insert(1, 'path', h.layers.name)  # older files: the name was the module path
+    h.steps  = _norm_table(h.steps, STEP_COLS, 'steps')
+    h.epochs = _norm_table(h.epochs, EPOCH_COLS, 'epochs')
+    _check_groups(h.steps, h.layers)
+    shape = (len(h.steps), len(h.layers))
+    if h.fit_change is None: h.fit_change = np.full(shape, np.nan, np.float32)
+    for k in ARRAYS: setattr(h, k, _norm_array(getattr(h, k), k, shape))
+    if not isinstance(h.config, dict): raise ValueError(f"RunHistory.config must be a dict, got {type(h.config).__name__}.")
+    h.interrupted = bool(h.interrupted)
+    h.baselines = _check_baselines(h.baselines)
+    h.valid_targets, h.valid_preds, h.baseline_preds = _check_valid(h.valid_targets, h.valid_preds, h.baseline_preds)
+    if not isinstance(h.valid_key, str): raise ValueError(f"RunHistory.valid_key must be a str, got {type(h.valid_key).__name__}.")
+    h.repeats = _norm_table(pd.DataFrame(columns=list(REPEAT_COLS)) if h.repeats is None else h.repeats, REPEAT_COLS, 'repeats')
+    _check_values(h)
+    h.planned_lr = _check_planned(h.planned_lr, h.n_groups)
 
-    def __repr__(self):
-        phases = ' -> '.join(p for p,*_ in self.phase_spans()) or 'none'
-        return (f"RunHistory({len(self.layers)} layers in {self.n_groups} groups, {len(self.steps)} steps, "
-                f"{len(self.epochs)} epochs, phases: {phases}{', INTERRUPTED' if self.interrupted else ''})")
+# %% ../nbs/02_history.ipynb #c5363bbf
+@patch(as_prop=True)
+def n_groups(self:RunHistory)->int:
+    "Number of optimizer param groups (from the `lr_i` columns, else from the layers table)."
+    G = len(_group_cols(self.steps, 'lr'))
+    return G or (int(self.layers.group.max())+1 if len(self.layers) else 0)
+
+@patch
+def __repr__(self:RunHistory):
+    phases = ' -> '.join(p for p,*_ in self.phase_spans()) or 'none'
+    return (f"RunHistory({len(self.layers)} layers in {self.n_groups} groups, {len(self.steps)} steps, "
+            f"{len(self.epochs)} epochs, phases: {phases}{', INTERRUPTED' if self.interrupted else ''})")
 
 # %% ../nbs/02_history.ipynb #bd594b13
 @patch
@@ -291,6 +297,7 @@ def _open_npz(path:Path) -> zipfile.ZipFile:
         raise ValueError(f"it is not an .npz archive (a zip of .npy arrays): {what}")
     return zipfile.ZipFile(path)
 
+# %% ../nbs/02_history.ipynb #d0f66f60
 def _header(z:zipfile.ZipFile, name:str) -> tuple:
     "(shape, dtype) of member `name` (`name.npy` in the archive), read from its .npy header only."
     try: info = z.getinfo(name + '.npy')
@@ -328,11 +335,18 @@ def _read_meta(z:zipfile.ZipFile)->dict:
         raise ValueError("its meta['valid'] should hold a 'key' string and a list of 'baselines' names")
     return meta
 
+# %% ../nbs/02_history.ipynb #0dd3b153
 def _members(meta:dict)->tuple:
     "The tables, arrays and per-photo members a file of `meta`'s version holds (version 1: no fit_change, predictions or repeats)."
     if meta['version'] == 1: return TABLES[:3], [k for k in ARRAYS if k != 'fit_change'], []
     return TABLES, list(ARRAYS), ['valid/targets', 'valid/preds', *(f'baseline/{b}' for b in meta['valid']['baselines'])]
 
+def _table(z, meta:dict, t:str)->pd.DataFrame:
+    "Table `t` rebuilt from its 1-d column arrays."
+    cols = meta['tables'][t]
+    return pd.DataFrame({c: _array(z, f'{t}/{c}') for c in cols}, columns=cols)
+
+# %% ../nbs/02_history.ipynb #4b1b198e
 def _plan(z:zipfile.ZipFile, meta:dict) -> dict:
     "Member name -> (shape, dtype) of every column and array a history needs, checked against each other and the size limit."
     heads, n = {}, {}
@@ -362,11 +376,6 @@ def _plan(z:zipfile.ZipFile, meta:dict) -> dict:
     if total > MAX_LOAD_BYTES: raise ValueError(f"it declares {total/2**20:,.0f} MiB of arrays, more than MAX_LOAD_BYTES "
                                                 f"({MAX_LOAD_BYTES/2**20:,.0f} MiB); nothing was decompressed")
     return heads
-
-def _table(z, meta:dict, t:str)->pd.DataFrame:
-    "Table `t` rebuilt from its 1-d column arrays."
-    cols = meta['tables'][t]
-    return pd.DataFrame({c: _array(z, f'{t}/{c}') for c in cols}, columns=cols)
 
 # %% ../nbs/02_history.ipynb #203d7cc4
 @patch(cls_method=True)
