@@ -82,7 +82,7 @@ def wrap_text(text:str, width:float, size:float=10.)->str:
         else: lines.append(part)
     return '\n'.join(lines)
 
-# %% ../nbs/08_plots.ipynb #fe39c002
+# %% ../nbs/08_plots.ipynb #52e7fff5
 def _fig_ax(ax, figsize, margins):
     """`ax`'s figure and `ax` when it is an Axes; else new axes inside `margins` (left, right, top, bottom; inches) of
     a new figure of `figsize`, or of a `(figure, (x, y, w, h))` cell in inches (how `plot_report` and `plot_compare` place panels).
@@ -92,6 +92,7 @@ def _fig_ax(ax, figsize, margins):
     (W, H), (x, y, w, h), (l, r, t, b) = fig.get_size_inches(), cell, margins
     return fig, fig.add_axes(((x+l)/W, (y+b)/H, max(w-l-r, .5)/W, max(h-t-b, .5)/H))
 
+# %% ../nbs/08_plots.ipynb #cb9dd49f
 def _offset(ax, base, dx=0., dy=0.):
     "`base` transform moved by (dx, dy) inches."
     return base + ScaledTranslation(dx, dy, ax.figure.dpi_scale_trans)
@@ -109,6 +110,7 @@ def _labels(ax, xlabel, ylabel, ytick_w, xloc='center', ylabel_right=False, xtic
     if ylabel_right: ax.yaxis.set_label_position('right')
     ax.yaxis.set_label_coords(1 if ylabel_right else 0, .5, _offset(ax, ax.transAxes, dx=(1 if ylabel_right else -1)*(TICK+ytick_w+3*PT)))
 
+# %% ../nbs/08_plots.ipynb #2b6c99fc
 def _title_room(width:float, left:float, right:float)->float:
     """Inches a title centred over an axes can take and stay inside its cell of `width` inches (less PAD each side), when
     the axes has `left` and `right` inches of margin in it: a title is centred on its axes, not on the cell."""
@@ -118,6 +120,7 @@ def _title(ax, title, above:float=0., size=11):
     "The axes' title `above` inches over its top (room for phase names), without matplotlib's per-draw search for a free spot."
     ax.set_title(title, fontsize=size, y=1, pad=(above+7*PT)/PT, parse_math=False)   # a '$' in a name is a '$', not mathtext
 
+# %% ../nbs/08_plots.ipynb #39fd3dc0
 _SUP = str.maketrans('-0123456789', '⁻⁰¹²³⁴⁵⁶⁷⁸⁹')
 def _pow10(v, pos=None)->str:
     "10ⁿ tick labels in plain text (matplotlib's default typesets each one with mathtext)."
@@ -139,6 +142,7 @@ def _tick_w(kind:str, size:float=10.)->float:
     "Room for the widest tick label: a log axis's 10ⁿ, or a linear axis's number (at most 6 characters in these figures)."
     return text_width(['10⁻¹⁰' if kind == 'log' else '−0.000'], size)
 
+# %% ../nbs/08_plots.ipynb #92aa1ead
 def _legend_h(n_entries, ncol=3, fontsize=8): return _line(fontsize, -(-n_entries//ncol)) + 2*PT*(-(-n_entries//ncol))
 
 def _rects_path(rects)->Path:
@@ -148,6 +152,7 @@ def _rects_path(rects)->Path:
     v = np.stack([x0, y0, x1, y0, x1, y1, x0, y1, x0, y0], 1).reshape(-1, 2)
     return Path(v, np.tile([Path.MOVETO] + [Path.LINETO]*3 + [Path.CLOSEPOLY], len(r)))
 
+# %% ../nbs/08_plots.ipynb #665e882c
 def _no_steps(ax, what):
     ax.text(.5, .5, f'no training steps recorded\n({what} needs at least one)', ha='center', va='center', transform=ax.transAxes, color='0.4')
     ax.set_xticks([]); ax.set_yticks([])
@@ -177,7 +182,7 @@ def _mark_phases(ax, h, label=True, shade=False):
         if label: ax.text((x[a]+x[b])/2, 1, _span_label(h, phase, fit, a, b), transform=_offset(ax, ax.get_xaxis_transform(), dy=3*PT),
                           ha='center', va='bottom', fontsize=8, clip_on=False, parse_math=False)
 
-# %% ../nbs/08_plots.ipynb #5bb65810
+# %% ../nbs/08_plots.ipynb #a05ac85b
 def _stretches(keys):
     "(key, start, end) for each stretch of equal consecutive `keys` (rows of one group, one block)."
     out = []
@@ -188,6 +193,7 @@ def _stretches(keys):
 
 def _is_block(key): return '.' in key and key.split('.')[-1].isdigit()
 
+# %% ../nbs/08_plots.ipynb #996097cd
 def layer_blocks(layers:pd.DataFrame, max_blocks:int=24)->list:
     "Contiguous blocks of layers as `(label, start, end)`: module paths cut to the deepest level giving at most `max_blocks`."
     paths = [n.split('.')[:-1] or [n] for n in layers.name]   # a layer's block is a module above it
@@ -299,7 +305,7 @@ def _heat_margins(r, colorbar=True)->tuple:
     right = PAD + 3*PT + r.group_w + (_cbar_room() if colorbar else 0)
     return left, right, PAD + _line(11, getattr(r, 'title_lines', 1)) + 7*PT + PHASE_LABEL_H, PAD + _xlabel_drop() + _line()
 
-# %% ../nbs/08_plots.ipynb #plt0b003
+# %% ../nbs/08_plots.ipynb #ab615bbd
 def _bar_ticks(lo:float, hi:float)->list:
     "(position 0..1 along the bar, label) for a log colour bar from 10**lo to 10**hi: every decade, or three values when under two decades fit."
     n = np.arange(np.ceil(lo - 1e-9), np.floor(hi + 1e-9) + 1)
@@ -307,6 +313,7 @@ def _bar_ticks(lo:float, hi:float)->list:
     if len(n) > 7: n = n[::int(np.ceil(len(n)/7))]
     return [((v - lo)/(hi - lo), _pow10(10.**v)) for v in n]
 
+# %% ../nbs/08_plots.ipynb #a1947507
 def _colorbar(ax, im, label, x_in):
     """A log colour bar `x_in` inches right of `ax`, as tall as it, drawn as artists of `ax` itself: no second axes and no
     tick objects, which made matplotlib's `Colorbar` 13 % of a report. Its gradient shares `im`'s colorizer, so a new
@@ -334,28 +341,26 @@ def _colorbar(ax, im, label, x_in):
     ax.text(x1 + TICK + _tick_w('log') + 3*PT, .5, label, transform=bar, rotation=90, ha='left', va='center', gid='colorbar_label')
     return grad
 
-# %% ../nbs/08_plots.ipynb #plt0b005
-def plot_heatmap(h:RunHistory,
-                 vmin:float|None=None,     # smallest change coloured (the log floor); default from the data
-                 vmax:float|None=None,     # largest change coloured; default the run's maximum
-                 cmap:str='viridis',       # matplotlib colormap name
-                 group_by:str='layer',     # 'layer': one row per layer; 'block': one row per block of layers
-                 ax=None,                  # draw into this axes instead of a new figure
-                 title:str|None=None,
-                 colorbar:bool|str=True,   # draw a colour bar; a str is its label
-                 max_labels:int=40)->Figure: # name every row up to this many rows, else name blocks
-    "How far every layer moved from its starting weights at every step (log colour); frozen cells hatched grey."
-    check_history(h, 'plot_heatmap')
-    cm = _cmap(cmap)
-    return _draw_heatmap(h, _heat_rows(h, group_by, max_labels), vmin, vmax, cm, group_by, ax, title, colorbar)
+# %% ../nbs/08_plots.ipynb #09df95b8
+def _heat_title(r, title, ax, colorbar)->str:
+    "The heatmap's title, wrapped to fit over it (`plot_compare` wraps its titles itself); notes its number of lines in `r`."
+    title = title or 'How far each layer moved from its starting weights'
+    if not hasattr(r, 'title_lines') and (ax is None or isinstance(ax, tuple)):
+        title = wrap_text(title, _title_room(ax[1][2] if ax else 11, *_heat_margins(r, bool(colorbar))[:2]), 11)
+        r.title_lines = title.count('\n') + 1
+    return title
 
+def _frozen_legend(ax, group_by):
+    "'frozen' with the hatch, under the heatmap's bottom-right corner."
+    what = 'frozen (requires_grad=False)' if group_by == 'layer' else 'frozen (most of the block)'
+    ax.legend(handles=[Patch(label=what, **{**FROZEN_STYLE, 'linewidth':.5})], loc='upper right', bbox_to_anchor=(1, 0),
+              bbox_transform=_offset(ax, ax.transAxes, dy=-TICK-_line()), fontsize=8, frameon=False, borderaxespad=0)
+
+# %% ../nbs/08_plots.ipynb #0af6870e
 def _draw_heatmap(h, r, vmin, vmax, cm, group_by, ax, title, colorbar)->Figure:
     "`plot_heatmap` from its rows `r` (`_heat_rows`), which `plot_compare` also needs for its panel widths: made once."
     data, frozen = r.data, r.frozen
-    title = title or 'How far each layer moved from its starting weights'
-    if not hasattr(r, 'title_lines') and (ax is None or isinstance(ax, tuple)):   # plot_compare wraps its titles itself
-        title = wrap_text(title, _title_room(ax[1][2] if ax else 11, *_heat_margins(r, bool(colorbar))[:2]), 11)
-        r.title_lines = title.count('\n') + 1
+    title = _heat_title(r, title, ax, colorbar)
     fig, ax = _fig_ax(ax, (11, 6.5), _heat_margins(r, bool(colorbar)))
     _title(ax, title, PHASE_LABEL_H)
     if not len(h.steps): _no_steps(ax, 'the heatmap'); return fig
@@ -372,11 +377,23 @@ def _draw_heatmap(h, r, vmin, vmax, cm, group_by, ax, title, colorbar)->Figure:
     _few_ticks(ax.xaxis, n=8); _labels(ax, 'training step', ylabel,
             r.row_w + 3*PT - TICK, xloc='left')
     if colorbar: _colorbar(ax, im, colorbar if isinstance(colorbar, str) else '‖W − W₀‖ / ‖W₀‖ (log)', 3*PT + r.group_w + CBAR_GAP)
-    if frozen.any():
-        what = 'frozen (requires_grad=False)' if group_by == 'layer' else 'frozen (most of the block)'
-        ax.legend(handles=[Patch(label=what, **{**FROZEN_STYLE, 'linewidth':.5})], loc='upper right', bbox_to_anchor=(1, 0),
-                  bbox_transform=_offset(ax, ax.transAxes, dy=-TICK-_line()), fontsize=8, frameon=False, borderaxespad=0)
+    if frozen.any(): _frozen_legend(ax, group_by)
     return fig
+
+# %% ../nbs/08_plots.ipynb #1fe512f7
+def plot_heatmap(h:RunHistory,
+                 vmin:float|None=None,     # smallest change coloured (the log floor); default from the data
+                 vmax:float|None=None,     # largest change coloured; default the run's maximum
+                 cmap:str='viridis',       # matplotlib colormap name
+                 group_by:str='layer',     # 'layer': one row per layer; 'block': one row per block of layers
+                 ax=None,                  # draw into this axes instead of a new figure
+                 title:str|None=None,
+                 colorbar:bool|str=True,   # draw a colour bar; a str is its label
+                 max_labels:int=40)->Figure: # name every row up to this many rows, else name blocks
+    "How far every layer moved from its starting weights at every step (log colour); frozen cells hatched grey."
+    check_history(h, 'plot_heatmap')
+    cm = _cmap(cmap)
+    return _draw_heatmap(h, _heat_rows(h, group_by, max_labels), vmin, vmax, cm, group_by, ax, title, colorbar)
 
 # %% ../nbs/08_plots.ipynb #c0104a12
 class HeatmapPNG:
@@ -408,7 +425,7 @@ class HeatmapPNG:
             PILImage.fromarray(np.asarray(self.canvas.buffer_rgba())).save(buf, 'png', compress_level=compress_level)
             return buf.getvalue()
 
-# %% ../nbs/08_plots.ipynb #d0eefcab
+# %% ../nbs/08_plots.ipynb #38471995
 def _margins(ytick:str, n_legend:int=0, ncol:int=3, above:float=PHASE_LABEL_H, right_ytick:str|None=None, xticks=True)->tuple:
     "(left, right, top, bottom) inches around a plot: y tick labels ('log' or 'num') and label, title over `above`, x ticks and label, a legend below."
     right = PAD + (TICK + _tick_w(right_ytick) + 3*PT + _line() if right_ytick else 0)
@@ -422,12 +439,14 @@ def _legend_under(ax, handles=None, ncol=3, xticks=True):
               ncol=ncol, fontsize=8, frameon=False, borderaxespad=0, handlelength=1.5, columnspacing=1.2)
     return ax.legend(handles=handles, **kw) if handles is not None else ax.legend(**kw)
 
+# %% ../nbs/08_plots.ipynb #0658074e
 def _bars(ax, x, top, bottom, gid, **kw):
     "Unit-wide bars from `bottom` to `top` at `x` as one collection (one draw call, not one Rectangle each)."
     x, top = np.asarray(x, float), np.asarray(top, float)
     v = np.stack([np.stack([x-.5, x-.5, x+.5, x+.5], 1), np.stack([np.full_like(top, bottom), top, top, np.full_like(top, bottom)], 1)], 2)
     return ax.add_collection(PolyCollection(v, gid=gid, **{'linewidth': 0, **kw}), autolim=False)
 
+# %% ../nbs/08_plots.ipynb #f061145c
 PHASE_BAR_LABEL_H = 3*PT + _line(9, 2)
 
 def _phase_values(h, spans)->tuple:
@@ -436,10 +455,38 @@ def _phase_values(h, spans)->tuple:
     if all(np.isfinite(v).any() for v in move): return move, 'move'
     return [h.phase_growth(a, b) for _,_,a,b in spans], 'growth'
 
+def _phase_floor(vals)->tuple:
+    "The bars' log floor and top: from the smallest and largest positive value (a floor at least top/1e4, halved)."
+    pos = _positive(np.concatenate(vals))
+    top = pos.max() if len(pos) else 1.
+    return max(float(pos.min()) if len(pos) else top*1e-4, top*1e-4)/2, top
+
+# %% ../nbs/08_plots.ipynb #cf5d004d
+def _phase_section(ax, h, i, span, v, m, gap, floor):
+    "Phase `i`'s bars: `v` per layer, `m` whether it moved, from `floor`/4; the sections sit `gap` layers apart."
+    (phase, fit, _, _), n = span, len(h.layers)
+    c, bottom = np.array([group_colors(h.n_groups)[g] for g in h.layers.group]), floor/4
+    x, up, bk = i*(n+gap) + np.arange(n), m & (v > 0), m & (v <= 0)
+    _bars(ax, x[up], v[up], bottom, f'moved_{i}', facecolor=c[up])
+    # growth only: moved, but ended the phase no further from the start than it began (e.g. BN layers settling back)
+    _bars(ax, x[bk], np.maximum(-np.nan_to_num(v[bk]), floor), bottom, f'back_{i}', facecolor=c[bk], alpha=.35)
+    ax.add_artist(PathPatch(_rects_path([(xi-.5, bottom, 1, floor-bottom) for xi in x[~m]]), gid=f'still_{i}', **FROZEN_STYLE))
+    ax.text(i*(n+gap) + n/2, 1, f'{_span_name(h, phase, fit)}\n{int(m.sum())}/{n} changed',
+            transform=_offset(ax, ax.get_xaxis_transform(), dy=3*PT), ha='center', va='bottom', fontsize=9, parse_math=False)
+    if i: ax.axvline(i*(n+gap) - gap/2 - .5, color='k', lw=1)
+
+def _phase_handles(h, back, still)->list:
+    "Legend entries: the group colours, then the faded and the stub bars when there are any."
+    handles = [Patch(color=group_colors(h.n_groups)[g], label=_group_label(h, g)) for g in range(h.n_groups)]
+    if back: handles.append(Patch(color='0.5', alpha=.35, label='ended closer to its starting weights (|growth|)'))
+    if still: handles.append(Patch(label='did not move in phase', **{**FROZEN_STYLE, 'linewidth':.5}))
+    return handles
+
+# %% ../nbs/08_plots.ipynb #093eaccf
 def plot_phase_bars(h:RunHistory, ax=None)->Figure:
     "How far each layer moved during each phase (`RunHistory.phase_move`), one section per phase, coloured by param group."
     check_history(h, 'plot_phase_bars')
-    spans, cols = h.phase_spans(), group_colors(h.n_groups)
+    spans = h.phase_spans()
     moved = [(h.update[a:b] > 0).any(0) for _,_,a,b in spans]   # 'changed' as in RunHistory.summary
     vals, what = _phase_values(h, spans)
     back, still = any((m & (v <= 0)).any() for m,v in zip(moved, vals)), any((~m).any() for m in moved)
@@ -449,27 +496,14 @@ def plot_phase_bars(h:RunHistory, ax=None)->Figure:
                'How much further from its starting weights each layer got in each phase', PHASE_BAR_LABEL_H)
     if not spans: _no_steps(ax, 'the phase bars'); return fig
     n = len(h.layers)
-    pos = _positive(np.concatenate(vals))
-    top = pos.max() if len(pos) else 1.
-    floor = max(float(pos.min()) if len(pos) else top*1e-4, top*1e-4)/2
-    c, gap, bottom = np.array([cols[g] for g in h.layers.group]), max(2, n//15), floor/4
-    for i,((phase,fit,a,b),v,m) in enumerate(zip(spans, vals, moved)):
-        x, up, bk = i*(n+gap) + np.arange(n), m & (v > 0), m & (v <= 0)
-        _bars(ax, x[up], v[up], bottom, f'moved_{i}', facecolor=c[up])
-        # growth only: moved, but ended the phase no further from the start than it began (e.g. BN layers settling back)
-        _bars(ax, x[bk], np.maximum(-np.nan_to_num(v[bk]), floor), bottom, f'back_{i}', facecolor=c[bk], alpha=.35)
-        ax.add_artist(PathPatch(_rects_path([(xi-.5, bottom, 1, floor-bottom) for xi in x[~m]]), gid=f'still_{i}', **FROZEN_STYLE))
-        ax.text(i*(n+gap) + n/2, 1, f'{_span_name(h, phase, fit)}\n{int(m.sum())}/{n} changed',
-                transform=_offset(ax, ax.get_xaxis_transform(), dy=3*PT), ha='center', va='bottom', fontsize=9, parse_math=False)
-        if i: ax.axvline(i*(n+gap) - gap/2 - .5, color='k', lw=1)
-    _log_axis(ax.yaxis); ax.set_ylim(bottom, top*2); ax.set_xlim(-1, len(spans)*(n+gap) - gap)
+    floor, top = _phase_floor(vals)
+    gap = max(2, n//15)
+    for i,(span,v,m) in enumerate(zip(spans, vals, moved)): _phase_section(ax, h, i, span, v, m, gap, floor)
+    _log_axis(ax.yaxis); ax.set_ylim(floor/4, top*2); ax.set_xlim(-1, len(spans)*(n+gap) - gap)
     ax.set_xticks([])
     _labels(ax, 'layers, input → head, for each phase', '‖W_end − W_start‖ / ‖W₀‖ (log)' if what == 'move' else
             'growth of ‖W − W₀‖ / ‖W₀‖ (log)', _tick_w('log'), xticks=False)
-    handles = [Patch(color=cols[g], label=_group_label(h, g)) for g in range(h.n_groups)]
-    if back: handles.append(Patch(color='0.5', alpha=.35, label='ended closer to its starting weights (|growth|)'))
-    if still: handles.append(Patch(label='did not move in phase', **{**FROZEN_STYLE, 'linewidth':.5}))
-    _legend_under(ax, handles, xticks=False)
+    _legend_under(ax, _phase_handles(h, back, still), xticks=False)
     return fig
 
 # %% ../nbs/08_plots.ipynb #49cb56b4
@@ -490,12 +524,13 @@ def plot_lrs(h:RunHistory, ax=None, legend:bool=True)->Figure: # legend=False: t
     if legend: _legend_under(ax)
     return fig
 
-# %% ../nbs/08_plots.ipynb #b43cffed
+# %% ../nbs/08_plots.ipynb #a1d53811
 def _epoch_ends(h):
     "x of the end of each `h.epochs` row's last recorded step (NaN when the epoch has none)."
     x, ep = _step_edges(h), h.steps.epoch.to_numpy()
     return np.array([x[np.flatnonzero(ep == e)[-1] + 1] if (ep == e).any() else np.nan for e in h.epochs.epoch])
 
+# %% ../nbs/08_plots.ipynb #5538c817
 BASELINE_LINES = dict(majority=('always the larger class', ':'), zero_shot=('untrained ImageNet classes', '-.'))
 
 def _pad_right(ax, x0:float, x1:float, pts:float=6.):
@@ -503,6 +538,7 @@ def _pad_right(ax, x0:float, x1:float, pts:float=6.):
     w = ax.get_position().width*ax.figure.get_size_inches()[0]   # the axes' width in inches
     ax.set_xlim(x0, x1 + (x1 - x0)*pts*PT/max(w - pts*PT, PT))
 
+# %% ../nbs/08_plots.ipynb #4350761f
 def plot_losses(h:RunHistory, ax=None, smooth:int=10)->Figure:
     "Train loss per step (and its running mean), valid loss and error rate per epoch; frozen phases shaded."
     check_history(h, 'plot_losses')
@@ -557,11 +593,19 @@ def plot_update_ratio(h:RunHistory, ax=None)->Figure:
     _legend_under(ax, ncol=4)
     return fig
 
-# %% ../nbs/08_plots.ipynb #ae7518a4
+# %% ../nbs/08_plots.ipynb #811d7394
 HEAT_AX_W = 4.3   # inches of steps per run in plot_compare (less when `max_width` asks for it)
 
 def _same_rows(rows)->bool: return all(r.labels == rows[0].labels and list(r.groups) == list(rows[0].groups) for r in rows)
 
+def _name_once(rows)->list:
+    "Rows of runs that share them, side by side: the row names only on the first panel, the group names only on the last."
+    last = len(rows) - 1
+    return [SimpleNamespace(**{**vars(r), **(dict(row_w=0, ticks=(r.ticks[0], ['']*len(r.ticks[1]), *r.ticks[2:])) if i else {}),
+                               **(dict(group_w=0, group_texts=[(*g[:3], '') for g in r.group_texts]) if i < last else {})})
+            for i,r in enumerate(rows)]
+
+# %% ../nbs/08_plots.ipynb #ad11941d
 def plot_compare(histories:list, titles:list|None=None, cmap:str='viridis', group_by:str='layer',
                  shared_scale:bool=True,      # one colour scale for all runs (else each run its own colour bar)
                  max_width:float=13.)->Figure: # inches: panels narrow to fit (13 in shows ~9 px row names in a notebook)
@@ -576,10 +620,7 @@ def plot_compare(histories:list, titles:list|None=None, cmap:str='viridis', grou
     last = len(hs) - 1
     cbars = [True if not shared_scale else '‖W − W₀‖ / ‖W₀‖ (shared log scale)' if i == last else False for i in range(len(hs))]
     cm, rows = _cmap(cmap), [_heat_rows(h, group_by, 40) for h in hs]
-    if shared_scale and _same_rows(rows):
-        rows = [SimpleNamespace(**{**vars(r), **(dict(row_w=0, ticks=(r.ticks[0], ['']*len(r.ticks[1]), *r.ticks[2:])) if i else {}),
-                                   **(dict(group_w=0, group_texts=[(*g[:3], '') for g in r.group_texts]) if i < last else {})})
-                for i,r in enumerate(rows)]
+    if shared_scale and _same_rows(rows): rows = _name_once(rows)
     lr = [(left, right) for left,right,_,_ in (_heat_margins(r, bool(cb)) for r,cb in zip(rows, cbars))]
     heat_w = min(HEAT_AX_W, max(2., (max_width - sum(map(sum, lr)))/len(hs)))
     widths = [l + r + heat_w for l,r in lr]
