@@ -90,13 +90,32 @@ def _repeats(h:RunHistory, seeds:int, seed:int, kw:dict)->pd.DataFrame:
     runs = [h] + [fake_history(**kw, seed=s) for s in range(seed + 1, seed + seeds)]
     return pd.DataFrame([{**repeat_row(r), 'seed': s} for r,s in zip(runs, range(seed, seed + seeds))])
 
+# %% ../nbs/06_testing.ipynb #04c62880
+def _fake_layers(blocks, head_depth, G):
+    "The layers table of a resnet learner with `G` param groups (stem+layer1+layer2 | layer3+layer4 | head), and their fan-in."
+    names, kinds, n_params, fan_in, stage, part = map(np.array, zip(*_resnet_layers(blocks, head_depth)))
+    body_groups = np.array_split(np.arange(5), max(G-1, 1))
+    group = np.array([0 if G == 1 else G-1 if p == 'head' else next(i for i,bg in enumerate(body_groups) if s in bg)
+                      for s,p in zip(stage, part)])
+    return pd.DataFrame(dict(name=names, kind=kinds, group=group, part=part, n_params=n_params.astype(int))), fan_in
+
+def _fake_moves(layers, fan_in, steps, trains, G, rng):
+    "Made-up `trainable`, relative `update` and BatchNorm drift `[steps x layers]`, with the rules of fastai's freezing."
+    kinds, group, part = (layers[k].to_numpy() for k in ('kind', 'group', 'part'))
+    n, norm = len(steps), np.isin(kinds, NORM_KINDS)
+    trainable = np.array([np.array(t)[group] | (bn & norm) for t,bn in trains]).reshape(n, len(layers))
+    lr = steps[[f'lr_{g}' for g in range(G)]].to_numpy()[:, group]
+    scale = np.where(norm, 1.5, np.sqrt(fan_in.astype(float)/2)) * np.where(part == 'head', 3., 1.)
+    update = trainable * lr * scale * rng.lognormal(0, .3, (n, len(layers)))
+    bn = np.where(kinds == 'batchnorm', .02*np.sqrt(np.arange(1, n+1))[:, None]*rng.uniform(.5, 1.5, len(layers)), np.nan)
+    return trainable, update, bn
+
 # %% ../nbs/06_testing.ipynb #7a4b5727
 def fake_history(strategy:str='fine_tune', # any of experiment.STRATEGIES
                       epochs:int=1,              # as `Config.epochs`: epochs after unfreezing (gradual: per stage)
                       freeze_epochs:int=1,       # as `Config.freeze_epochs`
                       steps_per_epoch:int=20,    # training batches per epoch
-                      n_groups:int=3,            # optimizer param groups (fastai's resnets have 3)
-                      blocks:tuple=(3,4,6,3),    # residual blocks per stage: (3,4,6,3) is resnet34
+                      n_groups:int=3, blocks:tuple=(3,4,6,3), # param groups (fastai's resnets have 3); residual blocks per stage (resnet34's)
                       head_depth:int=1,          # hidden layers in the head
                       train_bn:bool=True,        # norm layers keep training while frozen (fastai's default)
                       base_lr:float=2e-3, lr_mult:float=100,
@@ -106,19 +125,10 @@ def fake_history(strategy:str='fine_tune', # any of experiment.STRATEGIES
                       seed:int=0)->RunHistory:
     "A `RunHistory` shaped like a real run of `strategy` on a resnet, with made-up numbers: for demos and tests, no training."
     rng, G = np.random.default_rng(seed), n_groups
-    names, kinds, n_params, fan_in, stage, part = map(np.array, zip(*_resnet_layers(blocks, head_depth)))
-    body_groups = np.array_split(np.arange(5), max(G-1, 1))   # resnet: stem+layer1+layer2 | layer3+layer4 | head
-    group = np.array([0 if G == 1 else G-1 if p == 'head' else next(i for i,bg in enumerate(body_groups) if s in bg)
-                      for s,p in zip(stage, part)])
-    layers = pd.DataFrame(dict(name=names, kind=kinds, group=group, part=part, n_params=n_params.astype(int)))
+    layers, fan_in = _fake_layers(blocks, head_depth, G)
     cfg = Config(strategy=strategy, epochs=epochs, freeze_epochs=freeze_epochs, train_bn=train_bn, base_lr=base_lr, lr_mult=lr_mult)
     steps, trains = _fake_steps(planned_fits(cfg, G), G, steps_per_epoch)
-    n, norm = len(steps), np.isin(kinds, NORM_KINDS)
-    trainable = np.array([np.array(t)[group] | (bn & norm) for t,bn in trains]).reshape(n, len(layers))
-    lr = steps[[f'lr_{g}' for g in range(G)]].to_numpy()[:, group]
-    scale = np.where(norm, 1.5, np.sqrt(fan_in.astype(float)/2)) * np.where(part == 'head', 3., 1.)
-    update = trainable * lr * scale * rng.lognormal(0, .3, (n, len(layers)))
-    bn = np.where(kinds == 'batchnorm', .02*np.sqrt(np.arange(1, n+1))[:, None]*rng.uniform(.5, 1.5, len(layers)), np.nan)
+    (trainable, update, bn), n = _fake_moves(layers, fan_in, steps, trains, G, rng), len(steps)
     steps['loss'] = .12 + .6*np.exp(-np.arange(n)/max(n*.25, 1)) + .05*rng.standard_normal(n).clip(-2, 2)
     config = dict(arch='resnet34', head_depth=head_depth, head_width=512, ps=.5, concat_pool=True, strategy=strategy,
                   freeze_epochs=freeze_epochs, epochs=epochs, base_lr=base_lr, lr_mult=lr_mult, train_bn=train_bn,
