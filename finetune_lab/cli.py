@@ -114,7 +114,7 @@ def config_from(base:Config|None=None, **kw) -> Config:
         m = re.match(r'Config\.(\w+)=', str(e))
         raise CLIError((f"{flag(m.group(1))}: " if m else '') + str(e)) from None
 
-# %% ../nbs/12_cli.ipynb #ab2b424c
+# %% ../nbs/12_cli.ipynb #cbad01e4
 class _Value:
     "argparse `type=` for one Config field."
     def __init__(self, name, typ): self.name, self.typ, self.__name__ = name, typ, name
@@ -127,6 +127,7 @@ def _metavar(name, typ):
     mv = dict(int='N', float='X', bool='true|false').get(base, name.upper())
     return mv + ('|none' if 'None' in typ else '')
 
+# %% ../nbs/12_cli.ipynb #dc9d1a6c
 def add_config_flags(p:argparse.ArgumentParser, defaults:Config|None=None, skip=()):
     "Add a flag for every field of `Config.fields_help()` (but `skip`), its help ending with the default in `defaults`."
     defaults = defaults or Config()
@@ -188,7 +189,7 @@ def explain_text(histories:list, names:list) -> str:
     parts += [f"== {names[0]} vs {n} ==\n{_wrap(explain_diff(histories[0], h))}" for h, n in zip(histories[1:], names[1:])]
     return '\n\n'.join(parts) + '\n'
 
-# %% ../nbs/12_cli.ipynb #a17c0005
+# %% ../nbs/12_cli.ipynb #2d0658f8
 def take_lock(p:Path) -> int|None:
     "An open descriptor of lock file `p` (made if missing), locked by this process; None while a live process holds it."
     if fcntl is None:
@@ -206,6 +207,7 @@ def take_lock(p:Path) -> int|None:
         except BaseException: os.close(fd); raise
         os.close(fd)   # its holder removed the file as we opened it: lock the one there now
 
+# %% ../nbs/12_cli.ipynb #4e23a6c5
 def _alive(pid:int) -> bool:
     "Is process `pid` running? (Where it cannot be asked, assume so.)"
     if os.name != 'posix': return True
@@ -216,6 +218,7 @@ def _alive(pid:int) -> bool:
 
 _TMP = re.compile(r'\..+\.(\d+)\.[0-9a-f]+\.tmp')   # atomic_write's temporary files: .NAME.PID.HEX.tmp
 
+# %% ../nbs/12_cli.ipynb #0d839b0d
 def clean_stale(out:Path) -> list:
     "Remove what killed commands left in `out`: lock files no process holds, temporary files whose process is gone."
     gone = []
@@ -227,6 +230,7 @@ def clean_stale(out:Path) -> list:
         if m and not _alive(int(m.group(1))): p.unlink(missing_ok=True); gone.append(p.name)
     return gone
 
+# %% ../nbs/12_cli.ipynb #892d52cf
 class Outputs:
     "The files one command writes to `out`: free names, each file whole, and one line saying what is on disk if it stops."
     def __init__(self, out, stems:list, overwrite:bool=False, histories:bool=True):
@@ -254,11 +258,7 @@ class Outputs:
         except OSError as e: raise CLIError(f"--out {self.out}: cannot write there ({_words(e)}); choose another folder.", 1) from None
         return self
 
-
-# %% ../nbs/12_cli.ipynb #a17c0006
-@patch
-def path(self:Outputs, stem:str, ext:str) -> Path: return self.out/f'{stem}{self.sfx}{ext}'
-
+# %% ../nbs/12_cli.ipynb #fa2e1490
 @contextmanager
 def hold_ctrl_c():
     "Ctrl-C and SIGTERM wait until the block is done (main thread only): the file being written is finished, then they count."
@@ -268,6 +268,10 @@ def hold_ctrl_c():
     finally:
         _restore(old)
         for s in dict.fromkeys(got): signal.raise_signal(s)   # now, to the handler that was there before
+
+# %% ../nbs/12_cli.ipynb #d0913d43
+@patch
+def path(self:Outputs, stem:str, ext:str) -> Path: return self.out/f'{stem}{self.sfx}{ext}'
 
 @patch
 def write(self:Outputs, p:Path, data) -> Path:
@@ -281,6 +285,7 @@ def write(self:Outputs, p:Path, data) -> Path:
 @patch
 def save_history(self:Outputs, h:RunHistory, stem:str) -> Path: return self.write(self.path(stem, '.npz'), h)
 
+# %% ../nbs/12_cli.ipynb #89ef1db1
 @patch
 def figures(self:Outputs, hs:list, names:list):
     "A report PNG per run, `compare.png` when there are several, and `explain.txt`."
@@ -294,6 +299,7 @@ def account(self:Outputs) -> str:
     if not self.written: return f"nothing was written to {self.out}"
     return f"{len(self.written)} file(s) are whole in {self.out}: {', '.join(p.name for p in self.written)}"
 
+# %% ../nbs/12_cli.ipynb #1b6b4302
 @patch
 def __exit__(self:Outputs, typ, e, tb):
     if self.claim is not None:
@@ -308,13 +314,14 @@ def __exit__(self:Outputs, typ, e, tb):
                        "choose another --out, then run the command again.", 1) from None
     return False
 
-# %% ../nbs/12_cli.ipynb #f3e2d7f3
+# %% ../nbs/12_cli.ipynb #59b030f0
 def prepare(cfgs:list):
     "Build each config's DataLoaders and load its weights now (both are cached), so a bad folder fails before anything trains."
     for c in cfgs:
         get_dls(c)
         if c.pretrained: pretrained_state(c.resolved().arch)
 
+# %% ../nbs/12_cli.ipynb #3851ec8a
 BASELINE_WORDS = dict(majority='larger class', zero_shot='untrained ImageNet classifier')
 
 def _p(p:float) -> str: return f"p = {p:.2g}" if p >= 1e-3 else "p < 0.001"
@@ -327,6 +334,7 @@ def _versus(h:RunHistory, k:str) -> str:
     verdict = dict(better='beats it', worse='worse than it', tie='a tie within noise')[v.which]
     return f"{BASELINE_WORDS[k]} {ec.wrong} of {ec.n} ({100*ec.rate:.1f} %): {verdict} (exact McNemar {_p(v.p)})"
 
+# %% ../nbs/12_cli.ipynb #4f034240
 def result_line(h:RunHistory) -> str:
     "The final error as a count with its 95 % interval, then each baseline on the same photos and the exact McNemar verdict."
     ep, ec = h.epochs.dropna(subset=['error_rate']), h.final_errors()
@@ -344,6 +352,7 @@ def result_notes(h:RunHistory) -> list:
     if ec is not None and 0 < ec.n < SMALL_VALID: notes.append(f"note: {noise_words(ec.n, ec.ci)}")
     return notes
 
+# %% ../nbs/12_cli.ipynb #37185628
 def train(cfgs:list, names:list, quiet:bool=False, outputs:Outputs|None=None, stems:list|None=None) -> list:
     """Run each config in turn, printing progress (bars on a terminal, a line per epoch in a log) and saving each history
     as it ends; stops early (keeping what ran, marked interrupted) at the first Ctrl-C or SIGTERM."""
@@ -362,7 +371,7 @@ def train(cfgs:list, names:list, quiet:bool=False, outputs:Outputs|None=None, st
         if h.interrupted: break
     return hs
 
-# %% ../nbs/12_cli.ipynb #eec34ad8
+# %% ../nbs/12_cli.ipynb #7aa89009
 DEMO = {k: getattr(Config(), k) for k in ('n_images', 'size', 'bs', 'freeze_epochs', 'epochs')}  # Config's defaults: ~15 s a run on 2 cores
 DEMO_STRATEGIES = ('fine_tune', 'head_only', 'full')
 DEFAULT_OUT = 'finetune_lab_out'
@@ -377,6 +386,7 @@ def paired_lines(hs:list, names:list) -> list:
         out.append(f"{a} vs {b}: {say} ({paired_words(v, len(ha.valid_targets), a, b)})")
     return out
 
+# %% ../nbs/12_cli.ipynb #3847a6a3
 def _finish(o:Outputs, hs:list, names:list, t0=None, n_planned=None) -> int:
     "Draw the figures, say exactly which files are there, and return 130 (143 for SIGTERM) if the runs were cut short."
     o.figures(hs, names)
@@ -393,6 +403,7 @@ def _finish(o:Outputs, hs:list, names:list, t0=None, n_planned=None) -> int:
         return code
     return 0
 
+# %% ../nbs/12_cli.ipynb #2fb12296
 def _choices(cfg:Config, given:dict):
     "One line about each choice the demo made on this machine."
     r = cfg.resolved()
@@ -411,6 +422,7 @@ def _choices(cfg:Config, given:dict):
     print(f"strategies: fine_tune ({r.freeze_epochs} frozen, then {r.epochs} unfrozen), head_only ({n}, body always frozen), "
           f"full ({n}, nothing ever frozen)")
 
+# %% ../nbs/12_cli.ipynb #ef97a937
 def cmd_demo(args) -> int:
     t0, given = time.perf_counter(), config_overrides(args)
     base = config_from(Config(**DEMO), **given)
