@@ -95,6 +95,7 @@ def _reference_model(model, ref):
     except RuntimeError as e: raise ValueError(f"reference_state does not fit this model ({str(e).splitlines()[0]}): give the state_dict of this same model taken before training.") from None
     return old
 
+# %% ../nbs/10_representation.ipynb #1f19d462
 def _valid(dl, bs:int=64):
     "`dl` in batches of at least `bs`: the same images in the same order, in fewer forward passes."
     return dl.new(bs=bs) if dl.bs < bs else dl
@@ -103,6 +104,7 @@ def _weight_change(b, b0)->float:
     w, w0 = (torch.cat([p.detach().flatten().cpu() for p in m.parameters()]) for m in (b, b0))
     return float((w - w0).norm() / w0.norm())
 
+# %% ../nbs/10_representation.ipynb #53e07d1b
 def representation_change(learn,                      # a trained Learner
                           reference_state:dict|None=None,  # its state_dict before training (default: a callback's `reference_state`)
                           dl=None,                    # images to compare on (default: the whole validation set, in batches of at least 64)
