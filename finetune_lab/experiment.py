@@ -11,12 +11,15 @@ import ctypes, dataclasses, gc, hashlib, math, random, threading
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torchvision
-from fastcore.all import L
+from fastcore.all import L, patch
+from torch import nn
 from fastai.vision.all import set_seed, Callback, CancelFitException, Learner
 from fastai.optimizer import Optimizer
+from fastai.callback.training import BnFreeze
+from fastai.callback.core import CancelValidException
 from . import __version__
 from .data import atomic_write, cache_dir, pets_dls, auto_source, describe_source, is_cat, check_split, SOURCES
-from .models import build_learner, ARCHS, weights_available, keeps_bn_stats, zero_shot_preds, weights_path
+from .models import bare_model, build_learner, ARCHS, weights_available, keeps_bn_stats, zero_shot_preds, weights_path
 from .history import RunHistory, repeat_row
 from .tracker import WeightChangeTracker, valid_key
 
@@ -33,6 +36,7 @@ STRATEGIES = ('fine_tune', 'head_only', 'full', 'gradual', 'no_discriminative', 
 
 def _setting(f, help, **check): return field(default=f, metadata=dict(help=help, **check))
 
+# %% ../nbs/05_experiment.ipynb #046ef27a
 @dataclass(frozen=True)
 class Config:
     "Every knob of one fine-tuning run."
@@ -60,18 +64,7 @@ class Config:
     track_every: int = _setting(1, "record weight changes every this many steps", lo=1, hi=10_000)
     valid_pct: float = _setting(0.2, "share of images held out for validation when n_valid is None (fastai's RandomSplitter)", lo=0.05, hi=0.9)
 
-    def __post_init__(self):
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, np.generic): object.__setattr__(self, f.name, v := v.item())  # np.int64(64) is 64
-            _check_field(f, v)
-        if self.n_images is not None:   # every batch >= 2 images
-            check_split(self.n_images + (self.n_valid or 0), self.valid_pct, self.bs, n_valid=self.n_valid)
-        if self.seed + self.seeds - 1 > 2**32 - 1:
-            raise ValueError(f"Config.seed={self.seed} with seeds={self.seeds} runs seeds past {2**32 - 1}: use a smaller seed or fewer seeds.")
-        if self.strategy == 'head_only' and not self.pretrained:
-            raise ValueError("strategy='head_only' with pretrained=False would train a random body that never moves: "
-                             "use pretrained=True, or another strategy.")
+    def __post_init__(self): _check_config(self)
 
 # %% ../nbs/05_experiment.ipynb #2202c498
 def _type_name(f) -> str:
@@ -90,6 +83,7 @@ def _allowed(f) -> str:
 
 def _bad(f, v): return ValueError(f"Config.{f.name}={v!r} is not allowed: use {_allowed(f)}. ({f.metadata['help']})")
 
+# %% ../nbs/05_experiment.ipynb #e0538f34
 def _check_field(f, v):
     m, t = f.metadata, _type_name(f)
     if v is None and m.get('none'): return
@@ -106,9 +100,22 @@ def _check_field(f, v):
     if t == 'float' and (isinstance(v, bool) or not isinstance(v, (int, float)) or v != v): raise _bad(f, v)
     if 'lo' in m and not m['lo'] <= v <= m['hi']: raise _bad(f, v)
 
-# %% ../nbs/05_experiment.ipynb #a1b61d7a
-from fastcore.all import patch
+# %% ../nbs/05_experiment.ipynb #a748fea8
+def _check_config(c:Config):
+    "Check each field of the new Config `c`, then the rules between fields; a ValueError says what to change."
+    for f in fields(c):
+        v = getattr(c, f.name)
+        if isinstance(v, np.generic): object.__setattr__(c, f.name, v := v.item())  # np.int64(64) is 64
+        _check_field(f, v)
+    if c.n_images is not None:   # every batch >= 2 images
+        check_split(c.n_images + (c.n_valid or 0), c.valid_pct, c.bs, n_valid=c.n_valid)
+    if c.seed + c.seeds - 1 > 2**32 - 1:
+        raise ValueError(f"Config.seed={c.seed} with seeds={c.seeds} runs seeds past {2**32 - 1}: use a smaller seed or fewer seeds.")
+    if c.strategy == 'head_only' and not c.pretrained:
+        raise ValueError("strategy='head_only' with pretrained=False would train a random body that never moves: "
+                         "use pretrained=True, or another strategy.")
 
+# %% ../nbs/05_experiment.ipynb #a1b61d7a
 @patch(cls_method=True)
 def fields_help(cls:Config) -> list:
     "(name, type, default, help) for every knob, in order: what a CLI or a panel shows."
@@ -124,6 +131,7 @@ def replace(self:Config, **kw) -> Config:
 @patch
 def asdict(self:Config) -> dict: return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
 
+# %% ../nbs/05_experiment.ipynb #3233569d
 @patch(cls_method=True)
 def from_dict(cls:Config, d:dict) -> Config:
     "A Config from a dict such as `RunHistory.config` (unknown keys are an error)."
@@ -164,6 +172,7 @@ def full(learn, cfg):
     lr = cfg.base_lr/2
     learn.fit_one_cycle(cfg.freeze_epochs + cfg.epochs, slice(lr/cfg.lr_mult, lr), pct_start=0.3, div=5.0)
 
+# %% ../nbs/05_experiment.ipynb #f6df7a17
 def gradual(learn, cfg):
     "ULMFiT's gradual unfreezing: head only, then one more group at a time, `epochs` epochs each."
     _frozen_phase(learn, cfg)
@@ -183,11 +192,6 @@ def no_discriminative(learn, cfg):
     learn.fit_one_cycle(cfg.epochs, one_lr(cfg), pct_start=0.3, div=5.0)
 
 # %% ../nbs/05_experiment.ipynb #h16str01
-from torch import nn
-from fastai.callback.training import BnFreeze
-from fastai.callback.core import CancelValidException
-from .models import bare_model
-
 ULMFIT_FACTOR = 2.6
 PROBE_EPOCHS = 16   # lp_ft's probe length when Config has no `probe_epochs`: measured below
 
@@ -206,6 +210,7 @@ def _opt_without_train_bn(learn):
     learn.train_bn = False
     learn.create_opt()
 
+# %% ../nbs/05_experiment.ipynb #7480311e
 class ValidateLast(Callback):
     "Skip validation but after a fit's last epoch: lp_ft's probe is scored once, when it is done, not 16 times."
     def before_validate(self):
@@ -231,6 +236,7 @@ def lp_ft(learn, cfg):
     learn.unfreeze()
     learn.fit_one_cycle(cfg.epochs, one_lr(cfg), pct_start=0.3, div=5.0)
 
+# %% ../nbs/05_experiment.ipynb #c90617e8
 def surgical(learn, cfg):
     """Adapted from Lee et al. 2023's surgical fine-tuning (they tune one block of a model whose classifier already fits the
     task; here the cat/dog head is new, so it trains too): body group `cfg.surgical_group` and the head train; nothing else does, not
@@ -245,6 +251,7 @@ def surgical(learn, cfg):
     learn.fit_one_cycle(cfg.freeze_epochs + cfg.epochs, one_lr(cfg), pct_start=0.3, div=5.0, cbs=BnFreeze())
     learn.train_bn = cfg.train_bn
 
+# %% ../nbs/05_experiment.ipynb #202c4681
 def ulmfit_lr_mult(n_groups:int) -> float:
     "The `lr_mult` that gives each group `ULMFIT_FACTOR` (2.6) times the LR of the group before it."
     return ULMFIT_FACTOR**(n_groups - 1)
@@ -405,6 +412,7 @@ def check_cbs(cbs) -> list:
         raise TypeError(f"cbs={cbs!r}: give fastai Callbacks, e.g. cbs=[ShowGraphCallback()], or None.")
     return list(cbs)
 
+# %% ../nbs/05_experiment.ipynb #b1d86049
 def run_learner(cfg:Config, cbs=None, stop:threading.Event|None=None, progress:bool=True) -> tuple[Learner, RunHistory]:
     "Train as `cfg` says, watched by a `WeightChangeTracker`; return the learner and its history."
     if not isinstance(cfg, Config): raise TypeError(f"run needs a Config, got {type(cfg).__name__}: e.g. run(Config(head_depth=2)).")
@@ -432,6 +440,7 @@ def run_learner(cfg:Config, cbs=None, stop:threading.Event|None=None, progress:b
     learn.remove_cbs([tracker] + L(cbs)); learn.remove_cbs(learn.cbs.filter(lambda c: isinstance(c, StopOnRequest)))
     return learn, h
 
+# %% ../nbs/05_experiment.ipynb #efd6f57b
 def release_memory():
     """Collect garbage, then hand the heap pages glibc keeps after a run back to the OS (`malloc_trim`). Without it
     the RSS of a process that trains many runs (the Lab) creeps up by ~5 MB a run that nothing uses (bench/soak.py)."""
