@@ -25,6 +25,7 @@ def check_history(h, what:str):
     if not isinstance(h, RunHistory):
         raise TypeError(f"{what} needs a RunHistory (from finetune_lab.experiment.run or RunHistory.load), got {type(h).__name__}.")
 
+# %% ../nbs/07_explain.ipynb #a7e00003
 WEIGHT_KINDS = ('conv', 'linear')   # the layers freezing is about; norm layers (NORM_KINDS) train anyway under train_bn
 
 def group_change(h:RunHistory, kinds:tuple|None=None)->np.ndarray:
@@ -35,6 +36,7 @@ def group_change(h:RunHistory, kinds:tuple|None=None)->np.ndarray:
     ok = np.ones(len(g), bool) if kinds is None else h.layers.kind.isin(kinds).to_numpy()
     return np.array([h.change[-1, (g == i) & ok].mean() if ((g == i) & ok).any() else np.nan for i in range(h.n_groups)])
 
+# %% ../nbs/07_explain.ipynb #a7e00006
 def diverged_at(h:RunHistory)->tuple|None:
     "(step, layer name) where a weight first became NaN or infinite, or None when every recorded change is finite."
     bad = ~np.isfinite(h.change)
@@ -42,6 +44,7 @@ def diverged_at(h:RunHistory)->tuple|None:
     s, l = np.argwhere(bad)[0]
     return int(h.steps.step.iloc[s]), str(h.layers.name.iloc[l])
 
+# %% ../nbs/07_explain.ipynb #a7e00009
 def final_error(h:RunHistory)->float|None:
     "The error rate of the last epoch that finished (None if none did)."
     ep = h.epochs.dropna(subset=['error_rate'])
@@ -49,6 +52,7 @@ def final_error(h:RunHistory)->float|None:
 
 def _pct(v:float)->str: return f'{100*v:.1f} %'
 
+# %% ../nbs/07_explain.ipynb #a7e0000c
 def error_text(h:RunHistory)->str:
     """The final error with its count and 95 % interval ('8 of 400 wrong: 2.0 %, 95 % CI 1.0–3.9'); for a history without
     per-photo predictions the rate and 'n unknown'; '' when no epoch finished."""
@@ -56,6 +60,7 @@ def error_text(h:RunHistory)->str:
     if ec is not None: return ec.text()
     return '' if e is None else f"{_pct(e)} (n unknown: this history recorded no per-photo predictions, so no interval)"
 
+# %% ../nbs/07_explain.ipynb #a7e0000f
 def error_short(h:RunHistory)->str:
     "The short form for titles and labels: '2.0 % (8/400)', '2.0 % (n unknown)', or 'no epoch finished'."
     ec, e = h.final_errors(), final_error(h)
@@ -90,12 +95,14 @@ def run_titles(histories:list)->list:
     if not keys: return [f'run {i+1}' for i in range(len(histories))]
     return [', '.join(f'{k}={_knob(c.get(k))}' for k in keys) for c in cfgs]
 
+# %% ../nbs/07_explain.ipynb #a7e00011
 def repeat_short(h:RunHistory)->str:
     "'3 seeds: mean 2.3 %, range 2.0–2.8 %' from `h.repeats` ('' when the run was not repeated)."
     if not len(h.repeats): return ''
     e = 100*h.repeats.error_rate.to_numpy(float)
     return f"{len(e)} seeds: mean {e.mean():.1f} %, range {e.min():.1f}–{e.max():.1f} %"
 
+# %% ../nbs/07_explain.ipynb #a7e00014
 def error_words(h:RunHistory)->str:
     "'error 2.0 % (8/400) (larger class: 30.0 %)': the final error, short form, next to the majority-class baseline; for titles."
     if final_error(h) is None: return 'no epoch finished'
@@ -103,6 +110,7 @@ def error_words(h:RunHistory)->str:
     s = f"error {error_short(h)}" + (f" (larger class: {_pct(m)})" if m is not None else '')
     return s + (f"; {repeat_short(h)}" if len(h.repeats) else '')
 
+# %% ../nbs/07_explain.ipynb #a7e00017
 def _source_words(s)->str:
     return dict(bundled='bundled photos', pets='Oxford-IIIT Pets', synthetic='drawn images').get(str(s), f"photos in {str(s).rstrip('/').split('/')[-1]}")
 
@@ -111,11 +119,13 @@ def _head_words(c:dict)->str:
     pool = 'concat pool' if c.get('concat_pool', True) else 'avg pool'
     return (f"head {d}×{w}" if d else "head: no hidden layer") + f", dropout {_knob(c.get('ps', .5))}, {pool}"
 
+# %% ../nbs/07_explain.ipynb #a7e0001a
 def _vs_majority(h)->str:
     "', a tie with the larger class' or ', worse than the larger class' when the run is not better by the paired test."
     which = versus_baseline(h, 'majority')[0]
     return {'tie': ', a tie with the larger class', 'worse': ', worse than the larger class'}.get(which, '')
 
+# %% ../nbs/07_explain.ipynb #a7e0001d
 def run_label(h:RunHistory, defaults:dict|None=None)->str:
     """A short name for a finished run: its strategy, then in words what differs from `defaults` (a `Config.asdict()`)
     among data, images, size, backbone, head and epochs, then any other knob, its error (count included, and whether it
@@ -134,12 +144,12 @@ def run_label(h:RunHistory, defaults:dict|None=None)->str:
     err = f": error {error_short(h)}{_vs_majority(h)}" + (f" ({repeat_short(h)})" if len(h.repeats) else '') if final_error(h) is not None else ''
     return ', '.join(parts) + err + (' (interrupted)' if h.interrupted else '')
 
+# %% ../nbs/07_explain.ipynb #a7e0001f
 def config_words(h:RunHistory)->str:
     "Every knob of the run's config, `key=value`, in one line (for a tooltip)."
     return ', '.join(f'{k}={_knob(v)}' for k,v in (h.config or {}).items()) or 'no config recorded'
 
-TITLE_KEYS = ('strategy','arch','epochs','freeze_epochs','base_lr','lr_mult','train_bn','keep_bn_stats')
-
+# %% ../nbs/07_explain.ipynb #a7e00022
 def images_words(h:RunHistory)->str:
     """'320 train / 400 valid images': the photos the run trained and validated on, from its config (`n_images`, and
     `n_valid` or the `valid_pct` split `data.check_split` makes) and the validation photos it recorded; '' when unknown."""
@@ -152,6 +162,9 @@ def images_words(h:RunHistory)->str:
     if rec and nv and rec != nv: nt = None         # the record disagrees with the config: trust only the record
     nv = rec or nv
     return (f"{nt} train / " if nt else '') + f"{nv} valid images" if nv else ''
+
+# %% ../nbs/07_explain.ipynb #a7e00025
+TITLE_KEYS = ('strategy','arch','epochs','freeze_epochs','base_lr','lr_mult','train_bn','keep_bn_stats')
 
 def config_title(h:RunHistory)->str:
     "A run's title: strategy, backbone and main knobs, its head (depth × width, dropout, pooling), its images, and its error."
@@ -205,6 +218,21 @@ def _top_words(f)->str:
         s += f"; it got {_g(g)} further from its starting weights" if g >= 0 else f"; it ended {_g(-g)} closer to its starting weights"
     return s + '.'
 
+# %% ../nbs/07_explain.ipynb #a7e00033
+def _lr_words(f, cut=False)->str:
+    "The schedule's peak LR per group, and the highest at a recorded step when that fell short of it."
+    lrs = lambda v: ', '.join(f'group {g} {lr:.1e}' for g,lr in enumerate(v))
+    got, want = f['peak_lr'], f['planned_lr']
+    if want is None: return f"Highest learning rates at a recorded step: {lrs(got)}."
+    s = f"Peak learning rates (the schedule's, from base_lr): {lrs(want)}."
+    if all(.95*w <= g <= 1.05*w for g,w in zip(got, want)): return s
+    if any(g > 1.05*w for g,w in zip(got, want)):
+        return s + f" Yet the recorded steps reached {lrs(got)}: this history's LRs are not the ones its config schedules."
+    why = ("the run was stopped before its schedule reached the top" if cut else
+           f"with only {_plural(f['steps'], 'step')} in this phase, no recorded step fell at the top of the one-cycle schedule")
+    return s + f" The highest at a recorded step were lower, {lrs(got)}: {why}."
+
+# %% ../nbs/07_explain.ipynb #a7e00036
 def _describe_span(h, f, last=False, why=True):
     n, G = len(h.layers), h.n_groups
     cut = ', cut short' if last and h.interrupted else ''
@@ -222,19 +250,6 @@ def _describe_span(h, f, last=False, why=True):
     if f['changed']: s += _top_words(f)
     return s + ' ' + _lr_words(f, last and h.interrupted)
 
-def _lr_words(f, cut=False)->str:
-    "The schedule's peak LR per group, and the highest at a recorded step when that fell short of it."
-    lrs = lambda v: ', '.join(f'group {g} {lr:.1e}' for g,lr in enumerate(v))
-    got, want = f['peak_lr'], f['planned_lr']
-    if want is None: return f"Highest learning rates at a recorded step: {lrs(got)}."
-    s = f"Peak learning rates (the schedule's, from base_lr): {lrs(want)}."
-    if all(.95*w <= g <= 1.05*w for g,w in zip(got, want)): return s
-    if any(g > 1.05*w for g,w in zip(got, want)):
-        return s + f" Yet the recorded steps reached {lrs(got)}: this history's LRs are not the ones its config schedules."
-    why = ("the run was stopped before its schedule reached the top" if cut else
-           f"with only {_plural(f['steps'], 'step')} in this phase, no recorded step fell at the top of the one-cycle schedule")
-    return s + f" The highest at a recorded step were lower, {lrs(got)}: {why}."
-
 # %% ../nbs/07_explain.ipynb #e0000010
 def bn_words(h:RunHistory)->str:
     "What the run's `keep_bn_stats` setting did to its backbone's BatchNorm layers ('' when its config does not say)."
@@ -250,6 +265,7 @@ def bn_words(h:RunHistory)->str:
                 "they normalised each batch with its own statistics and updated their running statistics, which validation used (except where fastai's BnFreeze held frozen layers in eval mode, as lp_ft's probe and surgical do: there the pretrained statistics stayed).")
     return ''
 
+# %% ../nbs/07_explain.ipynb #a7e00042
 def _more_steps(h)->str:
     "What to try when a run has not beaten the larger class."
     c = h.config or {}
@@ -261,6 +277,7 @@ def _baseline_rate(h, name)->str:
     ec = h.baseline_errors(name)
     return ec.short() if ec is not None else _pct(h.baselines[name])
 
+# %% ../nbs/07_explain.ipynb #a7e00045
 def baseline_words(h:RunHistory)->str:
     """Whether the final error beats the baselines the run recorded, by the exact McNemar test on the same validation
     photos ('' when it recorded none or no epoch finished); 'a tie within noise' unless the test finds a difference."""
@@ -281,6 +298,7 @@ def baseline_words(h:RunHistory)->str:
                       'worse': f"It is worse than {zs}: {why}. After fine-tuning, the model gets more of these photos wrong than the body's own ImageNet classes did.",
                       None: f"Against {zs}: {why}."}[which]
 
+# %% ../nbs/07_explain.ipynb #a7e00048
 def repeat_words(h:RunHistory)->str:
     "Over N seeds: the error's mean and range, each group's movement, and what N seeds can separate ('' without repeats)."
     r = h.repeats
@@ -302,6 +320,7 @@ def _norm_trained_frozen(h, g:int=0)->bool:
     frozen = ~h.trainable[:, grp & ~norm].any(1)
     return bool(h.trainable[frozen][:, grp & norm].any())
 
+# %% ../nbs/07_explain.ipynb #a7e00053
 def _movement_words(h:RunHistory)->str:
     "How far the head moved against group 0, conv/linear weights and norm layers apart; or that the weights diverged."
     G, bad = h.n_groups, diverged_at(h)
@@ -316,6 +335,7 @@ def _movement_words(h:RunHistory)->str:
               ("; the norm layers also trained while the group was frozen (train_bn)." if _norm_trained_frozen(h) else "."))
     return s
 
+# %% ../nbs/07_explain.ipynb #a7e00056
 def _result_words(h:RunHistory)->str:
     "The last finished epoch's valid loss and error (count and interval), and a warning when the interval is wide."
     ep = h.epochs.dropna(subset=['error_rate'])
@@ -327,6 +347,7 @@ def _result_words(h:RunHistory)->str:
               f"{100*(ec.ci[1] - ec.ci[0]):.0f} points wide: a difference of a few points between runs can be a photo or two.")
     return s
 
+# %% ../nbs/07_explain.ipynb #a7e00059
 def explain(h:RunHistory)->str:
     "A few short paragraphs (blank-line separated) on what this run froze, for how long, what changed and whether it learned; every number comes from `h`."
     check_history(h, 'explain')
@@ -354,6 +375,7 @@ def explain(h:RunHistory)->str:
 # %% ../nbs/07_explain.ipynb #f295cc1c
 def _frozen_epochs(h): return int(h.steps.epoch[h.steps.phase != 'unfrozen'].nunique())
 
+# %% ../nbs/07_explain.ipynb #a7e00062
 def _error_diff(h1, h2)->str:
     "Both final errors with their counts, and whether they differ beyond noise (paired test, else the intervals)."
     e1, e2 = final_error(h1), final_error(h2)
@@ -374,6 +396,7 @@ def _error_diff(h1, h2)->str:
     if u1 < l2 or u2 < l1: return s + ": they do not overlap, so the gap is larger than sampling noise, but on different photos it is not a paired comparison of the two settings."
     return s + ": they overlap, so this comparison shows no difference (overlapping intervals do not rule one out, and without the same photos no paired test can)."
 
+# %% ../nbs/07_explain.ipynb #a7e00065
 def _group0_diff(h1, h2, f1, f2)->str:
     "Group 0 in both runs, conv/linear weights and norm layers apart, and which of them trained while the body was frozen."
     (w1, n1), (w2, n2) = ((group_change(h, WEIGHT_KINDS)[0], group_change(h, NORM_KINDS)[0]) for h in (h1, h2))
@@ -387,6 +410,7 @@ def _group0_diff(h1, h2, f1, f2)->str:
               "which do not train while frozen, moved less.")
     return s
 
+# %% ../nbs/07_explain.ipynb #a7e00068
 def explain_diff(h1:RunHistory, h2:RunHistory)->str:
     "A short paragraph comparing two runs, named by the config knobs that differ; every number comes from the histories."
     check_history(h1, 'explain_diff'); check_history(h2, 'explain_diff')
