@@ -17,7 +17,7 @@ from fastai.learner import Learner, Recorder
 from fastai.callback.tracker import EarlyStoppingCallback
 from fastai.torch_core import rank_distrib, num_distrib
 from .history import RunHistory, LAYER_COLS, STEP_COLS, EPOCH_COLS, NORM_KINDS, phase_name, phase_of
-from .models import bare_model, body_names
+from .models import bare_model, body_names, NORM_TYPES
 from .freezing import check_freezing
 
 # %% auto #0
@@ -27,10 +27,14 @@ __all__ = ['fused_sq_norms', 'fused_sq_dist', 'layer_kind', 'owning_modules', 'p
            'answers_of']
 
 # %% ../nbs/04_tracker.ipynb #f8eb8dc8
+_NORM_CLASSES = ((nn.modules.batchnorm._BatchNorm,'batchnorm'), (nn.LayerNorm,'layernorm'), (nn.modules.instancenorm._InstanceNorm,'instancenorm'))
+
 def layer_kind(m:nn.Module)->str:
-    "Short kind name of module `m`: 'conv', 'linear', 'batchnorm', 'layernorm' or 'other'."
-    for cls,k in ((nn.modules.conv._ConvNd,'conv'), (nn.Linear,'linear'), (nn.modules.batchnorm._BatchNorm,'batchnorm'), (nn.LayerNorm,'layernorm')):
-        if isinstance(m, cls): return k
+    """Short kind name of module `m`: 'conv', 'linear', the norm layers of `models.NORM_TYPES` (what fastai's `train_bn`
+    keeps training) as 'batchnorm' (SyncBatchNorm too), 'layernorm' or 'instancenorm', else 'other' (GroupNorm included)."""
+    if isinstance(m, nn.modules.conv._ConvNd): return 'conv'
+    if isinstance(m, nn.Linear): return 'linear'
+    if isinstance(m, NORM_TYPES): return next((k for cls,k in _NORM_CLASSES if isinstance(m, cls)), 'other')
     return 'other'
 
 def owning_modules(model:nn.Module)->L:
@@ -47,7 +51,7 @@ def layer_part(model:nn.Module, name:str, group:int, n_groups:int)->str:
     if isinstance(model, nn.Sequential) and len(model)==2: return 'head' if name.split('.')[0]=='1' else 'body'
     return 'head' if group==n_groups-1 else 'body'
 
-_SHORT = dict(conv='conv', linear='lin', batchnorm='bn', layernorm='ln', other='layer')
+_SHORT = dict(conv='conv', linear='lin', batchnorm='bn', layernorm='ln', instancenorm='in', other='layer')
 
 def layer_names(paths:list, kinds:list, model:nn.Module, body_names:list|None=None)->list:
     """Names a person can read for the layers at module `paths` of `model`: in a `Sequential(body, head)` the body's

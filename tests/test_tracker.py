@@ -106,6 +106,27 @@ def test_flat_model_head_is_last_group():
     assert d.tolist()[0] == 0 and d[2] == 0 and d[1] > 0 and d[3] > 0
 
 
+class Norms(nn.Module):
+    "A conv, an affine InstanceNorm (one of fastai's norm types), a GroupNorm (not one) and a classifier."
+    def __init__(self):
+        super().__init__()
+        self.stem, self.inorm, self.gn, self.fc = nn.Conv2d(3, 4, 3), nn.InstanceNorm2d(4, affine=True), nn.GroupNorm(2, 4), nn.Linear(4, 2)
+    def forward(self, x): return self.fc(self.gn(self.inorm(self.stem(x))).relu().mean((2, 3)))
+
+
+def test_instance_norm_is_a_norm_layer():
+    "InstanceNorm is a norm layer as fastai's train_bn sees it: trainable while frozen, and not what makes the phase 'unfrozen'."
+    split = lambda m: [params(m.stem)+params(m.inorm)+params(m.gn), params(m.fc)]
+    learn = Learner(tiny_dls(), Norms(), loss_func=CrossEntropyLossFlat(), splitter=split)
+    learn.fine_tune(1, cbs=WeightChangeTracker())
+    h = learn.weight_history
+    assert h.layers.kind.tolist() == ['conv', 'instancenorm', 'other', 'linear']
+    assert h.steps.phase.tolist() == ['frozen']*3 + ['unfrozen']*3
+    assert h.trainable[:3].tolist() == [[False, True, False, True]]*3      # train_bn: InstanceNorm trains, GroupNorm is frozen
+    d = h.phase_change(*h.phase_spans()[0][2:])
+    assert d[0] == 0 and d[1] > 0 and d[2] == 0 and d[3] > 0
+
+
 def test_optim_wrapper_betas():
     "A wrapped PyTorch optimizer reports beta1 as momentum."
     learn = flat_learner(opt_func=partial(OptimWrapper, opt=torch.optim.AdamW))
