@@ -1,5 +1,5 @@
 """Time per training step of fastai's distributed training (`learn.distrib_ctx`, 2 CPU processes, gloo) against one
-process on the same global batch, with the WeightChangeTracker on (issue 16). EfficientNet-Lite0 (random init: timing
+process on the same global batch, with the WeightChangeTracker on. EfficientNet-Lite0 (random init: timing
 only) at 128 px, global batch 16 (8 per process), random images.
 
     python bench/ddp_step_time.py                 # runs both and prints one line each (median ms/step over steps 3..)

@@ -97,7 +97,7 @@ GRIDS = {
     'defaults': lambda: [{}],   # Config()'s own defaults
     'strategies': lambda: [dict(strategy=s) for s in STRATEGIES],
     'papers': lambda: [dict(strategy='lp_ft'), dict(strategy='surgical', surgical_group=0), dict(strategy='surgical', surgical_group=1),
-                       dict(strategy='ulmfit_lrs')],   # issue 16; the other strategies' rows: --grid strategies (bench/strategies.csv)
+                       dict(strategy='ulmfit_lrs')],   # the other strategies' rows: --grid strategies (bench/strategies.csv)
     'head_lr_everywhere': lambda: [dict(strategy='no_discriminative', lr_mult=1.0)],
     'seeds': lambda: [dict(BASE, n_images=400, size=128, bs=16, keep_bn_stats=True, **k) for k in (
         dict(base_lr=2e-3), dict(base_lr=3e-3), dict(base_lr=2e-3, freeze_epochs=2))],

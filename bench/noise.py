@@ -1,4 +1,4 @@
-"""How sure are the error rates? (issue 22: every difference sized to its noise)
+"""How sure are the error rates? (every difference sized to its noise)
 
 Two measurements, each row one `run_learner(Config(...))` (the product's own path, tracker included) on the bundled
 mini-Pets, scored on its own validation photos (count, Wilson 95 % interval) and on 196 original Pets photos none of

@@ -12,7 +12,8 @@ from torch import nn
 import numpy as np, pandas as pd
 from fastcore.all import L
 from fastai.vision.all import (vision_learner, create_head, error_rate, params, model_meta, imagenet_stats,
-                               Learner, Callback, TrainEvalCallback)
+                               Learner, Callback, TrainEvalCallback, DataLoaders, CrossEntropyLossFlat, set_seed)
+from torch.utils.data import TensorDataset
 from fastai.torch_core import norm_types
 
 # %% auto #0
@@ -20,7 +21,7 @@ __all__ = ['EFFNET_STATS', 'BODY_NAMES', 'ARCHS', 'N_FEATURES', 'NORM_TYPES', 'C
            'WeightsUnavailableError', 'weights_path', 'weights_available', 'pretrained_state', 'efficientnet_lite0',
            'resnet18', 'resnet34', 'resnet50', 'effnet_split', 'body_names', 'head_kwargs', 'make_head', 'bare_model',
            'KeepBNStats', 'keeps_bn_stats', 'build_learner', 'describe_head', 'describe_groups', 'imagenet_says_cat',
-           'zero_shot_preds', 'zero_shot_error', 'zero_shot_cat_accuracy']
+           'zero_shot_preds', 'zero_shot_error', 'zero_shot_cat_accuracy', 'tiny_dls', 'tiny_learner']
 
 # %% ../nbs/01_models.ipynb #b8e5fc58
 class WeightsUnavailableError(RuntimeError):
@@ -235,10 +236,6 @@ def describe_groups(learn) -> pd.DataFrame:
         rows.append((i, ', '.join(_group_modules(learn, ps)), n, n_tr, state))
     return pd.DataFrame(rows, columns=['group', 'blocks', 'params', 'trainable params', 'trains now'])
 
-# %% ../nbs/01_models.ipynb #d00b0c5d
-def _trainable_names(learn):
-    return [n for n, p in learn.model.named_parameters() if p.requires_grad]
-
 # %% ../nbs/01_models.ipynb #c6a646ba
 CAT_CLASSES, DOG_CLASSES = slice(281, 286), slice(151, 269)
 
@@ -277,3 +274,24 @@ def zero_shot_cat_accuracy(folder, size:int=224) -> float:
                      for f in files])
     with torch.no_grad(): pred_cat = imagenet_says_cat(m((x - mean)/std))
     return (pred_cat == torch.tensor([is_cat(f.name) for f in files])).float().mean().item()
+
+# %% ../nbs/01_models.ipynb #d46bcddc
+def tiny_dls(n:int=32, bs:int=8, seed:int=0) -> DataLoaders:
+    "`n` random 16 px images labelled by the sign of their first channel's mean: 3/4 to train, 1/4 to validate."
+    set_seed(seed, reproducible=True)
+    x = torch.randn(n, 3, 16, 16); y = (x[:, 0].mean((1, 2)) > 0).long(); k = n*3//4
+    return DataLoaders.from_dsets(TensorDataset(x[:k], y[:k]), TensorDataset(x[k:], y[k:]), bs=bs, device='cpu')
+
+def tiny_learner(n:int=32, bs:int=8, seed:int=0,
+                 splitter=True,          # True: block 0 | block 1 | head; False: fastai's default (one group); or a splitter
+                 head_bn:bool=True,      # a BatchNorm1d before the head's Linear, as in fastai's heads
+                 model:nn.Module|None=None, # your own model on the same data (None: the tiny conv net)
+                 **kw) -> Learner:       # passed to `Learner` (train_bn, opt_func, metrics, cbs...)
+    "A Learner on `tiny_dls(n, bs, seed)`, built reproducibly from `seed`: for examples and tests that must train in milliseconds."
+    dls = tiny_dls(n, bs, seed)
+    blk = lambda ni, nf: nn.Sequential(nn.Conv2d(ni, nf, 3, padding=1), nn.BatchNorm2d(nf), nn.ReLU())
+    head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), *([nn.BatchNorm1d(8)] if head_bn else []), nn.Linear(8, 2)]
+    if model is None: model = nn.Sequential(nn.Sequential(blk(3, 8), blk(8, 8)), nn.Sequential(*head))
+    if splitter is True: kw['splitter'] = lambda m: [params(m[0][0]), params(m[0][1]), params(m[1])]
+    elif splitter: kw['splitter'] = splitter
+    return Learner(dls, model, **{'loss_func': CrossEntropyLossFlat(), 'metrics': error_rate, **kw})

@@ -1,28 +1,12 @@
-"check_freezing (issues 16, 22): the traps users report, caught on a user's own Learner, each warning true to what training then does, and the groups read as fastai's Optimizer reads them, before and after it exists."
+"check_freezing: the traps users report, caught on a user's own Learner, each warning true to what training then does, and the groups read as fastai's Optimizer reads them, before and after it exists."
 import warnings
-import pytest, torch
+import pytest
 from torch import nn
-from torch.utils.data import TensorDataset
 from torchvision.models import resnet18
-from fastai.vision.all import DataLoaders, Learner, params, set_seed, CrossEntropyLossFlat, error_rate, vision_learner, model_meta
+from fastai.vision.all import params, CrossEntropyLossFlat, vision_learner, model_meta
 from finetune_lab.freezing import check_freezing, bare_model
 from finetune_lab.tracker import WeightChangeTracker
-
-def tiny_dls(seed=0):
-    set_seed(seed, reproducible=True)
-    x = torch.randn(32, 3, 16, 16); y = (x[:, 0].mean((1, 2)) > 0).long()
-    return DataLoaders.from_dsets(TensorDataset(x[:24], y[:24]), TensorDataset(x[24:], y[24:]), bs=8, device='cpu')
-
-def tiny_model():
-    blk = lambda ni, nf: nn.Sequential(nn.Conv2d(ni, nf, 3, padding=1), nn.BatchNorm2d(nf), nn.ReLU())
-    return nn.Sequential(nn.Sequential(blk(3, 8), blk(8, 8)), nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)))
-
-def learner(splitter=True, seed=0, model=None, **kw):
-    dls = tiny_dls(seed)
-    model = tiny_model() if model is None else model
-    if splitter is True: kw['splitter'] = lambda m: [params(m[0][0]), params(m[0][1]), params(m[1])]
-    elif splitter: kw['splitter'] = splitter
-    return Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=error_rate, **kw)
+from finetune_lab.models import tiny_dls, tiny_learner
 
 def fit(learn, *a):
     with learn.no_bar(), learn.no_logging(): learn.fit(*a)
@@ -30,21 +14,21 @@ def fit(learn, *a):
 def conv0(learn): return bare_model(learn.model)[0][0][0].weight
 
 def test_one_group_trap_caught_and_real():
-    learn = learner(splitter=False); learn.freeze()
+    learn = tiny_learner(splitter=False); learn.freeze()
     fc = check_freezing(learn)
     assert 'nothing_to_freeze' in fc.warnings and 'one parameter group' in fc.warnings['nothing_to_freeze']
     w = conv0(learn).detach().clone(); fit(learn, 1, 1e-2)
     assert (conv0(learn) - w).abs().max() > 0      # "frozen" body trained: the warning was right
 
 def test_three_groups_frozen_is_fine():
-    learn = learner(); learn.freeze()
+    learn = tiny_learner(); learn.freeze()
     fc = check_freezing(learn)
     assert fc.ok and fc.table.trains.tolist() == ['norm layers only', 'norm layers only', 'yes']
     w = conv0(learn).detach().clone(); fit(learn, 1, 1e-2)
     assert (conv0(learn) - w).abs().max() == 0
 
 def test_params_in_no_group_caught_and_never_train():
-    learn = learner(splitter=lambda m: [params(m[0][0]), params(m[1])])
+    learn = tiny_learner(splitter=lambda m: [params(m[0][0]), params(m[1])])
     fc = check_freezing(learn)
     assert 'no_group' in fc.warnings and fc.table.group.tolist()[-1] == 'none' and fc.table.holds.iloc[-1] == '0.1'
     assert fc.table.params.iloc[-1] == sum(p.numel() for p in learn.model[0][1].parameters())
@@ -52,7 +36,7 @@ def test_params_in_no_group_caught_and_never_train():
     assert (learn.model[0][1][0].weight - w).abs().max() == 0
 
 def test_frozen_weights_the_optimizer_still_steps():
-    learn = learner(); fit(learn, 1, 1e-2)
+    learn = tiny_learner(); fit(learn, 1, 1e-2)
     for p in learn.model[0].parameters(): p.requires_grad_(False)
     fc = check_freezing(learn)
     assert {'frozen_stepped', 'frozen_state'} <= set(fc.warnings)
@@ -63,13 +47,13 @@ def test_frozen_weights_the_optimizer_still_steps():
     assert set(check_freezing(learn).warnings) == {'frozen_stepped'}
 
 def test_check_changes_nothing():
-    learn = learner()                                   # no optimizer yet: the splitter is read, none is made
+    learn = tiny_learner()                                   # no optimizer yet: the splitter is read, none is made
     before = [(p.requires_grad, p.grad) for p in learn.model.parameters()]
     check_freezing(learn)
     assert learn.opt is None and before == [(p.requires_grad, p.grad) for p in learn.model.parameters()]
 
 def test_tracker_warns_once_per_trap():
-    learn = learner(splitter=False)
+    learn = tiny_learner(splitter=False)
     with warnings.catch_warnings(record=True) as ws:
         warnings.simplefilter('always')
         with learn.no_bar(), learn.no_logging(): learn.fine_tune(2, cbs=WeightChangeTracker())
@@ -79,7 +63,7 @@ def test_tracker_warns_once_per_trap():
 def test_tracker_silent_on_a_well_split_learner():
     with warnings.catch_warnings(record=True) as ws:
         warnings.simplefilter('always')
-        learn = learner()
+        learn = tiny_learner()
         with learn.no_bar(), learn.no_logging(): learn.fine_tune(1, cbs=WeightChangeTracker())
     assert not [w for w in ws if 'WeightChangeTracker' in str(w.message)]
 
@@ -95,7 +79,7 @@ def checked_before_and_after_opt(learn):
     return after
 
 def test_default_learner_is_one_group_as_fastai_reads_it():
-    learn = Learner(tiny_dls(), tiny_model(), loss_func=CrossEntropyLossFlat())   # fastai's default splitter: a flat list
+    learn = tiny_learner(splitter=False)                                   # fastai's default splitter: a flat list
     fc = checked_before_and_after_opt(learn)
     assert len(learn.opt.param_lists) == 1                                       # fastai made it one group
     assert fc.table.group.tolist() == [0] and fc.table.holds.tolist() == ['(the whole model)']
@@ -118,16 +102,16 @@ def test_vision_learner_groups_are_fastais():
     assert (conv - ws[0]).abs().max() == 0 and (bn - ws[1]).abs().max() > 0 and (head - ws[2]).abs().max() > 0
 
 def test_forgotten_params_counted_before_and_after_opt():
-    learn = learner(splitter=lambda m: [params(m[0][0]), params(m[1])])
+    learn = tiny_learner(splitter=lambda m: [params(m[0][0]), params(m[1])])
     fc = checked_before_and_after_opt(learn)
     assert fc.table.group.tolist() == [0, 1, 'none'] and 'no_group' in fc.warnings and 'splitter forgot them' in fc.warnings['no_group']
     assert fc.table.params.iloc[-1] == n_params(learn.model[0][1].parameters())
     assert f"{n_params(learn.model[0][1].parameters()):,} parameters" in fc.warnings['no_group']
 
 def test_frozen_by_hand_then_default_learner():
-    model = tiny_model()
+    model = tiny_learner().model
     for p in model[0].parameters(): p.requires_grad_(False)
-    learn = Learner(tiny_dls(), model, loss_func=CrossEntropyLossFlat())         # trainable_params: the head only
+    learn = tiny_learner(splitter=False, model=model)                        # trainable_params: the head only
     fc = checked_before_and_after_opt(learn)
     assert fc.table.group.tolist() == [0, 'none'] and fc.table.holds.tolist() == ['1', '0']
     assert fc.table.params.tolist() == [n_params(model[1].parameters()), n_params(model[0].parameters())]
@@ -138,8 +122,8 @@ def test_frozen_by_hand_then_default_learner():
     assert (conv0(learn) - w).abs().max() == 0 and not any(p.requires_grad for p in model[0].parameters())   # unfreeze() never reached them
 
 def test_everything_frozen_default_learner():
-    model = tiny_model().requires_grad_(False)
-    learn = Learner(tiny_dls(), model, loss_func=CrossEntropyLossFlat())
+    model = tiny_learner().model.requires_grad_(False)
+    learn = tiny_learner(splitter=False, model=model)
     fc = check_freezing(learn)
     assert fc.table.group.tolist() == ['none'] and fc.table.params.tolist() == [n_params(model.parameters())]
     assert set(fc.warnings) == {'no_group'} and 'IndexError' in fc.warnings['no_group']
@@ -151,7 +135,7 @@ def test_norm_layers_are_what_train_bn_keeps_training():
     blk = lambda norm: nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), norm, nn.ReLU())
     model = nn.Sequential(nn.Sequential(blk(nn.InstanceNorm2d(8, affine=True)), nn.Sequential(nn.Conv2d(8, 3, 1), nn.GroupNorm(1, 3))),
                           nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)))
-    learn = learner(model=model); learn.freeze()
+    learn = tiny_learner(model=model); learn.freeze()
     fc = check_freezing(learn)
     assert fc.table.trains.tolist() == ['norm layers only', 'no', 'yes'] and fc.ok and 'train_bn' in fc.notes
     inorm, gnorm = model[0][0][1].weight, model[0][1][1].weight

@@ -100,3 +100,21 @@ def test_the_notebook_check_sees_a_late_import(tmp_path):
     nb('00_data.ipynb', '#| default_exp data', 'from finetune_lab.models import ARCHS')
     nb('01_models.ipynb', '#| default_exp models')
     assert late_imports(tmp_path) == [('00_data.ipynb', 'models')]
+
+ISSUE_REF = r'\bissues?\s+#?\d+|(?:^|[\s(])#\d{1,4}\b'   # 'issue 16', 'issues 16, 22', '(#22)', not a colour '#555'
+
+def issue_refs(paths) -> list:
+    "`path:line` of every issue-number reference in the given Python files."
+    import re
+    return [f'{p.name}:{i}' for p in paths for i, l in enumerate(p.read_text().splitlines(), 1)
+            if re.search(ISSUE_REF, l) and not l.startswith('# %%')]
+
+def test_no_issue_numbers_in_code_or_tests():
+    root = PKG.parent
+    files = [p for d in ('finetune_lab', 'tests', 'tools', 'bench') for p in (root/d).glob('*.py')
+             if p.name not in ('_modidx.py', 'test_layout.py')]   # this file holds the examples
+    assert not issue_refs(files), f"say what the code does, not which issue asked for it: {issue_refs(files)}"
+
+def test_the_issue_check_sees_a_reference(tmp_path):
+    (tmp_path/'a.py').write_text('x = 1  # see issue 16\ny = 2  # fixes #22\nz = "color:#555"  # step 2\n')
+    assert issue_refs([tmp_path/'a.py']) == ['a.py:1', 'a.py:2']

@@ -1,4 +1,4 @@
-"representation_change (issues 16, 22): linear CKA per body block between the pretrained and the trained body, over the whole validation set, beside the shuffled-image floor."
+"representation_change: linear CKA per body block between the pretrained and the trained body, over the whole validation set, beside the shuffled-image floor."
 import numpy as np, pandas as pd, pytest, torch
 from finetune_lab.representation import linear_cka, shuffled_cka, pooled_outputs, representation_change, plot_representation, body_blocks
 from finetune_lab.experiment import Config, run_learner
