@@ -12,7 +12,7 @@ from .history import RunHistory
 from .explain import group_change
 
 # %% auto #0
-__all__ = ['KeepReference', 'layer_importance']
+__all__ = ['KeepReference', 'find_reference', 'layer_importance']
 
 # %% ../nbs/09_importance.ipynb #40fd58f1
 class KeepReference(Callback):
@@ -22,18 +22,19 @@ class KeepReference(Callback):
     def before_fit(self):
         if self.reference_state is None: self.reference_state = {k: v.detach().clone() for k,v in self.learn.model.state_dict().items()}
 
-def _callback_reference(learn)->dict:
-    for cb in learn.cbs:
-        ref = getattr(cb, 'reference_state', None)
-        if ref is not None: return ref() if callable(ref) else ref
-    raise ValueError("layer_importance needs the weights the run started from. Pass reference_state= (a state_dict copied before "
-                     "training: {k: v.clone() for k, v in learn.model.state_dict().items()}), or train with a KeepReference callback "
-                     "and pass its .reference_state.")
-
 def _metric_index(learn, name='error_rate'):
     "Position of metric `name` in what `learn.validate()` returns, or None."
     names = [getattr(m, 'name', '') for m in (learn.metrics or [])]
     return 1 + names.index(name) if name in names else None
+
+# %% ../nbs/09_importance.ipynb #a8241a8b
+def find_reference(learn, reference_state:dict|None=None, who:str='layer_importance') -> dict:
+    "`reference_state` if given, else the `reference_state` a callback of `learn` kept (`KeepReference`); `who` is named in the error."
+    if reference_state is not None: return reference_state
+    for cb in learn.cbs:
+        if getattr(cb, 'reference_state', None) is not None: return cb.reference_state
+    raise ValueError(f"{who} needs the weights the run started from: pass reference_state= (a state_dict copied before training: "
+                     "{k: v.clone() for k, v in learn.model.state_dict().items()}), or train with a KeepReference callback.")
 
 # %% ../nbs/09_importance.ipynb #5a345a88
 def _group_keys(learn, ps, ref, buffers=True):
@@ -66,7 +67,7 @@ def layer_importance(learn,
                      reference_state:dict|None=None,   # state_dict at the start of training; default: a callback's `reference_state`
                      buffers:bool=True)->pd.DataFrame: # also put back BatchNorm running statistics
     "Validation loss and error rate with each param group put back to its reference weights (then restored)."
-    ref = reference_state if reference_state is not None else _callback_reference(learn)
+    ref = find_reference(learn, reference_state)
     if learn.opt is None: learn.create_opt()
     groups = learn.opt.param_lists
     if history is not None and history.n_groups != len(groups):

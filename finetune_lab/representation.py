@@ -12,6 +12,7 @@ from torch import nn
 from matplotlib.figure import Figure
 from fastai.callback.hook import Hooks
 from .models import bare_model, body_names
+from .importance import find_reference
 
 # %% auto #0
 __all__ = ['linear_cka', 'shuffled_cka', 'body_blocks', 'pooled_outputs', 'representation_change', 'plot_representation']
@@ -80,15 +81,6 @@ def pooled_outputs(pairs:list,  # `(model, blocks)` pairs: each model and the mo
     return [[torch.cat(f) for f in fs] for fs in feats]
 
 # %% ../nbs/10_representation.ipynb #bf205211
-def _reference(learn, reference_state):
-    if reference_state is not None: return reference_state
-    for cb in learn.cbs:
-        ref = getattr(cb, 'reference_state', None)
-        if ref is not None: return ref
-    raise ValueError("representation_change needs the weights the run started from: pass reference_state= (a state_dict copied "
-                     "before training: {k: v.clone() for k, v in learn.model.state_dict().items()}), or train with "
-                     "finetune_lab.importance.KeepReference and pass its .reference_state.")
-
 def _reference_model(model, ref):
     old = copy.deepcopy(model)
     try: old.load_state_dict(ref)
@@ -110,7 +102,7 @@ def representation_change(learn,                      # a trained Learner
                           dl=None,                    # images to compare on (default: the whole validation set, in batches of at least 64)
                           min_images:int=80)->pd.DataFrame: # fewer images are refused: CKA's floor (`cka_shuffled`) climbs as n falls
     "Per body block: parameters, relative weight change, linear CKA of the pretrained vs the trained block's pooled outputs, and CKA with the images shuffled."
-    ref, model = _reference(learn, reference_state), bare_model(learn.model)
+    ref, model = find_reference(learn, reference_state, 'representation_change'), bare_model(learn.model)
     old = _reference_model(model, ref)
     blocks, old_blocks, names = body_blocks(learn), dict(old.named_modules()), {m: n for n, m in model.named_modules()}
     then_blocks = [old_blocks[names[b]] for _, b in blocks]
