@@ -89,10 +89,12 @@ _STYLE = dict(description_width='10em')
 _LAY = dict(width='26em')
 _COLORS = dict(info='#333', ok='#1a7f37', warn='#9a6700', error='#cf222e')
 
+# %% ../nbs/11_lab.ipynb #b1100004
 def _snap(w):
     "A control's value; sliders give 3 significant digits (a browser moves a log slider to 10**-2.7 = 0.0019953 for 2e-3)."
     return float(f'{w.value:.3g}') if isinstance(w, (W.FloatLogSlider, W.FloatSlider)) else w.value
 
+# %% ../nbs/11_lab.ipynb #b1100007
 def _arch_label(a):
     return a if weights_available(a) else f"{a} (weights not on this machine)"
 
@@ -102,35 +104,53 @@ def _counts(menu, d, none_label):
     "Dropdown options: the counts in `menu` (and the default `d`), then None as `none_label`."
     return [(str(n), n) for n in sorted(dict.fromkeys([*menu] + [d]*(d is not None)))] + [(none_label, None)]
 
-def _controls(d:Config) -> dict:
-    "One widget per `Config` field the panel lets you change, keyed by field name, starting at `d`'s values."
-    kw = lambda desc: dict(description=desc, style=_STYLE, layout=W.Layout(**_LAY))
-    box = lambda v, desc: W.Checkbox(value=v, indent=False, description=desc, layout=W.Layout(width='26em'))
+# %% ../nbs/11_lab.ipynb #b110000a
+def _kw(desc:str) -> dict: return dict(description=desc, style=_STYLE, layout=W.Layout(**_LAY))
+def _box(v:bool, desc:str) -> W.Checkbox: return W.Checkbox(value=v, indent=False, description=desc, layout=W.Layout(width='26em'))
+
+# %% ../nbs/11_lab.ipynb #b110000d
+def _model_controls(d:Config) -> dict:
+    "The Model column's widgets, keyed by `Config` field, starting at `d`'s values."
     arch = d.arch if d.arch != 'auto' else d.resolved().arch
-    sources = list(SOURCES) + ([str(d.source)] if str(d.source) not in SOURCES else [])
+    return dict(
+        arch=W.Dropdown(options=[(_arch_label(a), a) for a in ARCHS], value=arch, **_kw('backbone')),
+        pretrained=_box(d.pretrained, 'start from ImageNet weights'),
+        head_depth=W.IntSlider(value=d.head_depth, min=0, max=5, **_kw('head depth')),   # Config allows 0-5
+        head_width=W.Dropdown(options=_menu(HEAD_WIDTHS, d.head_width), value=d.head_width, **_kw('head width')),
+        ps=W.FloatSlider(value=d.ps, min=0, max=max(.9, d.ps), step=.05, readout_format='.2f', **_kw('head dropout')),
+        concat_pool=W.Dropdown(options=[('average and max (concat)', True), ('average only', False)], value=d.concat_pool,
+                               **_kw('pooling')))
+
+# %% ../nbs/11_lab.ipynb #b1100010
+def _training_controls(d:Config) -> dict:
+    "The Training column's widgets, keyed by `Config` field, starting at `d`'s values."
     e = lambda v: math.log10(v)
     return dict(
-        arch=W.Dropdown(options=[(_arch_label(a), a) for a in ARCHS], value=arch, **kw('backbone')),
-        pretrained=box(d.pretrained, 'start from ImageNet weights'),
-        head_depth=W.IntSlider(value=d.head_depth, min=0, max=5, **kw('head depth')),   # Config allows 0-5
-        head_width=W.Dropdown(options=_menu(HEAD_WIDTHS, d.head_width), value=d.head_width, **kw('head width')),
-        ps=W.FloatSlider(value=d.ps, min=0, max=max(.9, d.ps), step=.05, readout_format='.2f', **kw('head dropout')),
-        concat_pool=W.Dropdown(options=[('average and max (concat)', True), ('average only', False)], value=d.concat_pool,
-                               **kw('pooling')),
-        strategy=W.Dropdown(options=STRATEGIES, value=d.strategy, **kw('strategy')),
-        freeze_epochs=W.IntSlider(value=d.freeze_epochs, min=0, max=max(5, d.freeze_epochs), **kw('frozen epochs')),
-        epochs=W.IntSlider(value=d.epochs, min=1, max=max(10, d.epochs), **kw('epochs (unfrozen)')),
+        strategy=W.Dropdown(options=STRATEGIES, value=d.strategy, **_kw('strategy')),
+        freeze_epochs=W.IntSlider(value=d.freeze_epochs, min=0, max=max(5, d.freeze_epochs), **_kw('frozen epochs')),
+        epochs=W.IntSlider(value=d.epochs, min=1, max=max(10, d.epochs), **_kw('epochs (unfrozen)')),
         base_lr=W.FloatLogSlider(value=d.base_lr, base=10, min=min(-5, math.floor(e(d.base_lr))), max=max(-1, math.ceil(e(d.base_lr))),
-                                 step=0.1, readout_format='.1e', **kw('base LR')),
+                                 step=0.1, readout_format='.1e', **_kw('base LR')),
         lr_mult=W.FloatLogSlider(value=d.lr_mult, base=10, min=0, max=max(3, math.ceil(e(d.lr_mult))), step=0.1,
-                                 readout_format='.3g', **kw('LR multiplier')),
-        train_bn=box(d.train_bn, 'train BatchNorm while frozen (train_bn)'),
-        keep_bn_stats=box(d.resolved().keep_bn_stats, 'keep BN statistics (keep_bn_stats)'),
-        seeds=W.IntSlider(value=d.seeds, min=1, max=max(5, d.seeds), tooltip=SEEDS_TIP, **kw('seeds (repeats)')),
-        source=W.Dropdown(options=sources, value=str(d.source), **kw('images')),
-        n_images=W.Dropdown(options=_counts(N_IMAGES[:-1], d.n_images, 'all'), value=d.n_images, **kw('training photos')),
+                                 readout_format='.3g', **_kw('LR multiplier')),
+        train_bn=_box(d.train_bn, 'train BatchNorm while frozen (train_bn)'),
+        keep_bn_stats=_box(d.resolved().keep_bn_stats, 'keep BN statistics (keep_bn_stats)'),
+        seeds=W.IntSlider(value=d.seeds, min=1, max=max(5, d.seeds), tooltip=SEEDS_TIP, **_kw('seeds (repeats)')))
+
+# %% ../nbs/11_lab.ipynb #b1100013
+def _data_controls(d:Config) -> dict:
+    "The Data widgets, keyed by `Config` field, starting at `d`'s values."
+    sources = list(SOURCES) + ([str(d.source)] if str(d.source) not in SOURCES else [])
+    return dict(
+        source=W.Dropdown(options=sources, value=str(d.source), **_kw('images')),
+        n_images=W.Dropdown(options=_counts(N_IMAGES[:-1], d.n_images, 'all'), value=d.n_images, **_kw('training photos')),
         n_valid=W.Dropdown(options=_counts(N_VALID, d.n_valid, f'{d.valid_pct:.0%} of the photos'), value=d.n_valid,
-                           **kw('validation photos')))
+                           **_kw('validation photos')))
+
+# %% ../nbs/11_lab.ipynb #b1100016
+def _controls(d:Config) -> dict:
+    "One widget per `Config` field the panel lets you change, keyed by field name, starting at `d`'s values."
+    return {**_model_controls(d), **_training_controls(d), **_data_controls(d)}
 
 # %% ../nbs/11_lab.ipynb #7146cd87
 REPORT_W = 10.   # inches: 1,000 px at 100 dpi, shown pixel for pixel in a notebook, so 8-pt row names are 11 px on screen
@@ -149,39 +169,50 @@ class Lab:
         self._build()
         self._on_change()
 
-    def _handler(self, name:str):
-        "A widget callback calling method `name` (looked up at call time), any exception shown as one message, never a traceback."
-        def f(arg=None):
-            try: getattr(self, name)(arg)
-            except Exception as e:
-                self.error = e
-                self.say(f"{type(e).__name__}: {' '.join(str(e).split())}", 'error')
-        return f
-
     def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
-
-    def config(self) -> Config:
-        "The `Config` the controls describe now (`ValueError` naming the field when they make none)."
-        return self.defaults.replace(**{k: _snap(w) for k, w in self.controls.items()})
 
     @property
     def running(self) -> bool: return self._busy
 
-    def wait(self, timeout:float|None=None) -> bool:
-        "Block until the current run (if any) has ended; False if it is still going after `timeout` seconds."
-        t = self._thread
-        if t is not None: t.join(timeout)
-        return not (t is not None and t.is_alive())
+# %% ../nbs/11_lab.ipynb #b1100023
+@patch
+def _handler(self:Lab, name:str):
+    "A widget callback calling method `name` (looked up at call time), any exception shown as one message, never a traceback."
+    def f(arg=None):
+        try: getattr(self, name)(arg)
+        except Exception as e:
+            self.error = e
+            self.say(f"{type(e).__name__}: {' '.join(str(e).split())}", 'error')
+    return f
+
+# %% ../nbs/11_lab.ipynb #b1100026
+@patch
+def config(self:Lab) -> Config:
+    "The `Config` the controls describe now (`ValueError` naming the field when they make none)."
+    return self.defaults.replace(**{k: _snap(w) for k, w in self.controls.items()})
+
+# %% ../nbs/11_lab.ipynb #b1100029
+@patch
+def wait(self:Lab, timeout:float|None=None) -> bool:
+    "Block until the current run (if any) has ended; False if it is still going after `timeout` seconds."
+    t = self._thread
+    if t is not None: t.join(timeout)
+    return not (t is not None and t.is_alive())
 
 # %% ../nbs/11_lab.ipynb #lab0b002
 @patch
-def _build(self:Lab):
-    "Make every widget once, wired to its handler."
+def _build_controls(self:Lab):
+    "The controls (a change calls `_on_change`) and the head table."
     self.controls = _controls(self.defaults)
     for w in self.controls.values(): w.observe(self._handler('_on_change'), 'value')
     self.controls['head_depth'].add_class('fl-head-depth')
     for k in ('head_width', 'ps', 'concat_pool', 'seeds', 'n_valid'): self.controls[k].add_class(f"fl-{k.replace('_', '-')}")
     self.head_table = W.HTML().add_class('fl-head-table')
+
+# %% ../nbs/11_lab.ipynb #b1100032
+@patch
+def _build_run(self:Lab):
+    "Run and Stop (wired to `_on_run` and `_on_stop`), the progress bar and its label, the status, noise and data lines."
     self.run_button = W.Button(description='Run', button_style='success', icon='play').add_class('fl-run')
     self.stop_button = W.Button(description='Stop', button_style='danger', icon='stop', disabled=True).add_class('fl-stop')
     self.run_button.on_click(self._handler('_on_run')); self.stop_button.on_click(self._handler('_on_stop'))
@@ -190,8 +221,17 @@ def _build(self:Lab):
     self.status = W.HTML().add_class('fl-status')
     self.noise_line = W.HTML().add_class('fl-noise')
     self.data_line = W.HTML().add_class('fl-data')
-    img = lambda: W.Layout(max_width='100%', align_self='flex-start', display='none')   # natural size (1:1), never stretched
-    self.report = W.Image(format='png', layout=img()).add_class('fl-report')
+
+# %% ../nbs/11_lab.ipynb #b1100035
+def _image(cls:str) -> W.Image:
+    "An empty PNG image widget with CSS class `cls`: natural size (1:1), never stretched, hidden until it has a picture."
+    return W.Image(format='png', layout=W.Layout(max_width='100%', align_self='flex-start', display='none')).add_class(cls)
+
+# %% ../nbs/11_lab.ipynb #b1100038
+@patch
+def _build_report(self:Lab):
+    "The report image, the explanation under it, and the view menus."
+    self.report = _image('fl-report')
     self.explanation = W.HTML().add_class('fl-explain')
     self.view = dict(
         figure=W.Dropdown(options=[('full report', 'report'), ('heatmap only', 'heatmap')], value=DEFAULT_VIEW['figure'],
@@ -202,6 +242,11 @@ def _build(self:Lab):
         scale=W.Dropdown(options=[('shared by the runs', 'shared'), ('one per run', 'per run')],
                          description='colour scale', style=_STYLE, layout=W.Layout(width='22em')))
     for k, w in self.view.items(): w.add_class(f'fl-view-{k}'.replace('_', '-')); w.observe(self._handler('_on_view'), 'value')
+
+# %% ../nbs/11_lab.ipynb #b110003b
+@patch
+def _build_runs(self:Lab):
+    "The finished runs (a pick calls `_on_pick`), their details, Show and Compare, the compare image and its paragraph."
     self.runs_list = W.SelectMultiple(options=[], rows=6, description='finished runs', style=_STYLE,
                                       layout=W.Layout(width='98%')).add_class('fl-runs')
     self.runs_list.observe(self._handler('_on_pick'), 'value')
@@ -209,9 +254,8 @@ def _build(self:Lab):
     self.show_button = W.Button(description='Show', icon='eye').add_class('fl-show')
     self.compare_button = W.Button(description='Compare two', icon='columns').add_class('fl-compare')
     self.show_button.on_click(self._handler('_on_show')); self.compare_button.on_click(self._handler('_on_compare'))
-    self.compare_image = W.Image(format='png', layout=img()).add_class('fl-compare-image')
+    self.compare_image = _image('fl-compare-image')
     self.diff = W.HTML().add_class('fl-diff')
-    self.widget = self._layout().add_class('fl-lab')
 
 # %% ../nbs/11_lab.ipynb #lab0b004
 @patch
@@ -230,6 +274,13 @@ def _layout(self:Lab) -> W.VBox:
                    W.HBox([train, model], layout=W.Layout(flex_flow='row wrap', overflow='visible')), bar, self.noise_line, self.data_line,
                    self.status, W.HBox([self.view['figure'], self.view['group_by'], self.view['cmap']], layout=W.Layout(flex_flow='row wrap')),
                    self.report, self.explanation, runs])
+
+# %% ../nbs/11_lab.ipynb #b1100042
+@patch
+def _build(self:Lab):
+    "Make every widget once, wired to its handler."
+    self._build_controls(); self._build_run(); self._build_report(); self._build_runs()
+    self.widget = self._layout().add_class('fl-lab')
 
 # %% ../nbs/11_lab.ipynb #a81bee99
 @patch
@@ -263,6 +314,7 @@ def say(self:Lab, msg:str, kind:str='info'):
     self.status.value = (f'<div class="fl-msg fl-{kind}" style="color:{_COLORS[kind]}; white-space:pre-wrap">'
                          f'{html.escape(msg)}</div>')
 
+# %% ../nbs/11_lab.ipynb #b1100052
 def _plural(n, w): return f"{n} {w}{'s'*(n != 1)}"
 
 def _pets_downloaded() -> bool:
@@ -271,6 +323,7 @@ def _pets_downloaded() -> bool:
     except Exception: return False   # a damaged fastai settings file: Run names it
     return p.is_dir() and any(p.iterdir())
 
+# %% ../nbs/11_lab.ipynb #b1100055
 @patch
 def _check(self:Lab, cfg:Config) -> tuple[str, str]:
     "(message, kind) about `cfg` before it runs: a warning when it would need a download or cannot run, else what Run will do."
@@ -288,6 +341,7 @@ def _check(self:Lab, cfg:Config) -> tuple[str, str]:
              if cfg.seeds > 1 else '')
     return f"Ready: Run trains {_plural(planned_epochs(cfg), 'epoch')} ({cfg.strategy}){seeds} in the background.", 'info'
 
+# %% ../nbs/11_lab.ipynb #b1100058
 def data_words(cfg:Config) -> str:
     "The line under Run: which images and which backbone `cfg` uses on this machine (what 'auto' chose)."
     return describe_run(cfg).removeprefix('finetune_lab: ').replace('images: ', 'Run uses ', 1)
@@ -295,6 +349,7 @@ def data_words(cfg:Config) -> str:
 def _warn_html(msg:str) -> str:
     return f'<div class="fl-msg fl-warn" style="color:{_COLORS["warn"]}">⚠ {html.escape(msg)}</div>' if msg else ''
 
+# %% ../nbs/11_lab.ipynb #b110005b
 @patch
 def _on_change(self:Lab, change=None):
     c = self.controls
@@ -317,12 +372,14 @@ def _set_running(self:Lab, on:bool):
     self._busy = on
     self.run_button.disabled, self.stop_button.disabled = on, not on
 
+# %% ../nbs/11_lab.ipynb #b1100063
 @patch
 def _label_of(self:Lab, h:RunHistory) -> str:
     "`run_label` against the panel's defaults; a run added with a name starts with that name instead of its strategy."
     label, name = run_label(h, self.defaults.resolved().asdict()), self._own.get(id(h))
     return label if name is None else name + label[len(str((h.config or {}).get('strategy', 'run'))):]
 
+# %% ../nbs/11_lab.ipynb #b1100066
 @patch
 def _add(self:Lab, h:RunHistory):
     "Put `h` in `runs` (once) and in the list of finished runs, labelled by what differs from the panel's defaults."
@@ -332,23 +389,27 @@ def _add(self:Lab, h:RunHistory):
     self.runs_list.tooltip = '\n'.join(f"{i+1}. {config_words(r)}" for i, r in enumerate(self.runs))   # every setting, on hover
     self.runs_list.value = tuple(i for i in sel if i < len(self.runs))
 
+# %% ../nbs/11_lab.ipynb #b1100069
 @patch
 def _idle_progress(self:Lab):
     "Clear the progress bar and its label (a stale 'stopped before training began' must not sit beside another run)."
     if not self.running: self.progress.value, self.progress_label.value = 0, ''
 
+# %% ../nbs/11_lab.ipynb #b110006c
 @patch
 def _on_pick(self:Lab, change=None):
     "Every setting of the picked runs, under the list."
     self.run_details.value = ''.join(f'<div style="color:#555; font-size:90%">{i+1}. {html.escape(config_words(self.runs[i]))}</div>'
                                      for i in self.runs_list.value)
 
+# %% ../nbs/11_lab.ipynb #b110006f
 def result_words(h:RunHistory) -> str:
     "'error 2.5 % (1/40); 3 seeds: mean ..., range ...', and how coarse that is when fewer than `SMALL_VALID` photos: for the status line."
     s = f"error {error_short(h)}" + (f"; {repeat_short(h)}" if len(h.repeats) else '')
     ec = h.final_errors()
     return s + (f". {noise_words(ec.n, ec.ci)}" if ec is not None and 0 < ec.n < SMALL_VALID else '')
 
+# %% ../nbs/11_lab.ipynb #b1100072
 @patch
 def _on_run(self:Lab, _=None):
     if self.running: return self.say("A run is in progress: wait for it, or press Stop.", 'warn')
@@ -366,6 +427,7 @@ def _on_run(self:Lab, _=None):
     self._thread = threading.Thread(target=self._train, args=(cfg,), daemon=True, name='finetune_lab.Lab')
     self._thread.start()
 
+# %% ../nbs/11_lab.ipynb #b1100074
 @patch
 def _on_stop(self:Lab, _=None):
     if not self.running: return
@@ -378,6 +440,16 @@ def _error_text(e:Exception) -> str:
     if isinstance(e, urllib.error.URLError): return f"The run failed: a download failed (offline?): {one_line_error(e)}"
     return f"The run failed: {type(e).__name__}: {one_line_error(e)}"
 
+# %% ../nbs/11_lab.ipynb #b1100079
+def _outcome(cfg:Config, h:RunHistory, secs:float, seeds_cut:bool, note:str) -> str:
+    "The status line after `h` ended, `secs` seconds after Run; `note` says where a finished run is cached."
+    each = ' per seed' if cfg.seeds > 1 else ''
+    if h.interrupted: return f"Stopped after {len(h.steps)} steps ({secs:.0f} s): the partial run is kept in the list, not cached."
+    if seeds_cut: return (f"Stopped during seed {len(h.repeats) + 1} of {cfg.seeds} ({secs:.0f} s): the {_plural(len(h.repeats), 'finished seed')} "
+                          f"are kept in the list, not cached: {result_words(h)}")
+    return f"Finished in {secs:.0f} s ({len(h.steps)} steps{each}): {result_words(h)} Cached{note}."
+
+# %% ../nbs/11_lab.ipynb #b110007c
 @patch
 def _train(self:Lab, cfg:Config):
     "The worker thread: train, keep the history, cache it if finished (every seed), draw it; any error becomes one message."
@@ -393,11 +465,7 @@ def _train(self:Lab, cfg:Config):
         self._add(h)
         note = '' if h.interrupted or seeds_cut else self._remember(cfg, h)
         self.progress_label.value = f"{'stopped after' if h.interrupted or seeds_cut else 'done:'} {_plural(len(h.steps), 'step')}"
-        each = ' per seed' if cfg.seeds > 1 else ''
-        if h.interrupted: msg = f"Stopped after {len(h.steps)} steps ({secs:.0f} s): the partial run is kept in the list, not cached."
-        elif seeds_cut: msg = (f"Stopped during seed {len(h.repeats) + 1} of {cfg.seeds} ({secs:.0f} s): the {_plural(len(h.repeats), 'finished seed')} "
-                               f"are kept in the list, not cached: {result_words(h)}")
-        else: msg = f"Finished in {secs:.0f} s ({len(h.steps)} steps{each}): {result_words(h)} Cached{note}."
+        msg = _outcome(cfg, h, secs, seeds_cut, note)
         try: self._show(h)
         except Exception as e: msg += f" Drawing it failed: {type(e).__name__}: {' '.join(str(e).split())}"
         self.say(msg, 'warn' if h.interrupted or seeds_cut or 'failed' in msg else 'ok')
@@ -409,15 +477,18 @@ def _train(self:Lab, cfg:Config):
 
 # %% ../nbs/11_lab.ipynb #40574dc9
 @patch
-def _report_png(self:Lab, h:RunHistory) -> bytes:
-    "The figure for `h` as the view menus say, drawn once per run and view (the default view of a saved run is read from disk)."
-    v = {k: w.value for k, w in self.view.items() if k != 'scale'}
-    k = (id(h), v['figure'], v['group_by'], v['cmap'])
-    if k not in self._pngs:
-        self._pngs[k] = self._saved_report(h) if v == DEFAULT_VIEW else self._figure(h, v['figure'], v['group_by']).png(v['cmap'])
-        while len(self._pngs) > 24: self._pngs.pop(next(iter(self._pngs)))   # oldest first: ~0.3 MB each
-    return self._pngs[k]
+def _figure(self:Lab, h:RunHistory, figure:str, group_by:str) -> HeatmapPNG:
+    "`h`'s report or heatmap, drawn once per row grouping: a new colour map only re-colours it (the last few are kept)."
+    k = (id(h), figure, group_by)
+    if k not in self._heatmaps:
+        cm = self.view['cmap'].value
+        fig = (plot_report(h, width=REPORT_W, group_by=group_by, cmap=cm) if figure == 'report' else
+               plot_heatmap(h, cmap=cm, group_by=group_by, title=config_title(h)))
+        self._heatmaps[k] = HeatmapPNG(fig)
+        while len(self._heatmaps) > 6: self._heatmaps.pop(next(iter(self._heatmaps)))   # oldest first: ~3 MB of pixels each
+    return self._heatmaps[k]
 
+# %% ../nbs/11_lab.ipynb #b1100092
 @patch
 def _report_file(self:Lab, h:RunHistory) -> Path|None:
     "Where the report PNG of a finished, saved run is kept next to its history (per package version), or None."
@@ -426,6 +497,7 @@ def _report_file(self:Lab, h:RunHistory) -> Path|None:
     except (ValueError, TypeError): return None   # a history without a usable Config (loaded from elsewhere)
     return p.with_name(f'{p.stem}.report-{__version__}.png') if p.exists() else None
 
+# %% ../nbs/11_lab.ipynb #b1100095
 @patch
 def _saved_report(self:Lab, h:RunHistory) -> bytes:
     "The default view of `h` as PNG: read from `run_dir` when a session drew it before, else drawn and saved there for the next one."
@@ -439,17 +511,16 @@ def _saved_report(self:Lab, h:RunHistory) -> bytes:
         except OSError: pass   # a read-only run_dir: the run is still shown, it is just drawn again next session
     return b
 
+# %% ../nbs/11_lab.ipynb #b1100098
 @patch
-def _figure(self:Lab, h:RunHistory, figure:str, group_by:str) -> HeatmapPNG:
-    "`h`'s report or heatmap, drawn once per row grouping: a new colour map only re-colours it (the last few are kept)."
-    k = (id(h), figure, group_by)
-    if k not in self._heatmaps:
-        cm = self.view['cmap'].value
-        fig = (plot_report(h, width=REPORT_W, group_by=group_by, cmap=cm) if figure == 'report' else
-               plot_heatmap(h, cmap=cm, group_by=group_by, title=config_title(h)))
-        self._heatmaps[k] = HeatmapPNG(fig)
-        while len(self._heatmaps) > 6: self._heatmaps.pop(next(iter(self._heatmaps)))   # oldest first: ~3 MB of pixels each
-    return self._heatmaps[k]
+def _report_png(self:Lab, h:RunHistory) -> bytes:
+    "The figure for `h` as the view menus say, drawn once per run and view (the default view of a saved run is read from disk)."
+    v = {k: w.value for k, w in self.view.items() if k != 'scale'}
+    k = (id(h), v['figure'], v['group_by'], v['cmap'])
+    if k not in self._pngs:
+        self._pngs[k] = self._saved_report(h) if v == DEFAULT_VIEW else self._figure(h, v['figure'], v['group_by']).png(v['cmap'])
+        while len(self._pngs) > 24: self._pngs.pop(next(iter(self._pngs)))   # oldest first: ~0.3 MB each
+    return self._pngs[k]
 
 # %% ../nbs/11_lab.ipynb #lab0b006
 def _paragraphs_html(text:str) -> str:
@@ -469,17 +540,19 @@ def _show(self:Lab, h:RunHistory):
     self.explanation.value = _paragraphs_html(explain(h))
 
 # %% ../nbs/11_lab.ipynb #lab0b008
+def _seeds_words(hs:list) -> str:
+    "A paragraph with each run's mean and range over its seeds ('' when neither was repeated)."
+    said = [f"{k}: {repeat_short(h)}" for k, h in zip('AB', hs) if len(h.repeats)]
+    return '\n\nOver seeds, ' + '; '.join(said) + '.' if said else ''
+
+# %% ../nbs/11_lab.ipynb #b11000a2
 @patch
 def _compare_png(self:Lab, hs:list) -> bytes:
     v = self.view
     return fig_to_png(plot_compare(hs, cmap=v['cmap'].value, group_by=v['group_by'].value, shared_scale=v['scale'].value == 'shared',
                                    max_width=REPORT_W))
 
-def _seeds_words(hs:list) -> str:
-    "A paragraph with each run's mean and range over its seeds ('' when neither was repeated)."
-    said = [f"{k}: {repeat_short(h)}" for k, h in zip('AB', hs) if len(h.repeats)]
-    return '\n\nOver seeds, ' + '; '.join(said) + '.' if said else ''
-
+# %% ../nbs/11_lab.ipynb #b11000a5
 @patch
 def compare(self:Lab, i:int, j:int):
     "Compare `runs[i]` with `runs[j]`: side-by-side heatmaps and a paragraph."
@@ -487,6 +560,7 @@ def compare(self:Lab, i:int, j:int):
     _shown_image(self.compare_image, self._compare_png(self._compared))
     self.diff.value = _paragraphs_html(explain_diff(*self._compared) + _seeds_words(self._compared))
 
+# %% ../nbs/11_lab.ipynb #b11000a8
 @patch
 def _on_compare(self:Lab, _=None):
     sel = self.runs_list.value
@@ -494,6 +568,7 @@ def _on_compare(self:Lab, _=None):
     self.compare(*sel)
     self.say(f"Comparing runs {sel[0]+1} and {sel[1]+1}.", 'ok')
 
+# %% ../nbs/11_lab.ipynb #b11000ab
 @patch
 def _on_show(self:Lab, _=None):
     sel = self.runs_list.value
@@ -501,11 +576,13 @@ def _on_show(self:Lab, _=None):
     self._idle_progress(); self._show(self.runs[sel[0]])
     self.say(f"Showing run {sel[0]+1}: {result_words(self.runs[sel[0]])}", 'ok')
 
+# %% ../nbs/11_lab.ipynb #b11000ae
 @patch
 def _on_view(self:Lab, change=None):
     if self._shown is not None: _shown_image(self.report, self._report_png(self._shown))
     if self._compared is not None: _shown_image(self.compare_image, self._compare_png(self._compared))
 
+# %% ../nbs/11_lab.ipynb #b11000b1
 @patch
 def add(self:Lab, h:RunHistory, name:str|None=None) -> int:
     """Put a run of your own (`learner_history(learn)`, `learn.weight_history` or `RunHistory.load(path)`) in the list of
