@@ -433,7 +433,7 @@ def run_learner(cfg:Config, cbs=None, stop:threading.Event|None=None, progress:b
             with learn.no_bar(), learn.no_logging(): STRATEGY_FUNCS[cfg.strategy](learn, cfg)
     except KeyboardInterrupt: pass  # the partial history is kept (and marked interrupted)
     h = tracker.history
-    h.planned_lr = scheduled_peaks(cfg, h.n_groups)   # what the strategy aimed at, kept for the words about the run
+    h.planned_lr = scheduled_peaks(cfg, h.n_groups) if h.n_groups else []   # what the strategy aimed at (nothing: stopped before any layer was seen)
     h.interrupted = h.interrupted or bool(stop is not None and stop.is_set())
     h.baselines = base
     if np.array_equal(h.valid_targets, valid_targets(dls)) and h.valid_key == valid_key(dls.valid): h.baseline_preds = answers
