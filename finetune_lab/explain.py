@@ -16,8 +16,8 @@ from .data import check_split
 # %% auto #0
 __all__ = ['WEIGHT_KINDS', 'TITLE_KEYS', 'SMALL_VALID', 'Z95', 'check_history', 'group_change', 'diverged_at', 'final_error',
            'error_text', 'error_short', 'paired_words', 'versus_baseline', 'run_titles', 'repeat_short', 'error_words',
-           'run_label', 'config_words', 'images_words', 'config_title', 'bn_words', 'baseline_words', 'repeat_words',
-           'explain', 'explain_diff', 'wilson_half', 'noise_words']
+           'run_label', 'config_words', 'images_words', 'config_title', 'plural', 'bn_words', 'baseline_words',
+           'repeat_words', 'explain', 'explain_diff', 'wilson_half', 'noise_words']
 
 # %% ../nbs/07_explain.ipynb #e0000006
 def check_history(h, what:str):
@@ -177,7 +177,7 @@ def config_title(h:RunHistory)->str:
 # %% ../nbs/07_explain.ipynb #d0549718
 def _g(v): return f'{v:.3g}' if np.isfinite(v) else 'NaN' if np.isnan(v) else 'infinite'
 def _times(v): return f'{v:,.0f}' if v >= 100 else _g(v)
-def _plural(n, w): return f'{n} {w}{"s"*(n != 1)}'
+def plural(n:int, w:str)->str: return f'{n} {w}{"s"*(n != 1)}'   # '1 step', '2 steps': the Lab says it the same way
 def _groups_text(gs):
     gs = [str(g) for g in gs]
     return 'group ' + gs[0] if len(gs) == 1 else 'groups ' + ', '.join(gs[:-1]) + ' and ' + gs[-1]
@@ -229,14 +229,14 @@ def _lr_words(f, cut=False)->str:
     if any(g > 1.05*w for g,w in zip(got, want)):
         return s + f" Yet the recorded steps reached {lrs(got)}: this history's LRs are not the ones its config schedules."
     why = ("the run was stopped before its schedule reached the top" if cut else
-           f"with only {_plural(f['steps'], 'step')} in this phase, no recorded step fell at the top of the one-cycle schedule")
+           f"with only {plural(f['steps'], 'step')} in this phase, no recorded step fell at the top of the one-cycle schedule")
     return s + f" The highest at a recorded step were lower, {lrs(got)}: {why}."
 
 # %% ../nbs/07_explain.ipynb #a7e00036
 def _describe_span(h, f, last=False, why=True):
     n, G = len(h.layers), h.n_groups
     cut = ', cut short' if last and h.interrupted else ''
-    when = f"For {_plural(f['epochs'], 'epoch')} ({_plural(f['steps'], 'step')}, fit {f['fit']}{cut})"
+    when = f"For {plural(f['epochs'], 'epoch')} ({plural(f['steps'], 'step')}, fit {f['fit']}{cut})"
     if f['frozen_groups']:
         s = (f"{when} the run was {f['phase']}: in {_groups_text(f['frozen_groups'])} (of {G}) {f['n_frozen']} of "
              f"{f['n_in_frozen']} layers had requires_grad=False the whole time, and {f['changed']} of all {n} layers changed.")
@@ -353,10 +353,10 @@ def explain(h:RunHistory)->str:
     check_history(h, 'explain')
     n, G, spans = len(h.layers), h.n_groups, h.phase_spans()
     strat = f" ({h.config['strategy']})" if 'strategy' in (h.config or {}) else ''
-    intro = [f"This run{strat} tracked {n} layers in {_plural(G, 'param group')}" + (f", group 0 nearest the input and group {G-1} the head." if G > 1 else ".")]
+    intro = [f"This run{strat} tracked {n} layers in {plural(G, 'param group')}" + (f", group 0 nearest the input and group {G-1} the head." if G > 1 else ".")]
     if not spans: return ' '.join(intro + ["It recorded no training steps, so no layer has changed yet."])
     with np.errstate(invalid='ignore'): facts = [_span_facts(h, *s) for s in spans]   # inf - inf in a diverged run
-    intro.append('It trained ' + ', then '.join(f"{f['phase']} for {_plural(f['epochs'], 'epoch')}" for f in facts) +
+    intro.append('It trained ' + ', then '.join(f"{f['phase']} for {plural(f['epochs'], 'epoch')}" for f in facts) +
                  (' before it was stopped.' if h.interrupted else '.'))
     if not any(f['frozen_groups'] for f in facts):
         intro.append("No layer was ever frozen" + (": with a single param group freeze() has nothing to freeze." if G == 1 else "."))
@@ -368,7 +368,7 @@ def explain(h:RunHistory)->str:
         phases[-1] += f" The run never fully unfroze: {_groups_text(facts[-1]['frozen_groups'])} {'was' if len(facts[-1]['frozen_groups']) == 1 else 'were'} still frozen at its last step."
     moved = [_movement_words(h), bn_words(h)]
     result = [_result_words(h), baseline_words(h), repeat_words(h),
-              f"The run was interrupted after {_plural(len(h.steps), 'recorded step')}; all of this covers only what ran." if h.interrupted else '']
+              f"The run was interrupted after {plural(len(h.steps), 'recorded step')}; all of this covers only what ran." if h.interrupted else '']
     paras = [' '.join(filter(None, p)) for p in (intro, *([x] for x in phases), moved, result)]   # bn_words and baseline_words say nothing for a bare history
     return '\n\n'.join(filter(None, paras))
 
@@ -405,7 +405,7 @@ def _group0_diff(h1, h2, f1, f2)->str:
          f"{_g(n2)} in B and {_g(n1)} in A.")
     (lo, hi) = ('A', 'B') if f2 > f1 else ('B', 'A')
     if f1 != f2 and (n2 > n1) == (f2 > f1) and (w2 > w1) != (f2 > f1) and _norm_trained_frozen(h2 if hi == 'B' else h1):
-        s += (f" {hi} kept the body frozen longer ({_plural(max(f1, f2), 'epoch')} against {min(f1, f2)} for {lo}): its group 0 "
+        s += (f" {hi} kept the body frozen longer ({plural(max(f1, f2), 'epoch')} against {min(f1, f2)} for {lo}): its group 0 "
               "norm layers, which fastai's train_bn=True trains in a frozen group, moved further, and its conv/linear weights, "
               "which do not train while frozen, moved less.")
     return s
@@ -428,15 +428,15 @@ def explain_diff(h1:RunHistory, h2:RunHistory)->str:
     elif len(h1.layers) != len(h2.layers): out.append(f"A tracked {len(h1.layers)} layers and B {len(h2.layers)}.")
     if h1.n_groups != h2.n_groups: out.append(f"A had {h1.n_groups} param groups and B {h2.n_groups}.")
     f1, f2 = _frozen_epochs(h1), _frozen_epochs(h2)
-    out.append(f"A trained {_plural(f1, 'epoch')} with part of the model frozen, B {_plural(f2, 'epoch')}." if f1 != f2 else
-               f"Both trained {_plural(f1, 'epoch')} with part of the model frozen.")
+    out.append(f"A trained {plural(f1, 'epoch')} with part of the model frozen, B {plural(f2, 'epoch')}." if f1 != f2 else
+               f"Both trained {plural(f1, 'epoch')} with part of the model frozen.")
     ratio = f", {_times(c2[-1]/c1[-1])} times as far" if c1[-1] > 0 else ''
     out.append(f"{f'With {t2} (B)' if differ else 'In B'} the head (last group) ended {_g(c2[-1])} from its starting weights (mean ‖W − W₀‖ / ‖W₀‖) "
                f"against {_g(c1[-1])} {f'with {t1} (A)' if differ else 'in A'}{ratio}.")
     if h1.n_groups > 1 and h2.n_groups > 1: out.append(_group0_diff(h1, h2, f1, f2))
     out.append(_error_diff(h1, h2))
     for k,h in (('A', h1), ('B', h2)):
-        if h.interrupted: out.append(f"Run {k} was interrupted after {_plural(len(h.steps), 'recorded step')}.")
+        if h.interrupted: out.append(f"Run {k} was interrupted after {plural(len(h.steps), 'recorded step')}.")
     return ' '.join(out)
 
 # %% ../nbs/07_explain.ipynb #lab0n002

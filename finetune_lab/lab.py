@@ -22,7 +22,7 @@ from .history import RunHistory, phase_name
 from .experiment import Config, run, describe_run, check_cbs, STRATEGIES, PROBE_EPOCHS, valid_size
 from .plots import plot_report, plot_heatmap, plot_compare, fig_to_png, HeatmapPNG
 from .explain import (explain, explain_diff, config_title, run_label, config_words, check_history, error_short,
-                                  repeat_short, noise_words, SMALL_VALID)
+                                  repeat_short, noise_words, plural, SMALL_VALID)
 
 # %% auto #0
 __all__ = ['N_IMAGES', 'N_VALID', 'HEAD_WIDTHS', 'CMAPS', 'SEEDS_TIP', 'REPORT_W', 'DEFAULT_VIEW', 'planned_epochs',
@@ -315,8 +315,6 @@ def say(self:Lab, msg:str, kind:str='info'):
                          f'{html.escape(msg)}</div>')
 
 # %% ../nbs/11_lab.ipynb #b1100052
-def _plural(n, w): return f"{n} {w}{'s'*(n != 1)}"
-
 def _pets_downloaded() -> bool:
     "Whether fastai's Pets download is on this machine (what source='pets' reads without going online)."
     try: p = fastai_data()/'oxford-iiit-pet'/'images'
@@ -339,7 +337,7 @@ def _check(self:Lab, cfg:Config) -> tuple[str, str]:
     if self.cached(cfg) is not None: return "This setup has been run before: Run shows it at once, without training.", 'ok'
     seeds = (f", {cfg.seeds} times over (seeds {cfg.seed} to {cfg.seed + cfg.seeds - 1}), so it takes {cfg.seeds} times as long"
              if cfg.seeds > 1 else '')
-    return f"Ready: Run trains {_plural(planned_epochs(cfg), 'epoch')} ({cfg.strategy}){seeds} in the background.", 'info'
+    return f"Ready: Run trains {plural(planned_epochs(cfg), 'epoch')} ({cfg.strategy}){seeds} in the background.", 'info'
 
 # %% ../nbs/11_lab.ipynb #b1100058
 def data_words(cfg:Config) -> str:
@@ -445,7 +443,7 @@ def _outcome(cfg:Config, h:RunHistory, secs:float, seeds_cut:bool, note:str) -> 
     "The status line after `h` ended, `secs` seconds after Run; `note` says where a finished run is cached."
     each = ' per seed' if cfg.seeds > 1 else ''
     if h.interrupted: return f"Stopped after {len(h.steps)} steps ({secs:.0f} s): the partial run is kept in the list, not cached."
-    if seeds_cut: return (f"Stopped during seed {len(h.repeats) + 1} of {cfg.seeds} ({secs:.0f} s): the {_plural(len(h.repeats), 'finished seed')} "
+    if seeds_cut: return (f"Stopped during seed {len(h.repeats) + 1} of {cfg.seeds} ({secs:.0f} s): the {plural(len(h.repeats), 'finished seed')} "
                           f"are kept in the list, not cached: {result_words(h)}")
     return f"Finished in {secs:.0f} s ({len(h.steps)} steps{each}): {result_words(h)} Cached{note}."
 
@@ -464,7 +462,7 @@ def _train(self:Lab, cfg:Config):
         seeds_cut = cfg.seeds > 1 and not h.interrupted and len(h.repeats) < cfg.seeds   # Stop during a later seed
         self._add(h)
         note = '' if h.interrupted or seeds_cut else self._remember(cfg, h)
-        self.progress_label.value = f"{'stopped after' if h.interrupted or seeds_cut else 'done:'} {_plural(len(h.steps), 'step')}"
+        self.progress_label.value = f"{'stopped after' if h.interrupted or seeds_cut else 'done:'} {plural(len(h.steps), 'step')}"
         msg = _outcome(cfg, h, secs, seeds_cut, note)
         try: self._show(h)
         except Exception as e: msg += f" Drawing it failed: {type(e).__name__}: {' '.join(str(e).split())}"
