@@ -37,20 +37,23 @@ def layer_kind(m:nn.Module)->str:
     if isinstance(m, NORM_TYPES): return next((k for cls,k in _NORM_CLASSES if isinstance(m, cls)), 'other')
     return 'other'
 
+# %% ../nbs/04_tracker.ipynb #4b23721c
 def owning_modules(model:nn.Module)->L:
     "`(name, module)` for every module that owns parameters directly, in model order."
     return L((n,m) for n,m in model.named_modules() if any(True for _ in m.parameters(recurse=False)))
 
-# %% ../nbs/04_tracker.ipynb #ce4c6cdd
+# %% ../nbs/04_tracker.ipynb #72f4a203
 def param_groups(opt)->dict:
     "Map `id(param)` -> index of its optimizer param group."
     return {id(p):i for i,pg in enumerate(opt.param_lists) for p in pg}
 
+# %% ../nbs/04_tracker.ipynb #3ea08090
 def layer_part(model:nn.Module, name:str, group:int, n_groups:int)->str:
     "'body' or 'head' for layer `name`: by top-level index in a `Sequential(body, head)`, else by last group."
     if isinstance(model, nn.Sequential) and len(model)==2: return 'head' if name.split('.')[0]=='1' else 'body'
     return 'head' if group==n_groups-1 else 'body'
 
+# %% ../nbs/04_tracker.ipynb #1e43bdf1
 _SHORT = dict(conv='conv', linear='lin', batchnorm='bn', layernorm='ln', instancenorm='in', other='layer')
 
 def layer_names(paths:list, kinds:list, model:nn.Module, body_names:list|None=None)->list:
@@ -69,6 +72,7 @@ def layer_names(paths:list, kinds:list, model:nn.Module, body_names:list|None=No
         else: out.append('.'.join(['body', *rest]))
     return out
 
+# %% ../nbs/04_tracker.ipynb #b32d50c9
 def layer_table(model:nn.Module, opt, body_names:list|None=None)->tuple:
     """The `layers` table of `model` with groups from `opt` (`name`: readable, from `layer_names`; `path`: the module's path
     in `model`), and the matching `(path, module)` list (layers outside `opt` are skipped)."""
@@ -87,30 +91,36 @@ def group_hypers(opt)->tuple:
     moms = [float(h['mom'] if 'mom' in h else h['betas'][0] if 'betas' in h else np.nan) for h in opt.hypers]
     return lrs, moms
 
-# %% ../nbs/04_tracker.ipynb #14259fdd
+# %% ../nbs/04_tracker.ipynb #8800a6f9
 def sq_norms(ts:list)->torch.Tensor:
     "Squared L2 norm of each tensor in `ts`, as one float tensor on their device."
     return torch.stack([t.float() for t in torch._foreach_norm(ts)])**2
 
+# %% ../nbs/04_tracker.ipynb #ae4b43c3
 def per_layer(sq:torch.Tensor, idx:torch.Tensor, n:int)->torch.Tensor:
     "Per-layer L2 norms from per-tensor squared norms `sq`, tensor `i` belonging to layer `idx[i]` of `n`."
     return torch.zeros(n, device=sq.device).index_add_(0, idx, sq).sqrt()
 
+# %% ../nbs/04_tracker.ipynb #ac9530c1
 def layer_norms(ts:list, idx:torch.Tensor, n:int)->torch.Tensor:
     "Per-layer L2 norm of tensors `ts`, where tensor `i` belongs to layer `idx[i]` of `n`."
     return per_layer(sq_norms(ts), idx, n)
 
+# %% ../nbs/04_tracker.ipynb #ffcdc12c
 def sq_diff_norms(ts:list, refs:list)->torch.Tensor:
     "Squared `||ts[i] - refs[i]||` of each pair, as one float tensor on their device."
     return sq_norms(torch._foreach_sub(ts, refs))
 
+# %% ../nbs/04_tracker.ipynb #24ee5ca5
 def relative(num:torch.Tensor, den:torch.Tensor)->torch.Tensor:
     "`num/den`, or plain `num` where `den` is 0 (a layer that started at exactly zero)."
     return torch.where(den>0, num/den.clamp_min(1e-30), num)
 
+# %% ../nbs/04_tracker.ipynb #7f16d9ab
 try: import numba
 except ImportError: numba = None   # then the tracker computes every norm with torch: same numbers, ~4x the memory traffic on a CPU
 
+# %% ../nbs/04_tracker.ipynb #5a074d8e
 def _fused_sq_norms(w, w0, prev, wf, out):
     """`out[:] = (Σw², Σ(w-w0)², Σ(w-prev)², Σ(w-wf)²)` summed in float64, then `prev[:] = w`: one pass over four flat
     float32 arrays (`wf`: the weights when the current fit began)."""
@@ -121,6 +131,7 @@ def _fused_sq_norms(w, w0, prev, wf, out):
         sw += np.float64(x)*x; sc += np.float64(c)*c; su += np.float64(u)*u; sf += np.float64(f)*f
     out[0], out[1], out[2], out[3] = sw, sc, su, sf
 
+# %% ../nbs/04_tracker.ipynb #89212811
 def _fused_sq_dist(a, b)->float:
     "`Σ(a-b)²` summed in float64, over two flat float32 arrays (a BatchNorm running statistic against its reference)."
     s = 0.
@@ -128,16 +139,24 @@ def _fused_sq_dist(a, b)->float:
         d = a[i] - b[i]; s += np.float64(d)*d
     return s
 
+# %% ../nbs/04_tracker.ipynb #8dd0aa59
 # Compiled once per machine (numba caches them on disk). With them a tracker step on a CPU reads each moving weight once
 # instead of ~9 times (bench/RESULTS.md, P1); 'reassoc' lets the sums use SIMD, and NaN/inf still propagate.
 _jit = numba.njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'}) if numba else None
 fused_sq_norms, fused_sq_dist = (_jit(_fused_sq_norms), _jit(_fused_sq_dist)) if numba else (None, None)
 
+# %% ../nbs/04_tracker.ipynb #6ef83d01
 def flat_view(t:torch.Tensor)->np.ndarray:
     "A 1-D numpy view of a dense CPU tensor's memory, in memory order (so a channels_last weight and its clone line up)."
     return t.detach().as_strided((t.numel(),), (1,)).numpy()
 
+# %% ../nbs/04_tracker.ipynb #04bcfac4
 def is_dense(t:torch.Tensor)->bool: return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))
+
+# %% ../nbs/04_tracker.ipynb #08fa8cd4
+def _fusable(p:torch.Tensor, ref:torch.Tensor)->bool:
+    "Can the fused kernels read `p` against its reference copy: a dense float32 CPU tensor laid out like `ref`?"
+    return p.dtype == torch.float32 and p.device.type == 'cpu' and p.stride() == ref.stride() and is_dense(p)
 
 # %% ../nbs/04_tracker.ipynb #dabcdd6e
 def recorder_values(rec)->dict:
@@ -179,7 +198,7 @@ class WeightChangeTracker(Callback):
         self._validating,self._trained,self._phase = False,False,None   # after_fit reads them even when an earlier callback cancelled before_fit
         self._answers,self._valid = None,(np.zeros(0, np.int64), np.zeros(0, np.int64), '')   # this validation's batches; the last whole one
 
-# %% ../nbs/04_tracker.ipynb #c7a40fcf
+# %% ../nbs/04_tracker.ipynb #be5ec2c9
 @patch
 def _collect(self:WeightChangeTracker):
     "The tracked parameters and BN running stats, with the index of the layer each belongs to."
@@ -192,6 +211,7 @@ def _collect(self:WeightChangeTracker):
     self._pview,self._bview = [None]*len(ps),[None]*len(bs)   # (data_ptr, numpy view or None) per tensor, see `_view`
     self._index_cache = {}
 
+# %% ../nbs/04_tracker.ipynb #bf1d7dfa
 @patch
 @torch.no_grad()
 def _take_reference(self:WeightChangeTracker):
@@ -217,6 +237,7 @@ def _take_reference(self:WeightChangeTracker):
     self._has_bn = torch.zeros(n, dtype=torch.bool, device=dev).index_fill_(0, self._bidx, True)
     self._bn_ref_norm = layer_norms(self._bn_ref, self._bidx, n) if self._bufs else torch.zeros(n, device=dev)
 
+# %% ../nbs/04_tracker.ipynb #51d8c4df
 @patch
 @torch.no_grad()
 def _start_fit(self:WeightChangeTracker):
@@ -227,6 +248,7 @@ def _start_fit(self:WeightChangeTracker):
     self._fit_np = [flat_view(r) if self._np[i] is not None and _fusable(r, self._ref[i]) else None for i,r in enumerate(self._fit_ref)]
     self._sq_fit = torch.zeros_like(self._sq_cur)   # per parameter: ||W_t - W_fit_start||^2; 0 for one that has not moved since
 
+# %% ../nbs/04_tracker.ipynb #36fee6c0
 @patch
 def _check_model(self:WeightChangeTracker):
     """Refuse to continue on a model that is not the one the reference weights came from. The same parameters under the
@@ -239,11 +261,7 @@ def _check_model(self:WeightChangeTracker):
     self._mods = [cur[n] for n in self._names]
     self._collect()
 
-# %% ../nbs/04_tracker.ipynb #3400f817
-def _fusable(p:torch.Tensor, ref:torch.Tensor)->bool:
-    "Can the fused kernels read `p` against its reference copy: a dense float32 CPU tensor laid out like `ref`?"
-    return p.dtype == torch.float32 and p.device.type == 'cpu' and p.stride() == ref.stride() and is_dense(p)
-
+# %% ../nbs/04_tracker.ipynb #6b76b2fd
 @patch
 def _view(self:WeightChangeTracker, t:torch.Tensor, ref:torch.Tensor, cache:list, i:int):
     "Flat numpy view of `t` for the fused kernels, or None when it cannot use them; cached while `t` stays in the same memory."
@@ -251,6 +269,7 @@ def _view(self:WeightChangeTracker, t:torch.Tensor, ref:torch.Tensor, cache:list
     if cache[i] is None or cache[i][0] != ptr: cache[i] = (ptr, flat_view(t) if _fusable(t, ref) else None)
     return cache[i][1]
 
+# %% ../nbs/04_tracker.ipynb #eefbd9b8
 @patch
 def _bn_drift(self:WeightChangeTracker, n:int)->torch.Tensor:
     "Per-layer `||running stats - their reference||` (BatchNorm layers; 0 elsewhere)."
@@ -263,12 +282,14 @@ def _bn_drift(self:WeightChangeTracker, n:int)->torch.Tensor:
         if slow: sq[slow] = sq_diff_norms([self._bufs[j] for j in slow], [self._bn_ref[j] for j in slow])
     return per_layer(sq, self._bidx, n)
 
+# %% ../nbs/04_tracker.ipynb #50d478f0
 @patch
 def _live(self:WeightChangeTracker)->list:
     """Indices of the parameters that can have moved. A frozen one that has no gradient is skipped by fastai's optimizer
     (weight decay included), so its cached norms still hold and its update is 0 (bench/RESULTS.md, P1)."""
     return [i for i,p in enumerate(self._params) if p.requires_grad or p.grad is not None]
 
+# %% ../nbs/04_tracker.ipynb #4648c5b1
 @patch
 def _index(self:WeightChangeTracker, ids:list)->torch.Tensor:
     "`ids` as an index tensor on the weights' device, made once per distinct list (on a GPU, making one waits for the GPU)."
@@ -276,33 +297,45 @@ def _index(self:WeightChangeTracker, ids:list)->torch.Tensor:
     if k not in self._index_cache: self._index_cache[k] = torch.tensor(ids, dtype=torch.long, device=self._pidx.device)
     return self._index_cache[k]
 
+# %% ../nbs/04_tracker.ipynb #20723d4a
+@patch
+def _fused_pass(self:WeightChangeTracker, fast:list, sq_upd:torch.Tensor):
+    """CPU, float32: one fused pass (`fused_sq_norms`) per weight of `fast`, `(index, numpy view)` pairs, into the
+    per-parameter squared norms (`sq_upd`: this step's update); moves their `prev` to now."""
+    out = np.empty((len(fast), 4))
+    for k,(i,v) in enumerate(fast): fused_sq_norms(v, *self._np[i], self._fit_np[i], out[k])
+    at, v = self._index([i for i,_ in fast]), torch.from_numpy(out).float()
+    self._sq_cur[at], self._sq_chg[at], sq_upd[at], self._sq_fit[at] = v[:, 0], v[:, 1], v[:, 2], v[:, 3]
+
+# %% ../nbs/04_tracker.ipynb #26bbc4b7
+@patch
+@torch.no_grad()
+def _torch_pass(self:WeightChangeTracker, slow:list, sq_upd:torch.Tensor):
+    """The same with torch's multi-tensor kernels, for the parameters at indices `slow`: on a GPU (asynchronous
+    kernels), for other dtypes or layouts, or without numba."""
+    at = self._index(slow)
+    ps,prev,ref,wf = ([ts[i] for i in slow] for ts in (self._params,self._prev,self._ref,self._fit_ref))
+    self._sq_cur[at] = sq_norms(ps)
+    # `prev` doubles as scratch space, so no model-sized tensor is allocated per step
+    torch._foreach_sub_(prev, ps);  sq_upd[at] = sq_norms(prev)
+    torch._foreach_copy_(prev, ps); torch._foreach_sub_(prev, ref); self._sq_chg[at] = sq_norms(prev)
+    torch._foreach_copy_(prev, ps); torch._foreach_sub_(prev, wf);  self._sq_fit[at] = sq_norms(prev)
+    torch._foreach_copy_(prev, ps)
+
 # %% ../nbs/04_tracker.ipynb #3400c001
 @patch
 @torch.no_grad()
 def _device_row(self:WeightChangeTracker)->torch.Tensor:
     "`[change | update | bn_stats | fit_change | loss]` for this step, computed on the device; moves `prev` to now."
     n,idx = len(self._mods),self._pidx
-    live = self._live()   # only weights that can have moved are read
     sq_upd = torch.zeros_like(self._sq_cur)
     fast, slow = [], []
-    for i in live:
+    for i in self._live():   # only weights that can have moved are read
         v = self._view(self._params[i], self._ref[i], self._pview, i) if self._np[i] is not None else None
         if v is None or self._fit_np[i] is None: slow.append(i)
         else: fast.append((i, v))
-    if fast:   # CPU, float32: one fused pass per weight (`fused_sq_norms`)
-        out = np.empty((len(fast), 4))
-        for k,(i,v) in enumerate(fast): fused_sq_norms(v, *self._np[i], self._fit_np[i], out[k])
-        at, v = self._index([i for i,_ in fast]), torch.from_numpy(out).float()
-        self._sq_cur[at], self._sq_chg[at], sq_upd[at], self._sq_fit[at] = v[:, 0], v[:, 1], v[:, 2], v[:, 3]
-    if slow:   # GPU (asynchronous kernels), other dtypes or layouts, or no numba
-        at = self._index(slow)
-        ps,prev,ref,wf = ([ts[i] for i in slow] for ts in (self._params,self._prev,self._ref,self._fit_ref))
-        self._sq_cur[at] = sq_norms(ps)
-        # `prev` doubles as scratch space, so no model-sized tensor is allocated per step
-        torch._foreach_sub_(prev, ps);  sq_upd[at] = sq_norms(prev)
-        torch._foreach_copy_(prev, ps); torch._foreach_sub_(prev, ref); self._sq_chg[at] = sq_norms(prev)
-        torch._foreach_copy_(prev, ps); torch._foreach_sub_(prev, wf);  self._sq_fit[at] = sq_norms(prev)
-        torch._foreach_copy_(prev, ps)
+    if fast: self._fused_pass(fast, sq_upd)
+    if slow: self._torch_pass(slow, sq_upd)
     update = relative(per_layer(sq_upd, idx, n), self._prev_norm)
     change = relative(per_layer(self._sq_chg, idx, n), self._ref_norm)
     fit_change = relative(per_layer(self._sq_fit, idx, n), self._ref_norm)
@@ -312,13 +345,14 @@ def _device_row(self:WeightChangeTracker)->torch.Tensor:
     loss = torch.as_tensor(self.learn.loss).detach().float().mean().reshape(1).to(change.device)
     return torch.cat([change, update, bn, fit_change, loss])
 
-# %% ../nbs/04_tracker.ipynb #3400c002
+# %% ../nbs/04_tracker.ipynb #559cda7f
 @patch
 def _phase_now(self:WeightChangeTracker, trainable:np.ndarray)->str:
     "The phase from which groups' weights train now (a group without conv/linear weights follows fastai's `frozen_idx`)."
     fidx = self.learn.opt.frozen_idx
     return phase_of([trainable[ix].any() if len(ix) else g >= fidx for g,ix in enumerate(self._weights_of)])
 
+# %% ../nbs/04_tracker.ipynb #3c667d63
 @patch
 def _record(self:WeightChangeTracker):
     "Append this step's device row, its step/phase/LR/momentum record and the trainable flags."
@@ -332,13 +366,14 @@ def _record(self:WeightChangeTracker):
     self._meta.append([self._n_step, self._fit, self._n_epoch, self._phase, *lrs, *moms])
     if len(self._rows_dev) >= self.flush: self._flush()
 
+# %% ../nbs/04_tracker.ipynb #2adc3ad7
 @patch
 def _flush(self:WeightChangeTracker):
     "Copy the rows waiting on the device to the host, as one tensor."
     if self._rows_dev: self._rows_host.append(torch.stack(self._rows_dev).cpu().numpy())
     self._rows_dev = []
 
-# %% ../nbs/04_tracker.ipynb #h16ans01
+# %% ../nbs/04_tracker.ipynb #3260d0b9
 def valid_key(dl)->str:
     "A fingerprint of the photos `dl` validates on, in order: a hash of their file names ('' when its items are not files, or come shuffled)."
     try: items = list(dl.items)
@@ -346,11 +381,13 @@ def valid_key(dl)->str:
     if getattr(dl, 'shuffle', False) or not items or not all(isinstance(i, (str, Path)) for i in items): return ''
     return hashlib.sha1('\n'.join(Path(i).name for i in items).encode()).hexdigest()[:16]
 
+# %% ../nbs/04_tracker.ipynb #ea7fbed4
 def answers_of(batches:list)->tuple:
     "`(targets, preds)` as int64 arrays from `[(preds, targets), ...]` batches."
     cat = lambda i: torch.cat([b[i] for b in batches]).as_subclass(torch.Tensor).numpy().astype(np.int64)
     return cat(1), cat(0)
 
+# %% ../nbs/04_tracker.ipynb #81fc188f
 @patch
 def _keep_answers(self:WeightChangeTracker):
     "Keep this validation batch's answers (the class with the largest output) and true classes, when they are classes."
@@ -361,13 +398,14 @@ def _keep_answers(self:WeightChangeTracker):
         self._answers = None; return   # not a classifier's output: say nothing rather than something wrong
     self._answers.append((p.detach().argmax(1).cpu(), y.detach().cpu()))
 
-# %% ../nbs/04_tracker.ipynb #88fd8470
+# %% ../nbs/04_tracker.ipynb #77ae25c1
 @patch
 def _warn_freezing(self:WeightChangeTracker):
     "Warn, once per trap, when freezing has less effect than it says (`check_freezing`)."
     for k,w in check_freezing(self.learn).warnings.items():
         if k not in self._warned: self._warned.add(k); warnings.warn(f"WeightChangeTracker: {w}", stacklevel=2)
 
+# %% ../nbs/04_tracker.ipynb #2ca5fdbc
 @patch
 def before_fit(self:WeightChangeTracker):
     # like fastai's own loggers: record on rank 0 only, and never lr_find's or get_preds' throwaway passes
@@ -383,67 +421,6 @@ def before_fit(self:WeightChangeTracker):
     self._in_fit,self._validating = True,False
     self.learn.weight_tracker = self  # a plain attribute fastai won't remove: `learn.weight_history` reads it
     if self.fname is not None: _unfinished.add(self)
-
-@patch
-def before_epoch(self:WeightChangeTracker): self._t0,self._trained,self._phase = time.perf_counter(),False,None
-
-@patch
-def before_train(self:WeightChangeTracker):
-    self._trained,self._validating = True,False   # a fit resumed with `start_epoch` skips epochs untrained, then trains
-    self._save()   # marked interrupted until after_fit: a process killed in this epoch leaves no file that reads as finished
-
-@patch
-def before_validate(self:WeightChangeTracker):
-    # one process sees all the validation photos; under DDP rank 0 sees only its share, so no answers are kept
-    self._answers = [] if getattr(self, 'run', False) and num_distrib() <= 1 else None
-
-@patch
-def after_batch(self:WeightChangeTracker):
-    if not self.training: return self._keep_answers()
-    last = self.epoch==self.n_epoch-1 and self.iter==self.n_iter-1
-    if self._n_step % self.every == 0 or last: self._record()
-    self._n_step += 1
-
-@patch
-def after_epoch(self:WeightChangeTracker):
-    if not self._trained: self._validating = True; return   # `validate()`/`tta()` run fit and epoch events around no training
-    opt = self.learn.opt
-    phase = self._phase if self._phase is not None else phase_name(opt.frozen_idx, len(opt.param_lists))   # the epoch's last recorded step
-    if self._answers: self._valid = (*answers_of(self._answers), valid_key(self.learn.dls.valid))
-    self._answers = None
-    self._epochs.append(dict(epoch=self._n_epoch, phase=phase,
-                             **epoch_results(getattr(self.learn, 'recorder', None)), time=time.perf_counter()-self._t0))
-    self._n_epoch += 1
-
-@patch
-def after_cancel_fit(self:WeightChangeTracker): self._cancelled = self._cancelled or not _stopped_early(self.learn)
-
-@patch
-def after_fit(self:WeightChangeTracker):
-    self._flush()
-    self._in_fit = False
-    _unfinished.discard(self)
-    if self._validating: self._fit -= 1; return   # a validation pass is not a fit
-    self._save()
-
-# %% ../nbs/04_tracker.ipynb #h26end02
-def _stopped_early(learn:Learner)->bool:
-    "Did fastai's `EarlyStoppingCallback` cancel this fit? It raises once `wait` reaches `patience`."
-    return any(isinstance(cb, EarlyStoppingCallback) and cb.wait >= cb.patience for cb in learn.cbs)
-
-@patch
-def _save(self:WeightChangeTracker):
-    "Write the history so far to `fname` (rank 0 only; nothing without `fname`)."
-    if self.fname is not None and getattr(self, 'run', False): self.history.save(self.fname)
-
-_unfinished = weakref.WeakSet()   # trackers with `fname=` in a fit that has not ended
-
-@atexit.register
-def _save_unfinished():
-    "As the process exits, save the history of every fit still running, marked interrupted."
-    for t in list(_unfinished):
-        try: t._save()
-        except Exception as e: print(f"WeightChangeTracker: could not save the interrupted run to {t.fname}: {e}", file=sys.stderr)
 
 # %% ../nbs/04_tracker.ipynb #d7f6cd69
 @patch(as_prop=True)
@@ -462,6 +439,7 @@ def history(self:WeightChangeTracker)->RunHistory:
                       config=self.config, interrupted=self._cancelled or self._in_fit, fit_change=rows[:k, 3*n:4*n],
                       valid_targets=self._valid[0], valid_preds=self._valid[1], valid_key=self._valid[2])
 
+# %% ../nbs/04_tracker.ipynb #241dbad6
 @patch(as_prop=True)
 def weight_history(self:Learner)->RunHistory:
     "The `RunHistory` of the last `WeightChangeTracker` that ran on this Learner."
@@ -470,3 +448,70 @@ def weight_history(self:Learner)->RunHistory:
                                                          "Read the history on rank 0, or pass fname= to save it once.")
     if tr is None: raise RuntimeError("No WeightChangeTracker has run on this Learner: fit with `cbs=WeightChangeTracker()` first.")
     return tr.history
+
+# %% ../nbs/04_tracker.ipynb #ac1c3258
+def _stopped_early(learn:Learner)->bool:
+    "Did fastai's `EarlyStoppingCallback` cancel this fit? It raises once `wait` reaches `patience`."
+    return any(isinstance(cb, EarlyStoppingCallback) and cb.wait >= cb.patience for cb in learn.cbs)
+
+# %% ../nbs/04_tracker.ipynb #576824a6
+@patch
+def _save(self:WeightChangeTracker):
+    "Write the history so far to `fname` (rank 0 only; nothing without `fname`)."
+    if self.fname is not None and getattr(self, 'run', False): self.history.save(self.fname)
+
+# %% ../nbs/04_tracker.ipynb #69c701c1
+_unfinished = weakref.WeakSet()   # trackers with `fname=` in a fit that has not ended
+
+@atexit.register
+def _save_unfinished():
+    "As the process exits, save the history of every fit still running, marked interrupted."
+    for t in list(_unfinished):
+        try: t._save()
+        except Exception as e: print(f"WeightChangeTracker: could not save the interrupted run to {t.fname}: {e}", file=sys.stderr)
+
+# %% ../nbs/04_tracker.ipynb #c43999cb
+@patch
+def before_epoch(self:WeightChangeTracker): self._t0,self._trained,self._phase = time.perf_counter(),False,None
+
+@patch
+def before_train(self:WeightChangeTracker):
+    self._trained,self._validating = True,False   # a fit resumed with `start_epoch` skips epochs untrained, then trains
+    self._save()   # marked interrupted until after_fit: a process killed in this epoch leaves no file that reads as finished
+
+@patch
+def before_validate(self:WeightChangeTracker):
+    # one process sees all the validation photos; under DDP rank 0 sees only its share, so no answers are kept
+    self._answers = [] if getattr(self, 'run', False) and num_distrib() <= 1 else None
+
+# %% ../nbs/04_tracker.ipynb #d2d7be1a
+@patch
+def after_batch(self:WeightChangeTracker):
+    if not self.training: return self._keep_answers()
+    last = self.epoch==self.n_epoch-1 and self.iter==self.n_iter-1
+    if self._n_step % self.every == 0 or last: self._record()
+    self._n_step += 1
+
+# %% ../nbs/04_tracker.ipynb #dfa1adfa
+@patch
+def after_epoch(self:WeightChangeTracker):
+    if not self._trained: self._validating = True; return   # `validate()`/`tta()` run fit and epoch events around no training
+    opt = self.learn.opt
+    phase = self._phase if self._phase is not None else phase_name(opt.frozen_idx, len(opt.param_lists))   # the epoch's last recorded step
+    if self._answers: self._valid = (*answers_of(self._answers), valid_key(self.learn.dls.valid))
+    self._answers = None
+    self._epochs.append(dict(epoch=self._n_epoch, phase=phase,
+                             **epoch_results(getattr(self.learn, 'recorder', None)), time=time.perf_counter()-self._t0))
+    self._n_epoch += 1
+
+# %% ../nbs/04_tracker.ipynb #5c171ddd
+@patch
+def after_cancel_fit(self:WeightChangeTracker): self._cancelled = self._cancelled or not _stopped_early(self.learn)
+
+@patch
+def after_fit(self:WeightChangeTracker):
+    self._flush()
+    self._in_fit = False
+    _unfinished.discard(self)
+    if self._validating: self._fit -= 1; return   # a validation pass is not a fit
+    self._save()
