@@ -118,3 +118,26 @@ def test_no_issue_numbers_in_code_or_tests():
 def test_the_issue_check_sees_a_reference(tmp_path):
     (tmp_path/'a.py').write_text('x = 1  # see issue 16\ny = 2  # fixes #22\nz = "color:#555"  # step 2\n')
     assert issue_refs([tmp_path/'a.py']) == ['a.py:1', 'a.py:2']
+
+MAX_EXPORT_LINES = 30   # a cell a reader takes in at one look (fastcore's notebooks: a median of 6)
+
+def long_export_cells(nbs=NBS) -> list:
+    "`notebook:cell id (lines)` of every exported cell longer than MAX_EXPORT_LINES."
+    import json, re
+    out = []
+    for p in sorted(nbs.glob('*.ipynb')):
+        for c in json.loads(p.read_text())['cells']:
+            src = ''.join(c['source'])
+            if c['cell_type'] == 'code' and re.search(r'^#\|\s*export', src, re.M) and len(src.splitlines()) > MAX_EXPORT_LINES:
+                out.append(f"{p.name}:{c.get('id')} ({len(src.splitlines())} lines)")
+    return out
+
+def test_export_cells_are_short():
+    assert not long_export_cells(), f"split these into a function or class per cell: {long_export_cells()}"
+
+def test_the_cell_check_sees_a_long_cell(tmp_path):
+    import json
+    cells = [dict(cell_type='code', id='long', source='#| export\n' + 'x = 1\n'*30, metadata={}, outputs=[], execution_count=None),
+             dict(cell_type='code', id='ok', source='#| export\n' + 'x = 1\n'*29, metadata={}, outputs=[], execution_count=None)]
+    (tmp_path/'a.ipynb').write_text(json.dumps(dict(cells=cells, metadata={}, nbformat=4, nbformat_minor=5)))
+    assert long_export_cells(tmp_path) == ['a.ipynb:long (31 lines)']
