@@ -39,3 +39,16 @@ def test_tidy_keeps_the_packages_own_warnings():
            "  warnings.warn(\n")
     ours = "<ipython-input-21-2d3b39d15cc6>:13: UserWarning: WeightChangeTracker: 808 frozen parameters\n  learn.fit(1)\n"
     assert tidy_stream(lib) == '' and tidy_stream(lib + ours) == ours and tidy_stream(ours + lib) == ours
+
+def test_saving_from_jupyterlab_leaves_a_notebook_as_committed():
+    """JupyterLab writes its kernel's display name and Python version into every notebook it opens (so it shows as
+    modified); with `jupyter_hooks = true` and `nbdev-install-hooks`, nbdev cleans them away on save."""
+    import copy
+    from nbdev.clean import clean_jupyter
+    path = NBS/'13_console.ipynb'
+    committed = json.loads(path.read_text())
+    saved = copy.deepcopy(committed)
+    saved['metadata']['kernelspec']['display_name'] = 'Python 3 (ipykernel)'
+    saved['metadata']['language_info'] = dict(name='python', version='3.11.7', file_extension='.py', mimetype='text/x-python')
+    clean_jupyter(path=path, model=dict(type='notebook', content=saved))
+    assert saved['metadata'] == committed['metadata']
