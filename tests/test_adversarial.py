@@ -67,7 +67,8 @@ def one_line(err): return len(err.strip().splitlines()) == 1 and err.startswith(
 def no_temporaries(d): return [p.name for p in Path(d).rglob('*') if p.name.endswith('.tmp') or p.name.endswith('.lock')]
 
 
-@pytest.mark.parametrize('module', ['torch', 'fastai.learner', 'matplotlib.pyplot'])   # early, middle and late in the CLI's imports
+@pytest.mark.parametrize('module', ['torch', pytest.param('fastai.learner', marks=pytest.mark.slow),   # early, middle and late
+                                    pytest.param('matplotlib.pyplot', marks=pytest.mark.slow)])       # in the CLI's imports
 def test_sigint_while_importing(tmp_path, module):
     p = cli_proc(tmp_path, 'run', '--out', tmp_path/'out', before=CTRL_C_AT_IMPORT.format(name=module))
     out, err = p.communicate(timeout=300)
@@ -98,6 +99,7 @@ def test_broken_install_is_exit_1_and_one_line(monkeypatch, capsys):
     assert one_line(err) and "cannot start (ImportError: No module named 'fastai')" in err and 'pip install' in err, err
 
 
+@pytest.mark.slow
 def test_sigint_while_resizing_leaves_a_sound_cache(tmp_path):
     src = tmp_path/'pets'; shutil.copytree(bundled_pets(), src)
     cache = tmp_path/'cache'/'resized'
@@ -112,6 +114,7 @@ def test_sigint_while_resizing_leaves_a_sound_cache(tmp_path):
     assert not list((tmp_path/'out').iterdir())
 
 
+@pytest.mark.slow
 def test_sigint_while_training_keeps_the_partial_run(tmp_path):
     p = cli_proc(tmp_path, 'run', *TINY, '--freeze-epochs', '2', '--epochs', '20', '--out', tmp_path/'out', before=CTRL_C_AT_BATCH)
     out, err = p.communicate(timeout=600)
@@ -122,6 +125,7 @@ def test_sigint_while_training_keeps_the_partial_run(tmp_path):
     assert h.interrupted and 0 < len(h.steps) and sorted(p.name for p in (tmp_path/'out').iterdir()) == ['explain.txt', 'run.npz', 'run.png']
 
 
+@pytest.mark.slow
 def test_sigint_while_writing_keeps_every_history(tmp_path):
     p = cli_proc(tmp_path, 'compare', '--strategies', 'fine_tune,full', *TINY, '--quiet', '--out', tmp_path/'out')
     seen = []
@@ -138,6 +142,7 @@ def test_sigint_while_writing_keeps_every_history(tmp_path):
         assert set(err.split(': ')[-1].rstrip('.\n').split(', ')) == set(files)   # what it says is whole is what is there
 
 
+@pytest.mark.slow
 def test_two_commands_into_one_folder_at_once(tmp_path):
     ps = [cli_proc(tmp_path, 'run', *TINY, '--seed', s, '--quiet', '--out', tmp_path/'out') for s in (1, 2)]
     res = [p.communicate(timeout=600) for p in ps]
@@ -175,6 +180,7 @@ def test_app_presets_read_like_cli_flags():
     assert parse_value('train_bn', 'bool', 'false') is False and parse_value('n_images', 'int | None', 'none') is None
 
 
+@pytest.mark.slow
 def test_app_shows_a_bad_preset_on_the_page_in_one_line(tmp_path):
     nbformat, nbclient = pytest.importorskip('nbformat'), pytest.importorskip('nbclient')
     nb = nbformat.read(APP, as_version=4)

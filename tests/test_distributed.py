@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np, pytest
 from finetune_lab.history import RunHistory
 
+pytestmark = pytest.mark.slow   # launches 3 training processes: `python -m pytest -m slow` (and CI) runs it
+
 ROOT, WORKER = Path(__file__).resolve().parents[1], Path(__file__).with_name('ddp_worker.py')
 
 def _run(args, timeout=180, ok=True):

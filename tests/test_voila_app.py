@@ -4,6 +4,8 @@ from contextlib import contextmanager
 from pathlib import Path
 import pytest
 
+pytestmark = pytest.mark.slow   # a Voila server and a browser: `python -m pytest -m slow` (and CI) runs it
+
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO/'nbs'/'app.ipynb'
 CHROMIUM = os.environ.get('FINETUNE_LAB_CHROMIUM', '/usr/bin/chromium')
