@@ -22,7 +22,7 @@ the per-pair ratios tracked / untracked (wall and CPU time), and where the track
 
 Usage: python bench/tracker_overhead.py --whole-run [--reps 5] [--compare-to REV]
 """
-import argparse, collections, importlib.util, os, subprocess, sys, time
+import argparse, collections, importlib.util, os, subprocess, sys, tempfile, time
 from pathlib import Path
 from common import header, median, step_timer, NoValidate
 from finetune_lab.experiment import Config, get_dls, STRATEGY_FUNCS, _reseed
@@ -62,9 +62,10 @@ def tracker_at(rev):
     "The `WeightChangeTracker` class of finetune_lab/tracker.py as it was at git revision `rev`, next to today's."
     src = subprocess.run(['git', 'show', f'{rev}:finetune_lab/tracker.py'], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent).stdout
-    spec = importlib.util.spec_from_loader(f'finetune_lab.tracker_at_{rev}', loader=None)
-    mod = importlib.util.module_from_spec(spec); sys.modules[spec.name] = mod
-    exec(compile(src, f'tracker.py@{rev}', 'exec'), mod.__dict__)
+    f = Path(tempfile.mkdtemp())/f'tracker_at_{rev}.py'   # a real file: numba caches its compiled kernels next to it
+    f.write_text(src)
+    spec = importlib.util.spec_from_file_location(f'finetune_lab.tracker_at_{rev}', f)
+    mod = importlib.util.module_from_spec(spec); sys.modules[spec.name] = mod; spec.loader.exec_module(mod)
     return mod.WeightChangeTracker
 
 def whole_run(cfg, tracker_cls):
