@@ -97,6 +97,7 @@ def test_missing_weights_exit_2_before_training(capsys, tmp_path, monkeypatch):
     assert code == 2 and 'No ImageNet weights for efficientnet_lite0: offline.' in err and not trained
 
 
+@pytest.mark.slow
 def test_run_writes_report_history_and_words_then_show_redraws_it(capsys, tmp_path):
     code, out, err = call(capsys, 'run', *TINY, '--freeze-epochs', '1', '--epochs', '1', '--head-depth', '2', '--out', tmp_path)
     assert code == 0, err
@@ -122,6 +123,7 @@ def test_run_writes_report_history_and_words_then_show_redraws_it(capsys, tmp_pa
     assert (again/'explain.txt').read_text() == (tmp_path/'explain.txt').read_text()
 
 
+@pytest.mark.slow
 def test_compare_varies_one_knob_and_keeps_the_rest(capsys, tmp_path):
     code, out, err = call(capsys, 'compare', '--vary', 'train-bn=true,false', *TINY, '--quiet', '--out', tmp_path)
     assert code == 0, err
@@ -136,6 +138,7 @@ def test_compare_varies_one_knob_and_keeps_the_rest(capsys, tmp_path):
     assert '== train_bn=True vs train_bn=False ==' in (tmp_path/'explain.txt').read_text()
 
 
+@pytest.mark.slow
 def test_demo_takes_run_flags_as_overrides(capsys, tmp_path):
     code, out, err = call(capsys, 'demo', *TINY, '--bs', '32', '--quiet', '--out', tmp_path)
     assert code == 0, err
@@ -171,6 +174,7 @@ def test_show_names_files_apart_when_stems_clash(capsys, tmp_path):
     assert names(tmp_path/'out') == ['compare.png', 'explain.txt', 'run_1.png', 'run_2.png']
 
 
+@pytest.mark.slow
 def test_console_script_is_installed_and_answers_help():
     exe = shutil.which('finetune-lab')
     if exe is None: pytest.skip("the finetune-lab console script is not on PATH: run `pip install -e .` first")
@@ -369,6 +373,7 @@ def test_a_multi_seed_run_prints_each_seed_and_the_mean_and_range(capsys, tmp_pa
     assert f"     seeds {each}; 3 seeds: mean {e.mean():.1f} %, range {e.min():.1f}–{e.max():.1f} %" in out
     assert 'note: 40 validation photos' in out
 
+@pytest.mark.slow
 def test_seeds_flag_runs_every_seed(capsys, tmp_path):
     code, out, err = call(capsys, 'run', *TINY, '--seeds', '2', '--epochs', '1', '--freeze-epochs', '0', '--out', tmp_path)
     assert code == 0, err
