@@ -4,20 +4,12 @@ from functools import partial
 from pathlib import Path
 import numpy as np, pytest, torch
 from torch import nn
-from torch.utils.data import TensorDataset
-from fastai.vision.all import (Learner, DataLoaders, CrossEntropyLossFlat, OptimWrapper, error_rate, params,
-                               set_seed, Callback)
+from fastai.vision.all import Learner, CrossEntropyLossFlat, OptimWrapper, error_rate, params, Callback
 from finetune_lab.history import RunHistory
 from finetune_lab.tracker import WeightChangeTracker
+from finetune_lab.models import tiny_dls
 
 warnings.filterwarnings('ignore', category=UserWarning)
-
-
-def tiny_dls(n=32, bs=8, seed=0):
-    set_seed(seed, reproducible=True)
-    x = torch.randn(n, 3, 16, 16); y = (x[:, 0].mean((1, 2)) > 0).long()
-    k = n*3//4
-    return DataLoaders.from_dsets(TensorDataset(x[:k], y[:k]), TensorDataset(x[k:], y[k:]), bs=bs, device='cpu')
 
 
 class Flat(nn.Module):
