@@ -13,7 +13,7 @@ STEPS, SIZE, GLOBAL_BS = 12, 128, 16
 
 def worker(mode):
     sys.path.insert(0, str(HERE.parent/'tests'))
-    import ddp_worker  # noqa: F401  (the CPU shims for fastai's DistributedDL)
+    import importlib; importlib.import_module("ddp_worker")   # the CPU shims for fastai's DistributedDL (imported for their effect)
     import statistics, torch
     from torch.utils.data import TensorDataset
     from fastai.vision.all import DataLoaders, vision_learner, CrossEntropyLossFlat, Callback, set_seed, rank_distrib, num_distrib

@@ -7,7 +7,7 @@ Notebook: a fresh process times `from finetune_lab.lab import Lab` (torch, fasta
 page and the time to the first paint (Voila's own "executing" page) and to the panel (`.fl-lab`) is taken. Each Voila
 page load starts a fresh kernel, so every repetition pays the imports. Take it on a quiet machine.
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, subprocess, sys, tempfile, time
 from pathlib import Path
 from common import header, median
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import common  # noqa: F401  (BENCH_THREADS, warnings)
 import numpy as np, pandas as pd
 from finetune_lab.data import atomic_write
-from finetune_lab.history import ErrorCount, compare_wrong
+from finetune_lab.history import compare_wrong
 from finetune_lab.experiment import Config, run_learner, release_memory, STRATEGIES
 from defaults_grid import unseen_errors, markdown
 
