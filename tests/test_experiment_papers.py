@@ -44,7 +44,7 @@ def test_lp_ft_rehearsed():
     fits = planned_fits(Config(strategy='lp_ft'))
     assert [(f['trains'], f['train_bn'], f['n_epoch']) for f in fits] == [([False, False, True], False, PROBE_EPOCHS), ([True]*3, True, 1)]
 
-@pytest.mark.parametrize('g', [0, 1])
+@pytest.mark.parametrize('g', [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_surgical_trains_its_group_and_the_head_and_nothing_else(g):
     cfg = TINY.replace(strategy='surgical', surgical_group=g, bs=8)
     h = run(cfg, progress=False)

@@ -39,6 +39,7 @@ def test_keep_bn_stats_puts_the_body_norm_layers_in_eval_mode():
     assert all(torch.equal(b, a) for b, a in zip(before, (body[1].running_mean, body[2].running_mean)))
 
 
+@pytest.mark.slow
 def test_effnet_zero_shot_tells_cats_from_dogs(pets_sample):
     "Its ImageNet classes alone (cats 281-285 vs dogs 151-268) sort the shared real images: weights and normalisation are right."
     assert zero_shot_cat_accuracy(pets_sample/'images') >= 0.85

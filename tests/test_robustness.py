@@ -80,9 +80,12 @@ def _assert_same_run(h, base, n_rows, n_epochs):
     assert h.config == base.config
 
 
-@pytest.mark.parametrize('strategy,how,event,after_tracker,where,then_whole', _trials(),
-                         ids=[f'{i:02d}-{s}-{h}-{e}{"+" if a else ""}-{w}{"-then_whole" if t else ""}'
-                              for i, (s, h, e, a, w, t) in enumerate(_trials())])
+FAST_TRIALS = 8   # the first 8 already interrupt all 3 strategies at every Ctrl-C event and 2 Stop events; the rest are slow tests
+
+@pytest.mark.parametrize('strategy,how,event,after_tracker,where,then_whole',
+                         [pytest.param(*t, marks=[pytest.mark.slow] if i >= FAST_TRIALS else [],
+                                       id=f'{i:02d}-{t[0]}-{t[1]}-{t[2]}{"+" if t[3] else ""}-{t[4]}{"-then_whole" if t[5] else ""}')
+                          for i, t in enumerate(_trials())])
 def test_interrupted_run(clean, tmp_path, strategy, how, event, after_tracker, where, then_whole):
     base = clean(strategy)
     cfg, n = TINY.replace(strategy=strategy), len(base.steps)
@@ -109,6 +112,9 @@ def test_interrupted_run(clean, tmp_path, strategy, how, event, after_tracker, w
 def test_trials_cover_every_kind():
     t = _trials()
     assert len(t) >= 20 and {s for s, *_ in t} == set(STRATS) == {s for s, *_, whole in t if whole}
+    fast = t[:FAST_TRIALS]   # what a plain `python -m pytest` runs
+    assert {s for s, *_ in fast} == set(STRATS) and {e for _, h, e, *_ in fast if h == 'ctrl_c'} == set(CTRL_C_AT)
+    assert {h for _, h, *_ in fast} == {'ctrl_c', 'stop'} and any(whole for *_, whole in fast)
     assert {e for _, h, e, *_ in t if h == 'ctrl_c'} == set(CTRL_C_AT) and {e for _, h, e, *_ in t if h == 'stop'} == set(STOP_AT)
     assert {a for *_, a, _, _ in t} == {True, False}
 

@@ -249,6 +249,7 @@ learn = flat_learner()
 learn.fine_tune(2, base_lr=1e-2, cbs=[WeightChangeTracker(fname=sys.argv[1]), CtrlC(5)])
 """
 
+@pytest.mark.slow   # a whole Python process, torch and fastai imported
 def test_ctrl_c_in_own_script_saves_every_recorded_step(tmp_path):
     "Ctrl-C in a user's own script: the KeyboardInterrupt ends the process, and the file holds every step recorded, marked interrupted."
     import subprocess, sys
