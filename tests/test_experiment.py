@@ -153,6 +153,7 @@ def test_every_strategy_has_a_function_and_reaches_lab_and_cli():
     assert cli.config_from(**cli.config_overrides(args)).surgical_group == 1
     assert set(lab.Lab(run_dir=None).controls['strategy'].options) == set(STRATEGIES)
 
+@pytest.mark.slow   # test_experiment_papers.py checks lp_ft's probe on a run of its own
 def test_lp_ft_probe_is_a_real_linear_probe():
     "While probing, nothing in the body moves: weights, norm layers, BatchNorm statistics (even with fastai's BN handling)."
     h = run(TINY.replace(strategy='lp_ft', head_depth=0, keep_bn_stats=False, train_bn=True), progress=False)

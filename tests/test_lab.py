@@ -240,6 +240,7 @@ class StopAtSecondSeed(Callback):
         if not any(l is self.learn for l in self.learners): self.learners.append(self.learn)
         if len(self.learners) == 2: self.lab.stop_button.click()
 
+@pytest.mark.slow
 def test_seeds_run_one_after_another_and_show_mean_and_range(run_dir):
     lab = Lab(run_dir=run_dir, **{**TINY, 'seeds': 2})
     assert lab.controls['seeds'].value == 2 and 'seeds 42 to 43' in lab.status.value and '2 times as long' in lab.status.value

@@ -310,6 +310,7 @@ def test_figures_render_from_threads_without_pyplot():
     assert not errs and out == serial
     assert plt.get_fignums() == before   # nothing registered with pyplot
 
+@pytest.mark.slow
 def test_figures_are_freed():
     refs = []
     for i in range(8):

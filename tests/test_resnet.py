@@ -103,6 +103,7 @@ def test_cli_run_with_resnet34(torch_home, tmp_path, capsys):
     assert 'This run (fine_tune)' in (tmp_path/'explain.txt').read_text()
 
 
+@pytest.mark.slow
 def test_lab_with_resnet34(torch_home, tmp_path):
     lab = Lab(run_dir=tmp_path, **TINY)                      # arch='auto'
     assert lab.controls['arch'].value == 'resnet34'
