@@ -428,7 +428,7 @@ def assert_partial_run_saved(d):
     assert (h.steps.phase == 'frozen').sum() >= 1 and (h.steps.phase == 'unfrozen').sum() >= 1
 
 
-@pytest.mark.parametrize('second', ['while run() cleans up', 'as run() returns'])
+@pytest.mark.parametrize('second', ['while run() cleans up', pytest.param('as run() returns', marks=pytest.mark.slow)])
 def test_a_second_ctrl_c_keeps_the_partial_run(capsys, tmp_path, monkeypatch, second):
     "Two Ctrl-Cs: the first stops training, the second lands before the history is saved; the history is still saved."
     real = signal_during_training(monkeypatch, signal.SIGINT)

@@ -58,7 +58,7 @@ def _expected_lrs(peaks, n, pct_start, div):
     sched = combined_cos(pct_start, np.array(peaks)/div, np.array(peaks), np.array(peaks)/1e5)
     return np.stack([sched(i/n) for i in range(n)])
 
-@pytest.mark.parametrize('strategy', ['fine_tune', 'gradual'])
+@pytest.mark.parametrize('strategy', ['fine_tune', pytest.param('gradual', marks=pytest.mark.slow)])
 def test_recorded_lrs_are_fastais_even_mults_spread(strategy):
     cfg = TINY.replace(strategy=strategy, bs=8)     # 3 steps per epoch
     h = run(cfg, progress=False)
@@ -256,6 +256,7 @@ def test_zero_shot_answers_are_kept_on_disk_and_read_back_only_for_the_same_phot
     assert (tmp_path/'a_file').read_text() == 'x'                            # and nothing kept
 
 
+@pytest.mark.slow
 def test_seeds_repeat_the_run_and_keep_only_the_first_history(monkeypatch):
     refs, row = [], experiment.repeat_row
     monkeypatch.setattr(experiment, 'repeat_row', lambda h: refs.append(weakref.ref(h)) or row(h))
@@ -272,6 +273,7 @@ def test_seeds_repeat_the_run_and_keep_only_the_first_history(monkeypatch):
     assert one.repeats.empty and np.array_equal(one.change, h.change)         # seed 42 alone: the same run as row 0
 
 
+@pytest.mark.slow
 def test_stop_ends_the_repeats_too():
     ev, fits = threading.Event(), []
     class _StopSecond(experiment.Callback):

@@ -60,7 +60,8 @@ def test_surgical_trains_its_group_and_the_head_and_nothing_else(g):
     peak = cfg.base_lr/2/np.sqrt(cfg.lr_mult)
     assert peak/5 < lrs.max() <= peak*(1 + 1e-6) and len(h.epochs) == cfg.freeze_epochs + cfg.epochs
 
-@pytest.mark.parametrize('strategy', ['surgical', pytest.param('ulmfit_lrs', marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize('strategy', ['surgical', 'ulmfit_lrs'])
 def test_runs_without_imagenet_weights(strategy):
     "vision_learner(pretrained=False) makes no optimizer before the first fit; these read its param groups."
     h = run(Config(strategy=strategy, pretrained=False, source='synthetic', arch='resnet18', n_images=16, size=32, bs=4), progress=False)

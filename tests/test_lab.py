@@ -262,6 +262,7 @@ def test_seeds_run_one_after_another_and_show_mean_and_range(run_dir):
     one.compare(0, 1)
     assert 'B: 2 seeds: mean' in one.diff.value
 
+@pytest.mark.slow
 def test_stop_during_a_later_seed_keeps_the_finished_seeds_uncached(run_dir):
     lab = Lab(run_dir=run_dir, **{**TINY, 'seeds': 2, 'epochs': 2})
     lab.cbs = [StopAtSecondSeed(lab)]

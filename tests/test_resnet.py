@@ -93,6 +93,7 @@ def test_run_tracker_report_and_explain_name_resnet34(tiny_run):
     assert 'frozen' in words and len(words.split('\n\n')) > 1
 
 
+@pytest.mark.slow
 def test_cli_run_with_resnet34(torch_home, tmp_path, capsys):
     code = main(['run', *CLI_TINY, '--out', str(tmp_path), '--quiet'])
     out = capsys.readouterr().out

@@ -118,6 +118,7 @@ def test_trials_cover_every_kind():
     assert {a for *_, a, _, _ in t} == {True, False}
 
 
+@pytest.mark.slow
 def test_stop_set_before_the_run(clean):
     "A Stop pressed before Run: nothing trains, the (empty) history is still consistent, and the next run is whole."
     stop = threading.Event(); stop.set()
