@@ -27,14 +27,14 @@ __all__ = ['fused_sq_norms', 'fused_sq_dist', 'layer_kind', 'owning_modules', 'p
            'answers_of']
 
 # %% ../nbs/04_tracker.ipynb #f8eb8dc8
-_NORM_CLASSES = ((nn.modules.batchnorm._BatchNorm,'batchnorm'), (nn.LayerNorm,'layernorm'), (nn.modules.instancenorm._InstanceNorm,'instancenorm'))
+_INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)   # the rest of NORM_TYPES: BatchNorm, SyncBatchNorm, LayerNorm
 
 def layer_kind(m:nn.Module)->str:
     """Short kind name of module `m`: 'conv', 'linear', the norm layers of `models.NORM_TYPES` (what fastai's `train_bn`
     keeps training) as 'batchnorm' (SyncBatchNorm too), 'layernorm' or 'instancenorm', else 'other' (GroupNorm included)."""
     if isinstance(m, nn.modules.conv._ConvNd): return 'conv'
     if isinstance(m, nn.Linear): return 'linear'
-    if isinstance(m, NORM_TYPES): return next((k for cls,k in _NORM_CLASSES if isinstance(m, cls)), 'other')
+    if isinstance(m, NORM_TYPES): return 'layernorm' if isinstance(m, nn.LayerNorm) else 'instancenorm' if isinstance(m, _INSTANCE_NORMS) else 'batchnorm'
     return 'other'
 
 # %% ../nbs/04_tracker.ipynb #4b23721c
