@@ -256,8 +256,9 @@ def test_seeds_run_one_after_another_and_show_mean_and_range(run_dir):
     assert '2 seeds: mean' in lab.runs_list.options[0][0] and '2 seeds: mean' in lab.status.value and 'Finished' in lab.status.value
     assert 'Over 2 seeds' in lab.explanation.value
     assert run_file(run_dir, lab.config()).exists()
-    one = Lab(run_dir=run_dir, **TINY)       # the one-seed run of the same setup, from the cache
+    one = Lab(run_dir=run_dir, **TINY)       # the one-seed run of the same setup (from the cache when an earlier test ran it)
     one.run_button.click()
+    assert one.wait(300) and len(one.runs) == 1
     one.add(h, name='two seeds')
     one.compare(0, 1)
     assert 'B: 2 seeds: mean' in one.diff.value
