@@ -22,7 +22,7 @@ the per-pair ratios tracked / untracked (wall and CPU time), and where the track
 
 Usage: python bench/tracker_overhead.py --whole-run [--reps 5] [--compare-to REV]
 """
-import argparse, collections, importlib.util, os, subprocess, sys, tempfile, time
+import argparse, collections, gc, importlib.util, os, subprocess, sys, tempfile, time
 from pathlib import Path
 from common import header, median, step_timer, NoValidate
 from finetune_lab.experiment import Config, get_dls, STRATEGY_FUNCS, _reseed
@@ -76,6 +76,7 @@ def whole_run(cfg, tracker_cls):
     if dls.device.type == 'cpu': learn.to_channelslast(use_amp=False)
     tr = timed(tracker_cls)(every=cfg.track_every, config=cfg.asdict()) if tracker_cls else None
     if tr: learn.add_cbs(tr)
+    gc.collect()   # the previous run's learner is freed here, not inside the next timed run
     t, c = time.perf_counter(), time.process_time()
     with learn.no_bar(), learn.no_logging(): STRATEGY_FUNCS[cfg.strategy](learn, cfg)
     if tr: tr.history
