@@ -227,7 +227,7 @@ def lp_ft(learn, cfg):
     2. Fine-tune: everything unfrozen, one LR for every group (`one_lr`, as the paper fine-tunes with a single LR), for
        `cfg.epochs` epochs, shaped like fine_tune's unfrozen phase.
     fine_tune also trains the head first, but its whole head (hidden layers too) for `freeze_epochs` epochs with the
-    body's norm layers training (`train_bn`) and their statistics drifting, then discriminative LRs."""
+    body's norm layers training (`train_bn`) and, unless `keep_bn_stats`, their statistics drifting; then discriminative LRs."""
     if (n := _hidden_layers(learn)): raise ValueError(f"lp_ft's probe is a linear classifier, but this head has {n} hidden layer(s): use head_depth=0.")
     _opt_without_train_bn(learn)
     learn.freeze()
