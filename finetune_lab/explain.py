@@ -375,6 +375,14 @@ def explain(h:RunHistory)->str:
 # %% ../nbs/07_explain.ipynb #f295cc1c
 def _frozen_epochs(h): return int(h.steps.epoch[h.steps.phase != 'unfrozen'].nunique())
 
+# %% ../nbs/07_explain.ipynb #8ccac569
+def _seed_caveat(h1, h2)->str:
+    "What a paired win between two runs does not show: that the setting wins whatever the seed."
+    s = ("The test compares one trained model of each (one seed): it covers which photos were scored, not the seed, "
+         "so it shows that these two models' errors differ, not that the setting wins whatever the seed")
+    if len(h1.repeats) > 1 or len(h2.repeats) > 1: return s + "; the range over seeds shows what the seed alone moves."
+    return s + "; run both with seeds=3 to see how much the seed alone moves each error."
+
 # %% ../nbs/07_explain.ipynb #a7e00062
 def _error_diff(h1, h2)->str:
     "Both final errors with their counts, and whether they differ beyond noise (paired test, else the intervals)."
@@ -384,7 +392,7 @@ def _error_diff(h1, h2)->str:
     v = compare_runs(h1, h2)
     if v is not None:
         say = {'better': 'A is better', 'worse': 'B is better', 'tie': 'A tie within noise'}[v.which]
-        return s + f" {say}: {paired_words(v, len(h1.valid_targets))}."
+        return s + f" {say}: {paired_words(v, len(h1.valid_targets))}." + ('' if v.which == 'tie' else ' ' + _seed_caveat(h1, h2))
     if abs(e1 - e2) < 1e-6: return s + " The same error rate: a tie."
     c1, c2 = h1.final_errors(), h2.final_errors()
     if c1 is None or c2 is None:

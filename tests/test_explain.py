@@ -167,3 +167,22 @@ def test_equal_counts_on_the_same_photos_are_ties(wrong, base_wrong, targets):
     other.epochs.loc[other.epochs.index[-1], 'error_rate'] = float(np.mean(base_wrong))   # float64 this time
     d = explain_diff(h, other)
     assert 'A tie within noise' in d and 'A is better' not in d and 'B is better' not in d, d
+
+def _with_wrong(h, wrong):
+    "`h` with its validation answers set so that exactly the photos in `wrong` are wrong (its final error to match)."
+    y = h.valid_targets
+    h.valid_preds = np.where(wrong, 1 - y, y)
+    h.epochs.loc[h.epochs.index[-1], 'error_rate'] = float(np.mean(wrong))
+    return h
+
+def test_a_paired_win_says_it_is_one_seed_not_the_setting():
+    "A McNemar win between one-seed runs is said to be about these two models, with how to see the seed's share; a tie is not."
+    n = 40
+    a = _with_wrong(fake_history(n_valid=n), np.arange(n) < 2)
+    b = fake_history(n_valid=n, seed=1); b.valid_targets, b.valid_key = a.valid_targets, a.valid_key   # the same photos
+    b = _with_wrong(b, np.arange(n) < 20)
+    t = explain_diff(a, b)
+    assert 'A is better' in t and "these two models' errors differ, not that the setting wins whatever the seed" in t, t
+    assert 'run both with seeds=3' in t
+    tie = explain_diff(a, a)
+    assert 'A tie within noise' in tie and 'whatever the seed' not in tie, tie
