@@ -25,8 +25,8 @@ from .data import describe_source, atomic_write, one_line_error
 __all__ = ['STOPS', 'BASELINE_WORDS', 'DEMO', 'DEMO_STRATEGIES', 'DEFAULT_OUT', 'CLIError', 'flag', 'parse_value', 'stopped',
            'on_signals', 'failure', 'config_from', 'add_config_flags', 'config_overrides', 'PhaseLine', 'EpochLine',
            'slug', 'unique', 'explain_text', 'take_lock', 'clean_stale', 'Outputs', 'hold_ctrl_c', 'prepare',
-           'result_line', 'result_notes', 'train', 'paired_lines', 'cmd_demo', 'cmd_run', 'parse_vary', 'cmd_compare',
-           'cmd_show', 'build_parser', 'main']
+           'result_line', 'result_notes', 'train', 'paired_lines', 'paired_header', 'cmd_demo', 'cmd_run', 'parse_vary',
+           'cmd_compare', 'cmd_show', 'build_parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #2b171127
 class CLIError(Exception):
@@ -386,6 +386,14 @@ def paired_lines(hs:list, names:list) -> list:
         out.append(f"{a} vs {b}: {say} ({paired_words(v, len(ha.valid_targets), a, b)})")
     return out
 
+def paired_header(hs:list) -> str:
+    "The line above the paired tests: what a win is (one trained model of each setting) and how to see the seed's share."
+    seeds = ("the first seed of each, so a win is for these two models, not for the setting whatever the seed; "
+             "each run's range over seeds shows what the seed alone moves" if any(len(h.repeats) > 1 for h in hs) else
+             "one seed of each, so a win is for these two models, not for the setting whatever the seed: "
+             "--seeds 3 shows how much the seed alone moves each error")
+    return f"paired tests on the validation photos (exact McNemar; a win needs p < 0.05; {seeds}):"
+
 # %% ../nbs/12_cli.ipynb #3847a6a3
 def _finish(o:Outputs, hs:list, names:list, t0=None, n_planned=None) -> int:
     "Draw the figures, say exactly which files are there, and return 130 (143 for SIGTERM) if the runs were cut short."
@@ -393,8 +401,7 @@ def _finish(o:Outputs, hs:list, names:list, t0=None, n_planned=None) -> int:
     print(f"wrote {len(o.written)} files to {o.out.resolve()}/: " + ', '.join(p.name for p in o.written))
     if o.sfx and o.busy: print(f"  (numbered {o.sfx}: another finetune-lab command is writing into {o.out} now)")
     elif o.sfx: print(f"  (numbered {o.sfx}: {o.out} already holds files of an earlier run, kept as they were; --overwrite replaces them)")
-    if len(hs) > 1: print('\n'.join(['paired tests on the validation photos (exact McNemar; a win needs p < 0.05):'] +
-                                     [f"  {l}" for l in paired_lines(hs, names)]))
+    if len(hs) > 1: print('\n'.join([paired_header(hs)] + [f"  {l}" for l in paired_lines(hs, names)]))
     if t0 is not None: print(f"done in {time.perf_counter()-t0:.0f} s")
     if n_planned and (len(hs) < n_planned or hs[-1].interrupted):
         code, verb, sig = stopped()

@@ -350,7 +350,7 @@ def test_compare_says_win_or_tie_by_the_paired_test(capsys, tmp_path, fake_train
     code, out, err = call(capsys, 'compare', '--strategies', 'fine_tune,head_only,full', '--out', tmp_path)
     assert code == 0, err
     hs = {s: RunHistory.load(tmp_path/f'{s}.npz') for s in ('fine_tune', 'head_only', 'full')}
-    block = out.split('paired tests on the validation photos (exact McNemar; a win needs p < 0.05):\n')[1].splitlines()[:3]
+    block = out.split('paired tests on the validation photos (exact McNemar; a win needs p < 0.05; one seed of each, so a win is for these two models, not for the setting whatever the seed: --seeds 3 shows how much the seed alone moves each error):\n')[1].splitlines()[:3]
     for line, (a, b) in zip(block, [('fine_tune', 'head_only'), ('fine_tune', 'full'), ('head_only', 'full')]):
         v = compare_runs(hs[a], hs[b])
         assert line.startswith(f"  {a} vs {b}: " + dict(better=f"{a} wins", worse=f"{b} wins", tie='a tie within noise')[v.which]), line
