@@ -9,7 +9,7 @@ pytestmark = pytest.mark.slow   # launches 3 training processes: `python -m pyte
 
 ROOT, WORKER = Path(__file__).resolve().parents[1], Path(__file__).with_name('ddp_worker.py')
 
-def _run(args, timeout=180, ok=True):
+def _run(args, timeout=600, ok=True):   # a guard against a hung launch, not a speed test: gloo's waits on 2 busy cores can take minutes
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]),
            'ACCELERATE_USE_CPU': '1', 'OMP_NUM_THREADS': '1'}
     r = subprocess.run([sys.executable, *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
