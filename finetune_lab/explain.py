@@ -343,8 +343,9 @@ def _result_words(h:RunHistory)->str:
     s = f"The last finished epoch ({int(ep.epoch.iloc[-1])}) had valid loss {_g(ep.valid_loss.iloc[-1])} and error {error_text(h)}."
     ec = h.final_errors()
     if ec is not None and ec.ci[1] - ec.ci[0] > .06:
-        s += (f" With only {ec.n} validation photos one photo is {100/ec.n:.2g} points of error rate and the interval is "
-              f"{100*(ec.ci[1] - ec.ci[0]):.0f} points wide: a difference of a few points between runs can be a photo or two.")
+        s += (f" With {ec.n} validation photos one photo is {100/ec.n:.2g} points of error rate and the interval is "
+              f"{100*(ec.ci[1] - ec.ci[0]):.0f} points wide: two runs whose errors differ by less than half that may not differ at all; "
+              "on the same photos the exact McNemar test decides.")
     return s
 
 # %% ../nbs/07_explain.ipynb #a7e00059
