@@ -445,7 +445,8 @@ def _outcome(cfg:Config, h:RunHistory, secs:float, seeds_cut:bool, note:str) -> 
     if h.interrupted: return f"Stopped after {len(h.steps)} steps ({secs:.0f} s): the partial run is kept in the list, not cached."
     if seeds_cut: return (f"Stopped during seed {len(h.repeats) + 1} of {cfg.seeds} ({secs:.0f} s): the {plural(len(h.repeats), 'finished seed')} "
                           f"are kept in the list, not cached: {result_words(h)}")
-    return f"Finished in {secs:.0f} s ({len(h.steps)} steps{each}): {result_words(h)} Kept in the cache{note}: the same settings show it again without training."
+    said = result_words(h).rstrip('.') + '.'
+    return f"Finished in {secs:.0f} s ({len(h.steps)} steps{each}): {said} Kept in the cache{note}: the same settings show it again without training."
 
 # %% ../nbs/11_lab.ipynb #b110007c
 @patch
