@@ -147,9 +147,9 @@ def test_a_run_stopped_before_the_peak_says_so_in_plain_words():
     assert 'the run was stopped before its schedule reached the top.' in t and 'before to the top' not in t, t
     assert 'no recorded step fell at the top of the one-cycle schedule' in explain(fake_history(steps_per_epoch=2))
 
-def _on_three_photos(wrong, base_wrong, targets=(0, 1, 1)):
-    "A history validated on 3 photos with its and the larger class's per-photo answers; its error stored as float32."
-    h, y = fake_history(n_valid=3), np.array(targets)
+def _on_photos(wrong, base_wrong, targets=(0, 1, 1)):
+    "A history validated on `len(targets)` photos with its and the larger class's per-photo answers; its error stored as float32."
+    h, y = fake_history(n_valid=len(targets)), np.array(targets)
     h.valid_targets, h.valid_preds = y, np.where(wrong, 1 - y, y)
     h.baseline_preds, h.baselines = dict(majority=np.where(base_wrong, 1 - y, y)), dict(majority=float(np.mean(base_wrong)))
     h.epochs.loc[h.epochs.index[-1], 'error_rate'] = np.float32(np.mean(wrong))
@@ -160,28 +160,19 @@ def _on_three_photos(wrong, base_wrong, targets=(0, 1, 1)):
     ((0, 1, 0), (1, 0, 0), (0, 1, 1)),      # 1 of 3 against 1 of 3, different photos
     ((0, 0, 0), (0, 0, 0), (1, 1, 1))])     # one class only: 0 % against 0 %
 def test_equal_counts_on_the_same_photos_are_ties(wrong, base_wrong, targets):
-    h = _on_three_photos(wrong, base_wrong, targets)
+    h = _on_photos(wrong, base_wrong, targets)
     t = explain(h)
     assert 'a tie within noise' in t and 'beats' not in t and 'no better' not in t and 'worse' not in t, t
     assert run_label(h).endswith(', a tie with the larger class')
-    other = _on_three_photos(base_wrong, wrong, targets)       # two runs with equal counts, compared with each other
+    other = _on_photos(base_wrong, wrong, targets)       # two runs with equal counts, compared with each other
     other.epochs.loc[other.epochs.index[-1], 'error_rate'] = float(np.mean(base_wrong))   # float64 this time
     d = explain_diff(h, other)
     assert 'A tie within noise' in d and 'A is better' not in d and 'B is better' not in d, d
 
-def _with_wrong(h, wrong):
-    "`h` with its validation answers set so that exactly the photos in `wrong` are wrong (its final error to match)."
-    y = h.valid_targets
-    h.valid_preds = np.where(wrong, 1 - y, y)
-    h.epochs.loc[h.epochs.index[-1], 'error_rate'] = float(np.mean(wrong))
-    return h
-
 def test_a_paired_win_says_it_is_one_seed_not_the_setting():
     "A McNemar win between one-seed runs is said to be about these two models, with how to see the seed's share; a tie is not."
-    n = 40
-    a = _with_wrong(fake_history(n_valid=n), np.arange(n) < 2)
-    b = fake_history(n_valid=n, seed=1); b.valid_targets, b.valid_key = a.valid_targets, a.valid_key   # the same photos
-    b = _with_wrong(b, np.arange(n) < 20)
+    n, y = 40, np.arange(40) % 2
+    a, b = (_on_photos(np.arange(n) < k, np.zeros(n, bool), y) for k in (2, 20))   # the same 40 photos: 2 and 20 wrong
     t = explain_diff(a, b)
     assert 'A is better' in t and "these two models' errors differ, not that the setting wins whatever the seed" in t, t
     assert 'run both with seeds=3' in t
